@@ -1,0 +1,60 @@
+"""The one progress display for searches: a live panel on a terminal, a line per result elsewhere."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
+
+from cosearch.controller.controller import RunState, format_duration
+
+
+def _fmt(metric: str, value: float) -> str:
+    if metric == "accuracy":
+        return f"{value:.2%}"
+    return f"{value:.3g}"
+
+
+def summary_line(state: RunState) -> str:
+    best = ", ".join(f"{m} {_fmt(m, v)}" for m, v in state.best().items()) or "-"
+    return (
+        f"evaluated {state.evaluated}/{state.total}  running {state.running}  feasible {state.feasible}  "
+        f"failed {state.failed}  best: {best}  elapsed {format_duration(state.elapsed_s)}  "
+        f"ETA {format_duration(state.eta_s)}"
+    )
+
+
+class SearchProgress:
+    """Callable listener for the Controller; use as a context manager around `Controller.run`."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live_mode = console.is_terminal
+        self.bar = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), console=console)
+        self.task = self.bar.add_task("search", total=1)
+        self.live = Live(console=console, refresh_per_second=4, transient=False) if self.live_mode else None
+        self._printed = 0
+
+    def __enter__(self) -> SearchProgress:
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def __call__(self, state: RunState) -> None:
+        if self.live:
+            self.bar.update(self.task, total=state.total, completed=state.evaluated)
+            failures = [r for r in state.results if r.result.status == "failed"][-2:]
+            lines = [self.bar, Text(summary_line(state))]
+            lines += [Text(f"  failed #{r.id}: {r.result.error}", style="red") for r in failures]
+            self.live.update(Group(*lines))
+            return
+        while self._printed < state.evaluated:  # plain output: one line per new result
+            item = state.results[self._printed]
+            self._printed += 1
+            note = f" FAILED: {item.result.error}" if item.result.status == "failed" else ""
+            self.console.print(f"[{self._printed}/{state.total}] #{item.id} {item.result.status}{note} | {summary_line(state)}", highlight=False)

@@ -1,0 +1,240 @@
+"""The search driver: asks the strategy, runs evaluations as Ray tasks, stores, tells, resumes.
+
+The only module of cosearch that imports ray. Order of every completion:
+  1. the result (and weights) is committed to RUN_DIR,
+  2. the strategy is told,
+  3. the strategy checkpoint (state, last told id, in-flight candidates) is committed.
+A kill between any two steps loses nothing: resume loads the checkpoint, tells the strategy
+the stored results it has not heard of, and re-submits the in-flight candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cosearch.core.candidate import Candidate
+from cosearch.core.errors import CosearchError
+from cosearch.core.objectives import Goals
+from cosearch.core.result import Result
+from cosearch.controller.store import Checkpoint, RunStore, StoredResult
+from cosearch.evaluators.base import Evaluation, Evaluator
+from cosearch.job import JobSpec, spec_from_dict
+
+log = logging.getLogger(__name__)
+
+MAX_DUPLICATE_ASKS = 200  # a strategy that only repeats itself has exhausted the space
+WAIT_TIMEOUT_S = 0.5  # how often the progress display refreshes while evaluations run
+
+
+@dataclass
+class RunState:
+    """What a progress display shows; updated by the controller as results arrive."""
+
+    goals: Goals
+    total: int
+    results: list[StoredResult] = field(default_factory=list)
+    running: int = 0
+    started_s: float = field(default_factory=time.time)
+    done_at_start: int = 0
+    duplicates: int = 0
+    finished: bool = False
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.results if r.result.status == "failed")
+
+    @property
+    def feasible(self) -> int:
+        return sum(1 for r in self.results if self.goals.feasible(r.result))
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.time() - self.started_s
+
+    @property
+    def eta_s(self) -> float | None:
+        done_now = self.evaluated - self.done_at_start
+        if done_now <= 0:
+            return None
+        return self.elapsed_s / done_now * (self.total - self.evaluated)
+
+    def best(self) -> dict[str, float]:
+        """Best value per objective among feasible results (all ok results when none is feasible)."""
+        pool = [r.result for r in self.results if self.goals.feasible(r.result)]
+        pool = pool or [r.result for r in self.results if r.result.ok]
+        best: dict[str, float] = {}
+        for objective in self.goals.objectives:
+            values = [r.metrics[objective.metric] for r in pool if objective.metric in r.metrics]
+            if values:
+                best[objective.metric] = max(values) if objective.direction == "max" else min(values)
+        return best
+
+
+Listener = Callable[[RunState], None]
+
+
+def _evaluate(evaluator: Evaluator, candidate_json: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+    evaluation = evaluator.evaluate(Candidate.from_json(candidate_json))
+    return evaluation.result.to_json(), evaluation.weights
+
+
+def connect_ray(address: str | None, concurrency: int) -> bool:
+    """Start local Ray (no address) or join a cluster; returns True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(num_cpus=concurrency, include_dashboard=False, **quiet)
+    return True
+
+
+class Controller:
+    """Runs one search in RUN_DIR. Use `start` for a new run and `resume` for a stopped one."""
+
+    def __init__(self, job: JobSpec, store: RunStore, address: str | None = None, listener: Listener | None = None):
+        self.job = job
+        self.store = store
+        self.address = address if address is not None else job.resources.address
+        self.listener = listener or (lambda state: None)
+        self.goals = job.goals()
+        self.strategy = job.make_strategy()
+        self.evaluator = job.make_evaluator()
+        self.told_id = 0
+        self.pending: dict[str, Candidate] = {}  # key -> candidate, asked and not yet stored
+        self.state = RunState(self.goals, job.resources.trials)
+
+    @classmethod
+    def start(cls, job: JobSpec, run_dir: str | Path, **kwargs: Any) -> Controller:
+        run_dir = Path(run_dir)
+        if (run_dir / "cosearch.db").exists():
+            raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
+        store = RunStore(run_dir, create=True)
+        store.save_job(job.to_json())
+        return cls(job, store, **kwargs)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, **kwargs: Any) -> Controller:
+        store = RunStore(run_dir)
+        job = spec_from_dict(store.job(), str(run_dir))
+        controller = cls(job, store, **kwargs)
+        controller._restore()
+        return controller
+
+    def _restore(self) -> None:
+        checkpoint = self.store.checkpoint()
+        if checkpoint is not None:
+            self.strategy.load_state_dict(checkpoint.strategy)
+            self.told_id = checkpoint.told_id
+            self.pending = {c.key: c for c in map(Candidate.from_json, checkpoint.pending)}
+        stored = self.store.results()
+        self.state.results = list(stored)
+        self.state.done_at_start = len(stored)
+        for item in stored:
+            self.pending.pop(item.result.candidate.key, None)
+            if item.id > self.told_id:  # stored but the strategy never heard of it
+                self.strategy.tell(item.result.candidate, item.result)
+                self.told_id = item.id
+        log.info("resumed: %d results stored, %d candidates to re-submit", len(stored), len(self.pending))
+
+    def _checkpoint(self) -> None:
+        pending = [c.to_json() for c in self.pending.values()]
+        self.store.save_checkpoint(Checkpoint(self.strategy.state_dict(), self.told_id, pending))
+
+    def _next_candidate(self, in_flight: set[str]) -> Candidate | None:
+        """A new candidate from the strategy; duplicates of stored ones are answered from the store."""
+        for _ in range(MAX_DUPLICATE_ASKS):
+            candidate = self.strategy.ask()
+            stored = self.store.by_key(candidate.key)
+            if stored is not None:
+                self.strategy.tell(candidate, stored.result)
+                self.state.duplicates += 1
+                continue
+            if candidate.key in in_flight or candidate.key in self.pending:
+                self.state.duplicates += 1
+                continue
+            return candidate
+        log.warning("the strategy proposed only known candidates %d times in a row; stopping early", MAX_DUPLICATE_ASKS)
+        return None
+
+    def run(self) -> RunState:
+        """Evaluate until the job's number of trials is stored. Ctrl-C stops cleanly (resumable)."""
+        import ray
+
+        started_ray = connect_ray(self.address, self.job.resources.concurrency)
+        remote = ray.remote(num_cpus=1, max_retries=2)(_evaluate)
+        evaluator_ref = ray.put(self.evaluator)
+        in_flight: dict[Any, Candidate] = {}
+        resubmit = list(self.pending.values())
+        exhausted = False
+        self.store.set_status("running")
+        try:
+            while True:
+                stored = self.state.evaluated
+                while (
+                    len(in_flight) < self.job.resources.concurrency
+                    and stored + len(in_flight) < self.job.resources.trials
+                    and not (exhausted and not resubmit)
+                ):
+                    candidate = resubmit.pop(0) if resubmit else self._next_candidate({c.key for c in in_flight.values()})
+                    if candidate is None:
+                        exhausted = True
+                        break
+                    self.pending[candidate.key] = candidate
+                    self._checkpoint()  # the ask is durable before the work starts
+                    in_flight[remote.remote(evaluator_ref, candidate.to_json())] = candidate
+                self.state.running = len(in_flight)
+                self.listener(self.state)
+                if not in_flight:
+                    break
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
+                for ref in ready:
+                    self._complete(in_flight.pop(ref), ref)
+            self.state.finished = self.state.evaluated >= self.job.resources.trials or exhausted
+            self.store.set_status("finished" if self.state.finished else "stopped")
+        except BaseException:
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
+            self.store.set_status("stopped")
+            raise
+        finally:
+            self.state.running = 0
+            if started_ray:
+                ray.shutdown()
+        return self.state
+
+    def _complete(self, candidate: Candidate, ref: Any) -> None:
+        import ray
+
+        try:
+            result_json, weights = ray.get(ref)
+            evaluation = Evaluation(Result.from_json(result_json), weights)
+        except ray.exceptions.RayError as error:  # the worker died even after retries
+            evaluation = Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}"))
+        result_id = self.store.add(evaluation.result, evaluation.weights)  # 1. durable
+        self.pending.pop(candidate.key, None)
+        self.strategy.tell(candidate, evaluation.result)  # 2. told
+        self.told_id = result_id
+        self._checkpoint()  # 3. checkpointed
+        self.state.results.append(StoredResult(result_id, evaluation.result, time.time()))
+        if evaluation.result.status == "failed":
+            log.info("candidate %s failed: %s", candidate.key, evaluation.result.error)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(round(seconds))
+    return f"{seconds // 60:d}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600:d}h{seconds % 3600 // 60:02d}m"

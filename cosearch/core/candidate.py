@@ -1,0 +1,92 @@
+"""A candidate: one architecture with one compression policy. Torch-free and JSON-able."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+FLOAT_BITS = 32  # "leave this layer in float"
+
+
+@dataclass(frozen=True)
+class LayerPolicy:
+    """How one layer slot is compressed: weight bits (32 = float) and unstructured sparsity."""
+
+    weight_bits: int = FLOAT_BITS
+    sparsity: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int):
+            raise ValueError(f"`weight_bits` must be an int, but got {self.weight_bits!r}")
+        if not (2 <= self.weight_bits <= 8 or self.weight_bits == FLOAT_BITS):
+            raise ValueError(f"`2 <= weight_bits <= 8 or weight_bits == 32` must hold, but got {self.weight_bits=}")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"`0 <= sparsity < 1` must hold, but got {self.sparsity=}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"weight_bits": self.weight_bits, "sparsity": self.sparsity}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-layer compression of a network, keyed by the layer slot names its search space gives."""
+
+    layers: Mapping[str, LayerPolicy] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", MappingProxyType(dict(sorted(self.layers.items()))))
+
+    def get(self, slot: str) -> LayerPolicy:
+        return self.layers.get(slot, LayerPolicy())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layers": {slot: lp.to_json() for slot, lp in self.layers.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Policy:
+        return cls({slot: LayerPolicy(**lp) for slot, lp in data.get("layers", {}).items()})
+
+    def summary(self) -> str:
+        """A short human summary: how many layers at each bit width, and the mean sparsity."""
+        if not self.layers:
+            return "float, dense"
+        counts: dict[int, int] = {}
+        for lp in self.layers.values():
+            counts[lp.weight_bits] = counts.get(lp.weight_bits, 0) + 1
+        bits = " ".join(f"{'fp' if b == FLOAT_BITS else 'w' + str(b)}x{n}" for b, n in sorted(counts.items()))
+        mean_sparsity = sum(lp.sparsity for lp in self.layers.values()) / len(self.layers)
+        return f"{bits}; sparsity {mean_sparsity:.2f}"
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An architecture (a plain JSON-able mapping) and its compression policy.
+
+    Search spaces hand out candidates in canonical form, so two candidates that compute the
+    same function have the same `key`.
+    """
+
+    arch: Mapping[str, Any]
+    policy: Policy = field(default_factory=Policy)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch", MappingProxyType(json.loads(canonical_json(dict(self.arch)))))
+
+    @property
+    def key(self) -> str:
+        """Stable identity for de-duplication: a hash of the canonical JSON."""
+        return hashlib.sha1(canonical_json(self.to_json()).encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arch": dict(self.arch), "policy": self.policy.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Candidate:
+        return cls(arch=data["arch"], policy=Policy.from_json(data.get("policy", {})))

@@ -1,0 +1,116 @@
+"""Pareto maths in minimisation form: constrained non-dominated sorting, crowding, hypervolume."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when `a` is no worse than `b` everywhere and better somewhere (minimisation)."""
+    return bool(np.all(a <= b) and np.any(a < b))
+
+
+def constrained_dominates(a: np.ndarray, va: float, b: np.ndarray, vb: float) -> bool:
+    """Deb's rule: feasible beats infeasible, less violation beats more, else Pareto dominance."""
+    if va == 0.0 and vb == 0.0:
+        return dominates(a, b)
+    if va == 0.0:
+        return True
+    if vb == 0.0:
+        return False
+    return va < vb
+
+
+def nondominated_sort(values: np.ndarray, violations: np.ndarray | None = None) -> list[list[int]]:
+    """Fronts of indices, best first (Deb et al. 2002, constrained variant when violations are given)."""
+    n = len(values)
+    if violations is None:
+        violations = np.zeros(n)
+    dominated_by: list[list[int]] = [[] for _ in range(n)]
+    count = np.zeros(n, dtype=int)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if constrained_dominates(values[i], violations[i], values[j], violations[j]):
+                dominated_by[i].append(j)
+                count[j] += 1
+            elif constrained_dominates(values[j], violations[j], values[i], violations[i]):
+                dominated_by[j].append(i)
+                count[i] += 1
+    fronts: list[list[int]] = []
+    current = [i for i in range(n) if count[i] == 0]
+    while current:
+        fronts.append(current)
+        following = []
+        for i in current:
+            for j in dominated_by[i]:
+                count[j] -= 1
+                if count[j] == 0:
+                    following.append(j)
+        current = sorted(following)
+    return fronts
+
+
+def pareto_front(values: np.ndarray, violations: np.ndarray | None = None) -> list[int]:
+    """Indices of the first front; with violations, only feasible points can be on it."""
+    if len(values) == 0:
+        return []
+    first = nondominated_sort(values, violations)[0]
+    if violations is not None:
+        first = [i for i in first if violations[i] == 0.0]
+    return first
+
+
+def crowding_distance(values: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each point within one front (boundary points get inf)."""
+    n, m = values.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for k in range(m):
+        order = np.argsort(values[:, k], kind="stable")
+        span = values[order[-1], k] - values[order[0], k]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span == 0 or not np.isfinite(span):
+            continue
+        distance[order[1:-1]] += (values[order[2:], k] - values[order[:-2], k]) / span
+    return distance
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Exact hypervolume dominated by `points` and bounded by `reference` (minimisation).
+
+    2 objectives by a sweep, 3 or more by slicing along the last objective (exact; meant for
+    fronts of up to a few thousand points).
+    """
+    points = np.asarray(points, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    if points.ndim != 2 or points.shape[1] != reference.shape[0]:
+        raise ValueError(f"points must be (n, {reference.shape[0]}), but got shape {points.shape}")
+    inside = points[np.all(points < reference, axis=1)]
+    if len(inside) == 0:
+        return 0.0
+    return _hv(inside[pareto_front(inside)], reference)
+
+
+def _hv(points: np.ndarray, reference: np.ndarray) -> float:
+    m = points.shape[1]
+    if m == 1:
+        return float(reference[0] - points[:, 0].min())
+    if m == 2:
+        order = np.argsort(points[:, 0], kind="stable")
+        volume, best_y = 0.0, reference[1]
+        for x, y in points[order]:
+            if y < best_y:
+                volume += (reference[0] - x) * (best_y - y)
+                best_y = y
+        return float(volume)
+    order = np.argsort(points[:, -1], kind="stable")
+    ordered = points[order]
+    volume = 0.0
+    for i in range(len(ordered)):
+        upper = ordered[i + 1, -1] if i + 1 < len(ordered) else reference[-1]
+        thickness = upper - ordered[i, -1]
+        if thickness > 0:
+            slab = ordered[: i + 1, :-1]
+            volume += thickness * _hv(slab[pareto_front(slab)], reference[:-1])
+    return float(volume)

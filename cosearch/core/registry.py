@@ -1,0 +1,59 @@
+"""One registry per kind of component: duplicate names raise, unknown names list the valid ones."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Generic, TypeVar
+
+from cosearch.core.errors import SpecError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps a name to a class or factory; `create` checks keyword arguments against its signature."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._entries[name] = factory
+            factory.registry_name = name  # type: ignore[attr-defined]
+            return factory
+
+        return decorator
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise SpecError(self.kind, name, f"one of {self.names()}") from None
+
+    def parameters(self, name: str, skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
+        """The keyword parameters a user may set for `name` (those not supplied by cosearch itself)."""
+        signature = inspect.signature(self.get(name))
+        return {
+            key: param
+            for key, param in signature.parameters.items()
+            if key not in skip and key != "self" and param.kind is not inspect.Parameter.VAR_KEYWORD
+        }
+
+    def check_params(self, name: str, params: dict[str, Any], field: str, skip: tuple[str, ...] = ()) -> None:
+        """Raise SpecError for a keyword argument that `name` does not take (never drop it silently)."""
+        allowed = self.parameters(name, skip)
+        for key, value in params.items():
+            if key not in allowed:
+                raise SpecError(f"{field}.{key}", value, f"parameters of {self.kind} {name!r}: {sorted(allowed)}")
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> T:
+        return self.get(name)(*args, **kwargs)

@@ -1,0 +1,94 @@
+"""Datasets as numpy arrays, split once per seed: digits (built in), CIFAR-10 from a local path."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from cosearch.core.errors import SpecError
+
+DATASETS = ("digits", "cifar10")
+CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32).reshape(1, 3, 1, 1)
+CIFAR10_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32).reshape(1, 3, 1, 1)
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray  # (N, C, H, W) float32
+    y: np.ndarray  # (N,) int64
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+
+def _stratified_split(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
+    val_share = val_fraction / (1.0 - test_fraction)
+    x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=val_share, stratify=y_rest, random_state=seed)
+    return Split(x_train, y_train), Split(x_val, y_val), Split(x_test, y_test)
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # ships inside scikit-learn: no download
+
+    digits = load_digits()
+    x = (digits.images.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    return (x - 0.5) / 0.5, digits.target.astype(np.int64)
+
+
+def _cifar10_batches(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for name in names:
+        with open(path / name, "rb") as handle:
+            batch = pickle.load(handle, encoding="latin1")
+        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(batch["labels"], dtype=np.int64))
+    x = np.concatenate(xs).astype(np.float32) / 255.0
+    return (x - CIFAR10_MEAN) / CIFAR10_STD, np.concatenate(ys)
+
+
+def check_dataset_path(dataset: str, path: str | None) -> None:
+    """Raise SpecError unless `path` holds what `dataset` reads (nothing is downloaded)."""
+    if dataset == "digits":
+        return
+    if dataset == "cifar10":
+        folder = Path(path) if path else None
+        if folder is None or not (folder / "data_batch_1").is_file() or not (folder / "test_batch").is_file():
+            raise SpecError("task.path", path, "a local 'cifar-10-batches-py' folder with data_batch_1..5 and test_batch")
+        return
+    raise SpecError("task.dataset", dataset, f"one of {list(DATASETS)}")
+
+
+@lru_cache(maxsize=4)
+def load_dataset(
+    name: str = "digits", path: str | None = None, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0
+) -> Dataset:
+    """Load and split a dataset; cached per process so a Ray worker loads it once."""
+    check_dataset_path(name, path)
+    if name == "digits":
+        x, y = _digits()
+        train, val, test = _stratified_split(x, y, val_fraction, test_fraction, seed)
+        return Dataset(name, train, val, test, num_classes=10)
+    folder = Path(path)  # type: ignore[arg-type]
+    x, y = _cifar10_batches(folder, [f"data_batch_{i}" for i in range(1, 6)])
+    x_test, y_test = _cifar10_batches(folder, ["test_batch"])
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction, stratify=y, random_state=seed)
+    return Dataset(name, Split(x_train, y_train), Split(x_val, y_val), Split(x_test, y_test), num_classes=10)

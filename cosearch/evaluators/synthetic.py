@@ -1,0 +1,46 @@
+"""A torch-free stand-in evaluator: metrics from a candidate's genome, in microseconds.
+
+For exercising controllers and strategies (tests, overhead benchmarks) without training.
+Its numbers mean nothing about real networks; `fail_rate` injects failures on purpose.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from cosearch.core.candidate import FLOAT_BITS, Candidate
+from cosearch.core.objectives import DEFAULT_DEVICE
+from cosearch.core.result import Result
+from cosearch.evaluators.base import EVALUATORS, Evaluation, Evaluator
+from cosearch.search_spaces.base import SearchSpace
+
+
+@EVALUATORS.register("synthetic")
+class SyntheticEvaluator(Evaluator):
+    def __init__(
+        self, space: SearchSpace, fail_rate: float = 0.0, delay_s: float = 0.0, device: str = DEFAULT_DEVICE
+    ) -> None:
+        if not 0.0 <= fail_rate <= 1.0:
+            raise ValueError(f"`0 <= fail_rate <= 1` must hold, but got {fail_rate=}")
+        if delay_s < 0:
+            raise ValueError(f"`delay_s >= 0` must hold, but got {delay_s=}")
+        self.space, self.fail_rate, self.delay_s, self.device = space, fail_rate, delay_s, device
+
+    def evaluate(self, candidate: Candidate) -> Evaluation:
+        rng = np.random.default_rng(int(candidate.key, 16))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if rng.random() < self.fail_rate:
+            return Evaluation(Result.failed(candidate, "SyntheticFailure: injected by fail_rate"))
+        slots = self.space.layer_slots(candidate.arch)
+        bits = [candidate.policy.get(s).weight_bits for s in slots]
+        sparsity = [candidate.policy.get(s).sparsity for s in slots]
+        capacity = len(slots) / max(1, len(self.space.all_slots()))
+        precision = float(np.mean([min(b, 8) / 8 for b in bits])) if bits else 1.0
+        accuracy = 0.5 + 0.35 * capacity + 0.1 * precision - 0.1 * float(np.mean(sparsity or [0])) + 0.02 * rng.random()
+        latency_ms = 0.2 + 1.5 * capacity + 0.05 * rng.random()
+        size_kb = sum(b * (1 - s) for b, s in zip(bits, sparsity)) / FLOAT_BITS
+        metrics = {"accuracy": accuracy, f"latency_ms@{self.device}": latency_ms, "size_kb": size_kb}
+        return Evaluation(Result(candidate, "ok", metrics, measured={"all": {"how": "synthetic"}}))

@@ -1,0 +1,93 @@
+"""Export one result of a run: model.onnx that ONNX Runtime runs, and card.json saying how it was measured."""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosearch.controller.store import RunStore
+from cosearch.core.errors import CosearchError
+from cosearch.evaluators.train import accuracy, predict
+from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency, run_onnx, to_onnx_bytes
+from cosearch.job import spec_from_dict
+
+# ONNX Runtime and PyTorch run the same float graph; what differs is summation order.
+OUTPUT_ATOL = 1e-3
+
+
+def load_model(store: RunStore, result_id: int):
+    """The deployable PyTorch model whose metrics result `result_id` reports, and the run's job."""
+    import torch
+
+    stored = store.get(result_id)
+    if stored is None:
+        raise CosearchError(f"no result with id {result_id} in {store.run_dir}; see `cosearch pareto {store.run_dir} --all`")
+    if not stored.result.ok:
+        raise CosearchError(f"result {result_id} is {stored.result.status} ({stored.result.error}); pick an ok one")
+    weights = store.weights(stored.result.candidate.key)
+    if weights is None:
+        raise CosearchError(f"result {result_id} has no stored weights (its evaluator keeps none); nothing to export")
+    job = spec_from_dict(store.job(), str(store.run_dir))
+    data = job.make_evaluator().data.load()
+    model = job.make_space().build(stored.result.candidate.arch, data.input_shape, data.num_classes)
+    model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+    model.eval()
+    return model, stored, job, data
+
+
+def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str, Any]:
+    """Write OUT/model.onnx and OUT/card.json; the card's numbers are measured on the written file."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    torch.set_num_threads(1)
+    with RunStore(run_dir) as store:
+        model, stored, job, data = load_model(store, result_id)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "model.onnx"
+    onnx_path.write_bytes(to_onnx_bytes(model, data.input_shape))
+    onnx.checker.check_model(str(onnx_path))
+
+    torch_val = predict(model, data.val.x)
+    onnx_val = run_onnx(str(onnx_path), data.val.x)
+    onnx_test = run_onnx(str(onnx_path), data.test.x)
+    max_abs_diff = float(np.abs(torch_val - onnx_val).max())
+    settings = LatencySettings(**job.latency.model_dump())
+    latency = measure_latency(str(onnx_path), data.input_shape, settings)
+    result = stored.result
+    card = {
+        "id": stored.id,
+        "key": result.candidate.key,
+        "arch": dict(result.candidate.arch),
+        "policy": result.candidate.policy.to_json(),
+        "policy_summary": result.candidate.policy.summary(),
+        "search_metrics": dict(result.metrics),
+        "search_measured": dict(result.measured),
+        "export": {
+            "file": onnx_path.name,
+            "file_bytes": onnx_path.stat().st_size,
+            "weights_storage": "float32 values on each layer's quantization grid (fake-quantized, baked)",
+            "onnx_accuracy": {
+                "val": accuracy(onnx_val, data.val.y),
+                "test": accuracy(onnx_test, data.test.y),
+                "samples": {"val": int(len(data.val.y)), "test": int(len(data.test.y))},
+                "dataset": data.name,
+            },
+            "pytorch_accuracy_val": accuracy(torch_val, data.val.y),
+            "max_abs_logit_diff_vs_pytorch": max_abs_diff,
+            "latency_ms": latency,
+            "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+            "onnxruntime": onnxruntime.__version__,
+        },
+    }
+    if max_abs_diff > OUTPUT_ATOL:
+        raise CosearchError(f"exported ONNX disagrees with PyTorch (max |diff| {max_abs_diff:.2e} > {OUTPUT_ATOL})")
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2))
+    return card

@@ -1,0 +1,290 @@
+"""The job file: YAML parsed into a validated, typed JobSpec.
+
+Every mistake becomes one SpecError that names the field, the value and what is allowed;
+nothing is written before a job validates.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from cosearch.core.candidate import FLOAT_BITS
+from cosearch.core.errors import SpecError
+from cosearch.core.objectives import Constraint, Goals, Objective
+from cosearch.evaluators.data import DATASETS, check_dataset_path
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Component(BaseModel):
+    """A registered component: `name` plus the keyword arguments it takes (checked against it)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TaskSpec(_Section):
+    dataset: str = "digits"
+    path: Optional[str] = None
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        if value not in DATASETS:
+            raise ValueError(f"allowed: one of {list(DATASETS)}")
+        return value
+
+    @field_validator("val_fraction", "test_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.05 <= value <= 0.5:
+            raise ValueError("allowed: a fraction between 0.05 and 0.5")
+        return value
+
+    @model_validator(mode="after")
+    def _path(self) -> TaskSpec:
+        check_dataset_path(self.dataset, self.path)
+        return self
+
+
+class CompressionSpec(_Section):
+    weight_bits: list[int] = [4, 8, FLOAT_BITS]
+    sparsity: list[float] = [0.0, 0.25, 0.5, 0.75]
+
+    @model_validator(mode="after")
+    def _choices(self) -> CompressionSpec:
+        for name, values in (("weight_bits", self.weight_bits), ("sparsity", self.sparsity)):
+            if not values or len(set(values)) != len(values):
+                raise SpecError(f"compression.{name}", values, "a non-empty list of distinct values")
+        for i, bits in enumerate(self.weight_bits):
+            if not (2 <= bits <= 8 or bits == FLOAT_BITS):
+                raise SpecError(f"compression.weight_bits[{i}]", bits, "integers 2..8, or 32 for float")
+        for i, amount in enumerate(self.sparsity):
+            if not 0.0 <= amount < 1.0:
+                raise SpecError(f"compression.sparsity[{i}]", amount, "a fraction with 0 <= sparsity < 1")
+        return self
+
+
+class TrainingSpec(_Section):
+    epochs: int = 8
+    finetune_epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    finetune_learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TrainingSpec:
+        for name in ("epochs", "finetune_epochs"):
+            if getattr(self, name) < 0:
+                raise SpecError(f"training.{name}", getattr(self, name), "an integer >= 0")
+        if self.batch_size < 2:
+            raise SpecError("training.batch_size", self.batch_size, "an integer >= 2")
+        for name in ("learning_rate", "finetune_learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0) or (name != "weight_decay" and value == 0):
+                raise SpecError(f"training.{name}", value, "a finite number > 0" if name != "weight_decay" else ">= 0")
+        return self
+
+
+class LatencySpec(_Section):
+    threads: int = 1
+    batch_size: int = 1
+    warmup_runs: int = 10
+    runs: int = 50
+
+    @model_validator(mode="after")
+    def _ranges(self) -> LatencySpec:
+        minimum = {"threads": 1, "batch_size": 1, "warmup_runs": 0, "runs": 30}
+        for name, low in minimum.items():
+            if getattr(self, name) < low:
+                raise SpecError(f"latency.{name}", getattr(self, name), f"an integer >= {low}")
+        return self
+
+
+class ResourcesSpec(_Section):
+    trials: int = 24
+    concurrency: int = 2
+    address: Optional[str] = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ResourcesSpec:
+        if self.trials < 1:
+            raise SpecError("resources.trials", self.trials, "an integer >= 1")
+        if self.concurrency < 1:
+            raise SpecError("resources.concurrency", self.concurrency, "an integer >= 1")
+        return self
+
+
+class JobSpec(_Section):
+    name: str = "search"
+    task: TaskSpec = TaskSpec()
+    search_space: _Component = _Component(name="nb201")
+    compression: CompressionSpec = CompressionSpec()
+    strategy: _Component = _Component(name="regularized_evolution")
+    evaluator: _Component = _Component(name="train")
+    objectives: list[str] = ["accuracy", "latency_ms", "size_kb"]
+    budgets: list[str] = []
+    training: TrainingSpec = TrainingSpec()
+    latency: LatencySpec = LatencySpec()
+    resources: ResourcesSpec = ResourcesSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value or not all(ch.isalnum() or ch in "-_." for ch in value):
+            raise ValueError("allowed: letters, digits, '-', '_' and '.'")
+        return value
+
+    @model_validator(mode="after")
+    def _components(self) -> JobSpec:
+        self.goals()
+        self.make_space()
+        self.validate_strategy()
+        self.validate_evaluator()
+        return self
+
+    # --- the typed pieces the rest of cosearch consumes ---------------------------------
+    def goals(self) -> Goals:
+        if not self.objectives:
+            raise SpecError("objectives", self.objectives, "at least one of accuracy, latency_ms, size_kb")
+        objectives = tuple(Objective.parse(name, f"objectives[{i}]") for i, name in enumerate(self.objectives))
+        if len({o.metric for o in objectives}) != len(objectives):
+            raise SpecError("objectives", self.objectives, "each metric at most once")
+        constraints = tuple(Constraint.parse(text, f"budgets[{i}]") for i, text in enumerate(self.budgets))
+        return Goals(objectives, constraints)
+
+    def make_space(self):
+        from cosearch.search_spaces import SEARCH_SPACES
+
+        SEARCH_SPACES.get(self.search_space.name)
+        SEARCH_SPACES.check_params(self.search_space.name, self.search_space.params, "search_space")
+        return _construct(SEARCH_SPACES, self.search_space, "search_space")
+
+    def make_joint_space(self):
+        from cosearch.search_spaces import JointSpace
+
+        return JointSpace(self.make_space(), self.compression.weight_bits, self.compression.sparsity)
+
+    def validate_strategy(self) -> None:
+        from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
+
+        STRATEGIES.get(self.strategy.name)
+        STRATEGIES.check_params(self.strategy.name, self.strategy.params, "strategy", skip=CONTROLLER_ARGS)
+        self.make_strategy()
+
+    def make_strategy(self):
+        from cosearch.strategies import STRATEGIES
+
+        kwargs = dict(space=self.make_joint_space(), goals=self.goals(), seed=self.resources.seed)
+        return _construct(STRATEGIES, self.strategy, "strategy", **kwargs)
+
+    def validate_evaluator(self) -> None:
+        from cosearch.evaluators import EVALUATORS
+
+        EVALUATORS.get(self.evaluator.name)
+        fixed = ("space", "data", "training", "latency", "device")
+        EVALUATORS.check_params(self.evaluator.name, self.evaluator.params, "evaluator", skip=fixed)
+        self.make_evaluator()
+
+    def make_evaluator(self):
+        from cosearch.evaluators import EVALUATORS
+        from cosearch.evaluators.train import DataSettings, TrainingSettings
+        from cosearch.hardware import LatencySettings
+
+        params: dict[str, Any] = {"space": self.make_space()}
+        if self.evaluator.name == "train":
+            params["data"] = DataSettings(
+                self.task.dataset, self.task.path, self.task.val_fraction, self.task.test_fraction, self.resources.seed
+            )
+            params["training"] = TrainingSettings(**self.training.model_dump(), seed=self.resources.seed)
+            params["latency"] = LatencySettings(**self.latency.model_dump())
+        return _construct(EVALUATORS, self.evaluator, "evaluator", **params)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _construct(registry, component: _Component, field: str, **fixed: Any):
+    try:
+        return registry.create(component.name, **fixed, **component.params)
+    except SpecError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise SpecError(field, component.params, str(error)) from None
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "job"
+
+
+def spec_from_dict(data: Any, source: str = "job") -> JobSpec:
+    """Validate a parsed job mapping; every error is one SpecError naming field, value, allowed."""
+    if not isinstance(data, dict):
+        raise SpecError(source, type(data).__name__, "a YAML mapping of sections (task, search_space, ...)")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = _location(tuple(first["loc"]))
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, SpecError):
+            raise cause from None
+        if first["type"] == "extra_forbidden":
+            parent = _section_fields(tuple(first["loc"])[:-1])
+            raise SpecError(loc, first["input"], f"one of {parent}", problem="unknown key") from None
+        if first["type"] == "missing":
+            raise SpecError(loc, None, "a value", problem="missing") from None
+        message = str(first["msg"]).removeprefix("Value error, ").removeprefix("allowed: ")
+        allowed = _TYPE_WORDS.get(first["type"].split("_")[0], message)
+        raise SpecError(loc, first.get("input"), allowed) from None
+
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "string": "a string",
+    "list": "a list",
+    "bool": "true or false",
+    "dict": "a mapping",
+    "model": "a mapping",
+}
+
+
+def _section_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = JobSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        model = annotation
+    return sorted(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read and validate a job file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("job file", str(path), "an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(str(path), "invalid YAML", f"valid YAML ({error})") from None
+    return spec_from_dict(data if data is not None else {}, str(path))

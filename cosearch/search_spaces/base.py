@@ -1,0 +1,180 @@
+"""What a search space is, and the joint (architecture x compression) genome built over one.
+
+Everything here is torch-free: a space describes its choices, samples, mutates, encodes and
+canonicalises candidates on plain Python data. Only `build` touches torch, lazily.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from cosearch.core.candidate import FLOAT_BITS, Candidate, LayerPolicy, Policy, canonical_json
+from cosearch.core.errors import SpecError
+from cosearch.core.registry import Registry
+
+Sample = dict[str, Any]  # decision name -> chosen option; what strategies see
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One categorical decision of a genome. `group` lets mutation balance arch and policy genes."""
+
+    name: str
+    options: tuple[Any, ...]
+    group: str = "arch"
+
+    def __post_init__(self) -> None:
+        if len(self.options) == 0:
+            raise ValueError(f"choice {self.name!r} needs at least one option")
+
+
+@dataclass(frozen=True)
+class Form:
+    """One way of writing the same network: an arch and where each layer slot moved to."""
+
+    arch: Mapping[str, Any]
+    slot_map: Mapping[str, str]  # slot in the original arch -> slot in this form
+
+
+class SearchSpace(ABC):
+    """An architecture space. Subclasses register with `@SEARCH_SPACES.register(name)`."""
+
+    registry_name: str = ""
+
+    @abstractmethod
+    def choices(self) -> list[Choice]:
+        """The architecture decisions, in a fixed order."""
+
+    @abstractmethod
+    def arch_from_sample(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        """The (not yet canonical) arch mapping that a sample of `choices()` describes."""
+
+    @abstractmethod
+    def sample_from_arch(self, arch: Mapping[str, Any]) -> Sample:
+        """Inverse of `arch_from_sample`."""
+
+    @abstractmethod
+    def validate_arch(self, arch: Mapping[str, Any]) -> None:
+        """Raise SpecError naming what is wrong with `arch`."""
+
+    @abstractmethod
+    def all_slots(self) -> list[str]:
+        """Every layer slot any arch of this space can have (the policy genome)."""
+
+    @abstractmethod
+    def layer_slots(self, arch: Mapping[str, Any]) -> list[str]:
+        """The slots (conv / linear layers with weights) that `arch` really has."""
+
+    @abstractmethod
+    def forms(self, arch: Mapping[str, Any]) -> list[Form]:
+        """All ways of writing the network `arch` computes (dead parts removed, relabelings)."""
+
+    @abstractmethod
+    def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:
+        """An `nn.Module` whose conv / linear modules are named by `layer_slots(arch)`."""
+
+    def describe(self, arch: Mapping[str, Any]) -> str:
+        """A short human-readable form of `arch`."""
+        return canonical_json(dict(arch))
+
+
+SEARCH_SPACES: Registry[SearchSpace] = Registry("search space")
+
+
+class JointSpace:
+    """The joint genome: architecture choices plus weight bits and sparsity per layer slot."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        weight_bits: Sequence[int] = (4, 8, FLOAT_BITS),
+        sparsity: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
+    ) -> None:
+        for bits in weight_bits:
+            LayerPolicy(weight_bits=bits)  # validates
+        for amount in sparsity:
+            LayerPolicy(sparsity=amount)
+        self.space = space
+        self.weight_bits = tuple(weight_bits)
+        self.sparsity = tuple(float(s) for s in sparsity)
+        self._choices = list(space.choices())
+        for slot in space.all_slots():
+            self._choices.append(Choice(f"bits:{slot}", self.weight_bits, group="bits"))
+            self._choices.append(Choice(f"sparsity:{slot}", self.sparsity, group="sparsity"))
+        self._by_name = {c.name: c for c in self._choices}
+        self._groups = sorted({c.group for c in self._choices if len(c.options) > 1})
+
+    def choices(self) -> list[Choice]:
+        return list(self._choices)
+
+    def sample(self, rng: np.random.Generator) -> Sample:
+        return {c.name: c.options[int(rng.integers(len(c.options)))] for c in self._choices}
+
+    def mutate(self, sample: Mapping[str, Any], rng: np.random.Generator) -> Sample:
+        """Change one decision to another of its options; the group is drawn first, uniformly."""
+        child = dict(sample)
+        if not self._groups:
+            return child
+        group = self._groups[int(rng.integers(len(self._groups)))]
+        names = [c.name for c in self._choices if c.group == group and len(c.options) > 1]
+        choice = self._by_name[names[int(rng.integers(len(names)))]]
+        others = [o for o in choice.options if o != child[choice.name]]
+        child[choice.name] = others[int(rng.integers(len(others)))]
+        return child
+
+    def decode(self, sample: Mapping[str, Any]) -> Candidate:
+        """The canonical candidate a sample describes."""
+        missing = [c.name for c in self._choices if c.name not in sample]
+        if missing:
+            raise SpecError("sample", missing[:3], "a value for every decision of the space")
+        for name, value in sample.items():
+            choice = self._by_name.get(name)
+            if choice is None:
+                raise SpecError("sample", name, f"decisions of this space, e.g. {list(self._by_name)[:3]}")
+            if value not in choice.options:
+                raise SpecError(f"sample[{name!r}]", value, f"one of {list(choice.options)}")
+        arch = self.space.arch_from_sample(sample)
+        layers = {
+            slot: LayerPolicy(weight_bits=int(sample[f"bits:{slot}"]), sparsity=float(sample[f"sparsity:{slot}"]))
+            for slot in self.space.all_slots()
+        }
+        return self.canonical(arch, layers)
+
+    def canonical(self, arch: Mapping[str, Any], layers: Mapping[str, LayerPolicy]) -> Candidate:
+        """Among all forms of the same network, the one with the smallest canonical JSON."""
+        self.space.validate_arch(arch)
+        best: Candidate | None = None
+        best_text = ""
+        for form in self.space.forms(arch):
+            live = set(self.space.layer_slots(form.arch))
+            moved = {form.slot_map[s]: lp for s, lp in layers.items() if s in form.slot_map}
+            candidate = Candidate(form.arch, Policy({s: lp for s, lp in moved.items() if s in live}))
+            text = canonical_json(candidate.to_json())
+            if best is None or text < best_text:
+                best, best_text = candidate, text
+        assert best is not None, "a search space must return at least one form"
+        return best
+
+    def encode(self, candidate: Candidate) -> Sample:
+        """A sample that decodes to `candidate`; slots the arch lacks get their first option."""
+        sample = self.space.sample_from_arch(candidate.arch)
+        for slot in self.space.all_slots():
+            lp = candidate.policy.layers.get(slot)
+            sample[f"bits:{slot}"] = lp.weight_bits if lp else self.weight_bits[0]
+            sample[f"sparsity:{slot}"] = lp.sparsity if lp else self.sparsity[0]
+        return sample
+
+    def contains(self, candidate: Candidate) -> bool:
+        """True when `candidate` is the canonical form of some sample of this space."""
+        try:
+            return self.decode(self.encode(candidate)).key == candidate.key
+        except (SpecError, KeyError, ValueError):
+            return False
+
+
+def option_list(values: Iterable[Any]) -> str:
+    return ", ".join(map(str, values))

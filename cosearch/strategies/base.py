@@ -1,0 +1,51 @@
+"""The strategy contract: ask / tell / state_dict / load_state_dict, over torch-free candidates."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from cosearch.core.candidate import Candidate
+from cosearch.core.objectives import Goals
+from cosearch.core.registry import Registry
+from cosearch.core.result import Result
+from cosearch.search_spaces.base import JointSpace
+
+# Arguments the controller passes itself; everything else a strategy takes is set in the job file.
+CONTROLLER_ARGS = ("space", "goals", "seed")
+
+
+class Strategy(ABC):
+    """Proposes candidates and learns from their results.
+
+    A strategy may be asked several times before it is told anything (evaluations run in
+    parallel), may be told results of candidates it never asked for (a resumed run replays
+    them), and must give the same continuation after `load_state_dict(state_dict())`.
+    """
+
+    registry_name: str = ""
+
+    def __init__(self, space: JointSpace, goals: Goals, seed: int = 0) -> None:
+        self.space = space
+        self.goals = goals
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def ask(self) -> Candidate:
+        """The next candidate to evaluate."""
+
+    @abstractmethod
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        """The result of evaluating `candidate`."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly; JSON-able."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy")
