@@ -103,8 +103,8 @@ class TrainingSpec(_Section):
 class LatencySpec(_Section):
     threads: int = 1
     batch_size: int = 1
-    warmup_runs: int = 10
-    runs: int = 50
+    warmup_runs: int = 50  # fewer left the first measurements of a file ~40 % slow here
+    runs: int = 100
 
     @model_validator(mode="after")
     def _ranges(self) -> LatencySpec:

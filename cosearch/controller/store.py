@@ -66,11 +66,12 @@ class RunStore:
         if create:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(db_path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
+            self._db.close()
             raise RunDirError(f"{db_path}: not a readable cosearch database ({error})") from None
         if not create and self._meta("job") is None:
             raise RunDirError(f"{self.run_dir}: the run has no job recorded; it is not a cosearch run")

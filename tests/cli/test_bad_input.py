@@ -1,0 +1,107 @@
+"""A bad job file or run directory: one clear message naming field and value, exit 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cosearch.cli.main import main
+
+GOOD = yaml.safe_load((Path(__file__).parents[2] / "examples" / "digits.yaml").read_text())
+
+
+def with_change(path: str, value):
+    job = yaml.safe_load(yaml.safe_dump(GOOD))
+    *parents, last = path.split(".")
+    node = job
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return job
+
+
+CASES = [
+    # (description, job mapping, fragments the message must contain)
+    ("unknown top-level key", {**GOOD, "epochz": 3}, ["epochz", "unknown key", "training"]),
+    ("unknown nested key", with_change("training.epochz", 3), ["training.epochz", "unknown key", "epochs"]),
+    ("bits 3.5", with_change("compression.weight_bits", [4, 3.5]), ["compression.weight_bits[1]", "3.5", "integer"]),
+    ("bits 9", with_change("compression.weight_bits", [9]), ["compression.weight_bits[0]", "9", "2..8"]),
+    ("sparsity 1.2", with_change("compression.sparsity", [0.0, 1.2]), ["compression.sparsity[1]", "1.2", "< 1"]),
+    ("negative budget", with_change("budgets", ["latency_ms <= -2"]), ["budgets[0]", "-2", "positive"]),
+    ("budget syntax", with_change("budgets", ["latency < 2"]), ["budgets[0]", "METRIC <= NUMBER"]),
+    ("budget metric", with_change("budgets", ["speed <= 2"]), ["budgets[0]", "speed", "accuracy"]),
+    ("zero trials", with_change("resources.trials", 0), ["resources.trials", "0", ">= 1"]),
+    ("zero concurrency", with_change("resources.concurrency", 0), ["resources.concurrency", ">= 1"]),
+    ("wrong type", with_change("training.epochs", "ten"), ["training.epochs", "'ten'", "integer"]),
+    ("negative epochs", with_change("training.epochs", -1), ["training.epochs", "-1", ">= 0"]),
+    ("missing dataset path", with_change("task", {"dataset": "cifar10", "path": "/nonexistent/cifar"}), ["task.path", "/nonexistent/cifar", "cifar-10-batches-py"]),
+    ("unknown dataset", with_change("task.dataset", "mnist"), ["task.dataset", "mnist", "digits"]),
+    ("unknown strategy", with_change("strategy", {"name": "annealing"}), ["strategy", "annealing", "regularized_evolution"]),
+    ("unknown strategy parameter", with_change("strategy.populaton_size", 5), ["strategy.populaton_size", "population_size"]),
+    ("bad strategy value", with_change("strategy.population_size", 1), ["population_size", "1"]),
+    ("unknown search space", with_change("search_space", {"name": "nb301"}), ["search space", "nb301", "nb201"]),
+    ("bad space parameter", with_change("search_space.channels", 0), ["search_space.channels", "0"]),
+    ("unknown objective", with_change("objectives", ["accuracy", "flops"]), ["objectives[1]", "flops", "latency_ms"]),
+    ("objectives not a list", with_change("objectives", "accuracy"), ["objectives", "list"]),
+    ("too few latency runs", with_change("latency.runs", 5), ["latency.runs", "5", ">= 30"]),
+    ("section not a mapping", with_change("training", 3), ["training", "3", "mapping"]),
+    ("bad name", with_change("name", "my run/1"), ["name", "my run/1"]),
+]
+
+
+@pytest.mark.parametrize("description, job, fragments", CASES, ids=[c[0] for c in CASES])
+def test_bad_job_file(tmp_path, monkeypatch, capsys, description, job, fragments):
+    monkeypatch.chdir(tmp_path)
+    Path("job.yaml").write_text(yaml.safe_dump(job))
+    code = main(["run", "job.yaml", "--run-dir", "out"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.count("error:") == 1
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} missing from: {err}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]  # nothing written
+
+
+def test_missing_and_invalid_yaml(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "absent.yaml"]) == 2
+    assert "absent.yaml" in capsys.readouterr().err
+    Path("broken.yaml").write_text("task: [unclosed\n")
+    assert main(["run", "broken.yaml"]) == 2
+    assert "YAML" in capsys.readouterr().err
+    Path("list.yaml").write_text("- 1\n- 2\n")
+    assert main(["run", "list.yaml"]) == 2
+    assert "mapping" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml", "list.yaml"]
+
+
+@pytest.mark.parametrize("command", ["resume", "status", "pareto"])
+def test_run_dir_that_is_not_a_run(tmp_path, capsys, command):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main([command, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a cosearch run directory" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_export_of_missing_run(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nope"), "--pick", "1"]) == 2
+    assert "not a cosearch run directory" in capsys.readouterr().err
+    assert not (tmp_path / "nope").exists()
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(with_change("compression.sparsity", [1.2])))
+    out = subprocess.run(
+        [sys.executable, "-m", "cosearch.cli.main", "run", str(job), "--run-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "compression.sparsity[0]" in out.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,101 @@
+"""The controller on local Ray with the synthetic evaluator: exact counts, failures, resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from cosearch.controller import Controller, RunStore
+from cosearch.job import spec_from_dict
+
+pytestmark = pytest.mark.ray
+
+
+def job(trials: int = 12, fail_rate: float = 0.3, strategy: str = "regularized_evolution"):
+    params = {"population_size": 4, "sample_size": 2} if strategy == "regularized_evolution" else {}
+    return spec_from_dict(
+        {
+            "name": "t",
+            "search_space": {"name": "nb201", "channels": 8, "cells_per_stage": 1},
+            "strategy": {"name": strategy, **params},
+            "evaluator": {"name": "synthetic", "fail_rate": fail_rate, "delay_s": 0.02},
+            "budgets": ["latency_ms <= 1.2"],
+            "resources": {"trials": trials, "concurrency": 2, "seed": 0},
+        }
+    )
+
+
+def stored(run_dir):
+    with RunStore(run_dir) as store:
+        return [(r.id, r.result.candidate.key, r.result.to_json()) for r in store.results()], store.status()["state"]
+
+
+class StopAfter:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, state) -> None:
+        if state.evaluated >= self.n:
+            raise KeyboardInterrupt
+
+
+def test_run_stores_exactly_the_trials_and_keeps_going_past_failures(ray_local, tmp_path):
+    state = Controller.start(job(), tmp_path / "run").run()
+    rows, status = stored(tmp_path / "run")
+    assert status == "finished" and state.finished
+    assert [r[0] for r in rows] == list(range(1, 13))
+    assert len({r[1] for r in rows}) == 12
+    assert 0 < sum(r[2]["status"] == "failed" for r in rows) < 12
+    assert all(r[2]["error"] for r in rows if r[2]["status"] == "failed")
+
+
+@pytest.mark.parametrize("strategy", ["random", "regularized_evolution"])
+def test_interrupted_run_resumes_with_nothing_lost_or_doubled(ray_local, tmp_path, strategy):
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        Controller.start(job(strategy=strategy), run_dir, listener=StopAfter(5)).run()
+    before, status = stored(run_dir)
+    assert status == "stopped" and 5 <= len(before) < 12
+    Controller.resume(run_dir).run()
+    after, status = stored(run_dir)
+    assert status == "finished"
+    assert after[: len(before)] == before  # nothing rewritten
+    assert [r[0] for r in after] == list(range(1, 13))
+    assert len({r[1] for r in after}) == 12
+
+
+def test_resume_tells_results_the_checkpoint_missed(ray_local, tmp_path):
+    """A kill between storing a result and checkpointing: the stored result is replayed, not redone."""
+    run_dir = tmp_path / "run"
+    early = {}
+
+    def listener(state):
+        if state.evaluated == 3 and not early:
+            with RunStore(run_dir) as store:
+                early["checkpoint"] = store.checkpoint()
+        if state.evaluated >= 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Controller.start(job(), run_dir, listener=listener).run()
+    with RunStore(run_dir) as store:
+        store.save_checkpoint(early["checkpoint"])  # as if the driver died right after result 3's checkpoint
+    controller = Controller.resume(run_dir)
+    assert controller.told_id >= 7  # results 4..7 were told from the store
+    controller.run()
+    rows, _ = stored(run_dir)
+    assert [r[0] for r in rows] == list(range(1, 13)) and len({r[1] for r in rows}) == 12
+
+
+def test_resume_of_a_finished_run_does_nothing(ray_local, tmp_path):
+    Controller.start(job(trials=4, fail_rate=0.0), tmp_path / "run").run()
+    before, _ = stored(tmp_path / "run")
+    Controller.resume(tmp_path / "run").run()
+    assert stored(tmp_path / "run")[0] == before
+
+
+def test_start_refuses_an_existing_run(ray_local, tmp_path):
+    from cosearch.core import CosearchError
+
+    Controller.start(job(trials=2, fail_rate=0.0), tmp_path / "run").run()
+    with pytest.raises(CosearchError, match="resume"):
+        Controller.start(job(trials=2), tmp_path / "run")

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from cosearch.core import Candidate, LayerPolicy, Policy  # noqa: E402
+from cosearch.evaluators.data import load_dataset  # noqa: E402
+from cosearch.evaluators.train import TrainEvaluator, TrainingSettings  # noqa: E402
+from cosearch.hardware import LatencySettings  # noqa: E402
+from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
+
+SPACE = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
+ARCH = {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}
+FAST_LATENCY = LatencySettings(warmup_runs=5, runs=30)
+
+
+def test_digits_splits_are_disjoint_and_stratified():
+    data = load_dataset("digits", None, 0.2, 0.2, 0)
+    assert data.input_shape == (1, 8, 8) and data.num_classes == 10
+    total = len(data.train.y) + len(data.val.y) + len(data.test.y)
+    assert total == 1797
+    rows = {x.tobytes() for x in data.train.x}
+    assert not any(x.tobytes() in rows for x in data.test.x[:50])
+    assert set(np.unique(data.val.y)) == set(range(10))
+
+
+def test_evaluation_trains_compresses_and_measures():
+    candidate = Candidate(ARCH, Policy({slot: LayerPolicy(8, 0.5) for slot in SPACE.layer_slots(ARCH)}))
+    evaluator = TrainEvaluator(SPACE, training=TrainingSettings(epochs=3, finetune_epochs=1), latency=FAST_LATENCY)
+    evaluation = evaluator.evaluate(candidate)
+    result = evaluation.result
+    assert result.status == "ok", result.error
+    assert result.metrics["accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert result.metrics["latency_ms@local-cpu"] > 0
+    assert result.measured["latency_ms@local-cpu"]["runs"] == 30
+    assert result.measured["accuracy"]["split"] == "val"
+    dense = Candidate(ARCH, Policy({slot: LayerPolicy(32, 0.0) for slot in SPACE.layer_slots(ARCH)}))
+    dense_result = TrainEvaluator(SPACE, training=TrainingSettings(epochs=1, finetune_epochs=0), latency=FAST_LATENCY).evaluate(dense).result
+    assert result.metrics["size_kb"] < dense_result.metrics["size_kb"] / 3  # 8-bit and half the weights
+
+    import torch
+
+    state = torch.load(io.BytesIO(evaluation.weights), weights_only=True)
+    assert not any("parametrizations" in key for key in state)  # deployable, baked weights
+
+
+def test_diverging_training_is_a_failed_result():
+    candidate = Candidate(ARCH)
+    settings = TrainingSettings(epochs=2, finetune_epochs=0, learning_rate=1e12)
+    result = TrainEvaluator(SPACE, training=settings, latency=FAST_LATENCY).evaluate(candidate).result
+    assert result.status == "failed"
+    assert "loss became" in result.error
+
+
+def test_unbuildable_candidate_is_a_failed_result():
+    result = TrainEvaluator(SPACE, latency=FAST_LATENCY).evaluate(Candidate({"cell": "|bogus~0|"})).result
+    assert result.status == "failed" and "arch.cell" in result.error
