@@ -1,0 +1,162 @@
+"""The user's path on real digits data, through the real CLI in subprocesses with local Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytestmark = pytest.mark.ray
+
+TINY_JOB = {
+    "name": "tiny",
+    "task": {"dataset": "digits"},
+    "search_space": {"name": "nb201", "channels": 8, "cells_per_stage": 1},
+    "strategy": {"name": "regularized_evolution", "population_size": 4, "sample_size": 2},
+    "objectives": ["accuracy", "latency_ms", "size_kb"],
+    "budgets": ["size_kb <= 400"],
+    "training": {"epochs": 2, "finetune_epochs": 1},
+    "latency": {"warmup_runs": 5, "runs": 30},
+    "resources": {"trials": 6, "concurrency": 2, "seed": 0},
+}
+
+
+def cosearch(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cosearch.cli.main", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of a session: the driver and the Ray processes it started."""
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stored_rows(run_dir: Path) -> list[tuple[int, str, str]]:
+    db = sqlite3.connect(run_dir / "cosearch.db")
+    try:
+        return db.execute("SELECT id, key, result FROM results ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    job = root / "job.yaml"
+    job.write_text(yaml.safe_dump(TINY_JOB))
+    out = cosearch("run", str(job), "--run-dir", str(root / "run"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    return root / "run", out.stdout
+
+
+def test_run_prints_progress_pareto_and_run_dir(finished_run):
+    run_dir, stdout = finished_run
+    assert "[6/6]" in stdout and "feasible" in stdout and "ETA" in stdout
+    assert "Pareto set" in stdout
+    assert f"run directory: {run_dir}" in stdout
+    assert len(stored_rows(run_dir)) == 6
+
+
+def test_pareto_and_status_commands(finished_run):
+    run_dir, _ = finished_run
+    out = cosearch("pareto", str(run_dir))
+    assert out.returncode == 0 and "accuracy" in out.stdout and "size_kb" in out.stdout and "sparsity" in out.stdout
+    every = cosearch("pareto", str(run_dir), "--all")
+    assert every.returncode == 0 and "status" in every.stdout
+    status = cosearch("status", str(run_dir))
+    assert status.returncode == 0 and "finished" in status.stdout and "evaluated 6/6" in status.stdout
+
+
+def test_export_runs_in_onnx_runtime_and_agrees_with_pytorch(finished_run, tmp_path):
+    import onnxruntime as ort
+
+    from cosearch.controller import RunStore
+    from cosearch.evaluators.train import accuracy, predict
+    from cosearch.export import load_model
+    from cosearch.report import pareto_ids
+
+    run_dir, _ = finished_run
+    with RunStore(run_dir) as store:
+        job_goals = __import__("cosearch.job", fromlist=["spec_from_dict"]).spec_from_dict(store.job()).goals()
+        pick = pareto_ids(store.results(), job_goals)[0]
+        model, stored, _, data = load_model(store, pick)
+    out = cosearch("export", str(run_dir), "--pick", str(pick), "--out", str(tmp_path / "exp"))
+    assert out.returncode == 0, out.stderr
+    session = ort.InferenceSession(str(tmp_path / "exp" / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(None, {"input": data.val.x})[0]
+    torch_logits = predict(model, data.val.x)
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4, rtol=1e-4)
+    # The reloaded PyTorch model is the one whose accuracy the search reported.
+    assert accuracy(torch_logits, data.val.y) == pytest.approx(stored.result.metrics["accuracy"])
+    card = json.loads((tmp_path / "exp" / "card.json").read_text())
+    assert card["id"] == pick and card["arch"] == dict(stored.result.candidate.arch)
+    assert card["policy"] == stored.result.candidate.policy.to_json()
+    assert card["export"]["onnx_accuracy"]["val"] == pytest.approx(stored.result.metrics["accuracy"])
+    latency = card["export"]["latency_ms"]
+    assert latency["threads"] == 1 and latency["runs"] >= 30 and latency["median_ms"] > 0
+    assert card["search_measured"]["accuracy"]["split"] == "val"
+
+
+def test_export_of_unknown_id_is_a_clear_error(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    out = cosearch("export", str(run_dir), "--pick", "999", "--out", str(tmp_path / "x"))
+    assert out.returncode == 2 and "no result with id 999" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path):
+    job = dict(TINY_JOB, resources={"trials": 8, "concurrency": 2, "seed": 1})
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    run_dir = tmp_path / "run"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "cosearch.cli.main", "run", str(tmp_path / "job.yaml"), "--run-dir", str(run_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if (run_dir / "cosearch.db").exists() and len(stored_rows(run_dir)) >= 3:
+                break
+            assert driver.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no 3 results within the deadline")
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        kill_session(driver.pid)
+    before = stored_rows(run_dir)
+    assert 3 <= len(before) < 8
+    out = cosearch("resume", str(run_dir))
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = stored_rows(run_dir)
+    assert after[: len(before)] == before  # nothing lost or rewritten
+    assert [row[0] for row in after] == list(range(1, 9))  # exactly the trials asked for
+    assert len({row[1] for row in after}) == 8  # nothing evaluated twice
+    time.sleep(1.0)
+    assert session_pids(driver.pid) == []  # nothing of the killed run outlives the test
