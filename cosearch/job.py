@@ -199,7 +199,19 @@ class JobSpec(_Section):
         EVALUATORS.get(self.evaluator.name)
         fixed = ("space", "data", "training", "latency", "device")
         EVALUATORS.check_params(self.evaluator.name, self.evaluator.params, "evaluator", skip=fixed)
-        self.make_evaluator()
+        evaluator = self.make_evaluator()
+        provided = evaluator.provides()
+        named = [(f"objectives[{i}]", o.metric) for i, o in enumerate(self.goals().objectives)]
+        named += [(f"budgets[{i}]", c.metric) for i, c in enumerate(self.goals().constraints)]
+        for field, metric in named:
+            if metric not in provided:
+                raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
+        trivial = self.compression.weight_bits == [FLOAT_BITS] and self.compression.sparsity == [0.0]
+        if not evaluator.evaluates_policy and not trivial:
+            raise SpecError(
+                "compression", self.compression.model_dump(),
+                f"weight_bits: [32] and sparsity: [0.0], since the {self.evaluator.name!r} evaluator ignores compression",
+            )
 
     def make_evaluator(self):
         from cosearch.evaluators import EVALUATORS
@@ -207,6 +219,8 @@ class JobSpec(_Section):
         from cosearch.hardware import LatencySettings
 
         params: dict[str, Any] = {"space": self.make_space()}
+        if "seed" in EVALUATORS.parameters(self.evaluator.name) and "seed" not in self.evaluator.params:
+            params["seed"] = self.resources.seed
         if self.evaluator.name == "train":
             params["data"] = DataSettings(
                 self.task.dataset, self.task.path, self.task.val_fraction, self.task.test_fraction, self.resources.seed

@@ -21,9 +21,14 @@ class Evaluator(ABC):
     a candidate that cannot be evaluated is a failed Result."""
 
     registry_name: str = ""
+    evaluates_policy: bool = True  # False: answers by architecture alone (compression is ignored)
 
     @abstractmethod
     def evaluate(self, candidate: Candidate) -> Evaluation: ...
+
+    @abstractmethod
+    def provides(self) -> set[str]:
+        """The metrics every ok result carries (e.g. accuracy, latency_ms@local-cpu, size_kb)."""
 
 
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")

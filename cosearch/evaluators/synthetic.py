@@ -28,6 +28,9 @@ class SyntheticEvaluator(Evaluator):
             raise ValueError(f"`delay_s >= 0` must hold, but got {delay_s=}")
         self.space, self.fail_rate, self.delay_s, self.device = space, fail_rate, delay_s, device
 
+    def provides(self) -> set[str]:
+        return {"accuracy", f"latency_ms@{self.device}", "size_kb"}
+
     def evaluate(self, candidate: Candidate) -> Evaluation:
         rng = np.random.default_rng(int(candidate.key, 16))
         if self.delay_s:

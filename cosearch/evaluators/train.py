@@ -130,6 +130,9 @@ class TrainEvaluator(Evaluator):
         timings["compress_s"] = time.perf_counter() - start
         return compressed, data, timings
 
+    def provides(self) -> set[str]:
+        return {"accuracy", f"latency_ms@{self.device}", "size_kb"}
+
     def evaluate(self, candidate: Candidate) -> Evaluation:
         import torch
 

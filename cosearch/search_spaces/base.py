@@ -126,6 +126,11 @@ class JointSpace:
         child[choice.name] = others[int(rng.integers(len(others)))]
         return child
 
+    def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any], rng: np.random.Generator) -> Sample:
+        """Uniform crossover: each decision from either parent with equal chance."""
+        take_a = rng.random(len(self._choices)) < 0.5
+        return {c.name: (a if pick else b)[c.name] for c, pick in zip(self._choices, take_a)}
+
     def decode(self, sample: Mapping[str, Any]) -> Candidate:
         """The canonical candidate a sample describes."""
         missing = [c.name for c in self._choices if c.name not in sample]

@@ -88,3 +88,17 @@ def test_crowding_distance_boundaries_infinite():
     distance = crowding_distance(values)
     assert np.isinf(distance[0]) and np.isinf(distance[3])
     assert distance[1] == pytest.approx(distance[2]) and np.isfinite(distance[1])
+
+
+def test_sorting_matches_pairwise_definition():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 30))
+        values = rng.integers(0, 5, (n, 2)).astype(float)
+        violations = np.where(rng.random(n) < 0.3, rng.integers(1, 3, n), 0).astype(float)
+        first = [i for i in range(n) if not any(constrained_dominates(values[j], violations[j], values[i], violations[i]) for j in range(n))]
+        assert sorted(nondominated_sort(values, violations)[0]) == first
+        plain = [i for i in range(n) if not any(dominates(values[j], values[i]) for j in range(n))]
+        assert pareto_front(values) == plain  # the 2-objective sweep
+        fronts = nondominated_sort(values, violations)
+        assert sorted(i for front in fronts for i in front) == list(range(n))

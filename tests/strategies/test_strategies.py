@@ -19,8 +19,11 @@ JOINT = JointSpace(SPACE)
 GOALS = Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 1.2"),))
 
 
+SMALL = {"regularized_evolution": {"population_size": 10, "sample_size": 3}, "nsga2": {"population_size": 10}}
+
+
 def make(name: str, seed: int = 0):
-    params = {"population_size": 10, "sample_size": 3} if name == "regularized_evolution" else {}
+    params = SMALL.get(name, {})
     return STRATEGIES.create(name, JOINT, GOALS, seed=seed, **params)
 
 
@@ -76,7 +79,11 @@ def test_survives_failed_results_and_foreign_tells(name):
     assert JOINT.contains(strategy.ask())
 
 
-def test_evolution_improves_on_its_first_samples():
+LEARNERS = [name for name in STRATEGIES.names() if name != "random"]
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_learning_strategies_improve_on_their_first_samples(name):
     """Mean score of the last 20 of 80 proposals beats the first 10 (random) ones; random search does not."""
 
     def gain(name: str) -> float:
@@ -87,8 +94,8 @@ def test_evolution_improves_on_its_first_samples():
             gains.append(np.mean(score[-20:]) - np.mean(score[:10]))
         return float(np.mean(gains))
 
-    assert gain("regularized_evolution") > 0.02
-    assert gain("regularized_evolution") > gain("random") + 0.02
+    assert gain(name) > 0.02
+    assert gain(name) > gain("random") + 0.02
 
 
 def test_unknown_strategy_parameters_raise():
