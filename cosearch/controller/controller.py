@@ -5,7 +5,9 @@ The only module of cosearch that imports ray. Order of every completion:
   2. the strategy is told,
   3. the strategy checkpoint (state, last told id, in-flight candidates) is committed.
 A kill between any two steps loses nothing: resume loads the checkpoint, tells the strategy
-the stored results it has not heard of, and re-submits the in-flight candidates.
+the stored results it has not heard of, and re-submits the in-flight candidates. Step 3 is
+throttled (CHECKPOINT_INTERVAL_S), since serialising a large strategy state per evaluation
+would dominate cheap evaluations, and a stale checkpoint is made whole by step 2's replay.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 
 MAX_DUPLICATE_ASKS = 200  # a strategy that only repeats itself has exhausted the space
 WAIT_TIMEOUT_S = 0.5  # how often the progress display refreshes while evaluations run
+# Results are committed one by one; the strategy checkpoint at most this often (and on exit).
+# An older checkpoint loses nothing: resume tells the strategy every result stored after it.
+CHECKPOINT_INTERVAL_S = 2.0
 
 
 @dataclass
@@ -115,6 +120,8 @@ class Controller:
         self.told_id = 0
         self.pending: dict[str, Candidate] = {}  # key -> candidate, asked and not yet stored
         self.state = RunState(self.goals, job.resources.trials)
+        self._checkpointed_s = 0.0
+        self._dirty = False
 
     @classmethod
     def start(cls, job: JobSpec, run_dir: str | Path, **kwargs: Any) -> Controller:
@@ -149,9 +156,14 @@ class Controller:
                 self.told_id = item.id
         log.info("resumed: %d results stored, %d candidates to re-submit", len(stored), len(self.pending))
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, force: bool = False) -> None:
+        self._dirty = True
+        if not force and time.monotonic() - self._checkpointed_s < CHECKPOINT_INTERVAL_S:
+            return
         pending = [c.to_json() for c in self.pending.values()]
         self.store.save_checkpoint(Checkpoint(self.strategy.state_dict(), self.told_id, pending))
+        self._checkpointed_s = time.monotonic()
+        self._dirty = False
 
     def _next_candidate(self, in_flight: set[str]) -> Candidate | None:
         """A new candidate from the strategy; duplicates of stored ones are answered from the store."""
@@ -193,7 +205,7 @@ class Controller:
                         exhausted = True
                         break
                     self.pending[candidate.key] = candidate
-                    self._checkpoint()  # the ask is durable before the work starts
+                    self._checkpoint()
                     in_flight[remote.remote(evaluator_ref, candidate.to_json())] = candidate
                 self.state.running = len(in_flight)
                 self.listener(self.state)
@@ -210,6 +222,8 @@ class Controller:
             self.store.set_status("stopped")
             raise
         finally:
+            if self._dirty:
+                self._checkpoint(force=True)
             self.state.running = 0
             if started_ray:
                 ray.shutdown()

@@ -24,7 +24,7 @@ from cosearch.search_spaces.base import SearchSpace
 
 @lru_cache(maxsize=4)
 def read_table(path: str) -> tuple[list[str], dict[str, list[str]]]:
-    """Header and rows keyed by their first-seen key column values are built lazily by callers."""
+    """The header and the columns of a CSV table, as strings; cached per process."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", newline="") as handle:
         reader = csv.reader(handle)
@@ -32,6 +32,14 @@ def read_table(path: str) -> tuple[list[str], dict[str, list[str]]]:
         rows = list(reader)
     columns = {name: [row[i] for row in rows] for i, name in enumerate(header)}
     return header, columns
+
+
+@lru_cache(maxsize=8)
+def _index(path: str, key_column: str, columns: tuple[tuple[str, str, float], ...]) -> dict[str, dict[str, float]]:
+    """key -> {metric: scaled value}; cached per process, since Ray hands each task a fresh evaluator."""
+    _, table = read_table(path)
+    data = {metric: np.asarray(table[column], dtype=float) * scale for metric, column, scale in columns}
+    return {key: {m: float(v[i]) for m, v in data.items()} for i, key in enumerate(table[key_column])}
 
 
 @EVALUATORS.register("table")
@@ -78,18 +86,13 @@ class TableEvaluator(Evaluator):
             values = np.asarray(columns[column], dtype=float)
             default = 0.01 if resolved == "accuracy" and np.nanmax(values) > 1.0 else 1.0
             self.scale[resolved] = float((scale or {}).get(metric, default))
-        self._index: dict[str, dict[str, float]] | None = None
 
     def provides(self) -> set[str]:
         return set(self.columns)
 
     def _lookup(self) -> dict[str, dict[str, float]]:
-        if self._index is None:  # built on first use, in the worker that uses it
-            _, columns = read_table(self.path)
-            keys = columns[self.key_column]
-            data = {m: np.asarray(columns[c], dtype=float) * self.scale[m] for m, c in self.columns.items()}
-            self._index = {key: {m: float(v[i]) for m, v in data.items()} for i, key in enumerate(keys)}
-        return self._index
+        columns = tuple((m, c, self.scale[m]) for m, c in sorted(self.columns.items()))
+        return _index(self.path, self.key_column, columns)
 
     def evaluate(self, candidate: Candidate) -> Evaluation:
         key = candidate.arch.get(self.arch_field)
@@ -102,8 +105,3 @@ class TableEvaluator(Evaluator):
             metrics = {m: v + float(rng.normal(0.0, self.noise_std)) for m, v in metrics.items()}
         measured = {m: {"table": Path(self.path).name, "column": c, "scale": self.scale[m]} for m, c in self.columns.items()}
         return Evaluation(Result(candidate, "ok", metrics, measured=measured))
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_index"] = None  # ship the settings to Ray workers, not the index
-        return state

@@ -89,6 +89,7 @@ class NB201Space(SearchSpace):
             raise SpecError("search_space.cells_per_stage", cells_per_stage, "an integer >= 1")
         self.channels = channels
         self.cells_per_stage = cells_per_stage
+        self._all_slots = self._make_slots()
 
     # --- genotype -----------------------------------------------------------------------
     def choices(self) -> list[Choice]:
@@ -110,6 +111,9 @@ class NB201Space(SearchSpace):
         return [f"stage{s}.{k}" for s in range(3) for k in range(self.cells_per_stage)]
 
     def all_slots(self) -> list[str]:
+        return list(self._all_slots)
+
+    def _make_slots(self) -> list[str]:
         slots = ["stem.conv"]
         slots += [f"{prefix}.{edge_name(i, j)}.conv" for prefix in self._cell_prefixes() for i, j in EDGES]
         slots += [f"reduce{r}.{name}" for r in (1, 2) for name in REDUCTION_SLOTS]
@@ -118,7 +122,7 @@ class NB201Space(SearchSpace):
     def layer_slots(self, arch: Mapping[str, Any]) -> list[str]:
         ops = parse_arch_str(arch["cell"])
         conv_edges = {edge_name(i, j) for (i, j), op in ops.items() if op in CONV_OPS}
-        return [s for s in self.all_slots() if not s.startswith("stage") or s.split(".")[2] in conv_edges]
+        return [s for s in self._all_slots if not s.startswith("stage") or s.split(".")[2] in conv_edges]
 
     def forms(self, arch: Mapping[str, Any]) -> list[Form]:
         """Dead edges removed, then every relabeling of nodes 1 and 2 that keeps edges forward."""
@@ -129,8 +133,8 @@ class NB201Space(SearchSpace):
             if any(op != "none" and relabel[i] > relabel[j] for (i, j), op in ops.items()):
                 continue
             moved = {(min(relabel[i], relabel[j]), max(relabel[i], relabel[j])): op for (i, j), op in ops.items()}
-            slot_map = {s: s for s in self.all_slots()}
-            for prefix in self._cell_prefixes():
+            slot_map = {s: s for s in self._all_slots}
+            for prefix in self._cell_prefixes() if perm != tuple(range(1, NUM_NODES - 1)) else ():
                 for i, j in EDGES:
                     a, b = sorted((relabel[i], relabel[j]))
                     slot_map[f"{prefix}.{edge_name(i, j)}.conv"] = f"{prefix}.{edge_name(a, b)}.conv"
