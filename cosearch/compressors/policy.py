@@ -10,15 +10,29 @@ from torch.nn.utils import parametrize
 
 from cosearch.compressors.prune import MagnitudeMask
 from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
-from cosearch.core.candidate import FLOAT_BITS, Policy
+from cosearch.core.candidate import FLOAT_BITS, LayerPolicy, Policy
 from cosearch.core.errors import SpecError
 
 SLOT_TYPES = (nn.Conv2d, nn.Linear)
 
 
 def compression_slots(model: nn.Module) -> dict[str, nn.Module]:
-    """Every conv and linear layer, by module path: the names a Policy refers to."""
+    """Every conv and linear layer, by module path."""
     return {name: module for name, module in model.named_modules() if isinstance(module, SLOT_TYPES)}
+
+
+def layers_of_slot(model: nn.Module, slot: str) -> dict[str, nn.Module]:
+    """The conv / linear layers a policy slot governs: the module itself, or every one inside it.
+
+    A slot may name one layer (`stem.conv`) or a block (`cells.3.n2a`, a separable conv with
+    four convs); a block's layers share its policy.
+    """
+    modules = dict(model.named_modules())
+    if slot not in modules:
+        raise SpecError("policy.layers", slot, f"module names of this model, e.g. {sorted(compression_slots(model))[:4]}")
+    if isinstance(modules[slot], SLOT_TYPES):
+        return {slot: modules[slot]}
+    return {f"{slot}.{name}": m for name, m in modules[slot].named_modules() if isinstance(m, SLOT_TYPES)}
 
 
 def _private_copy(model: nn.Module) -> nn.Module:
@@ -42,16 +56,19 @@ def compress(model: nn.Module, policy: Policy) -> nn.Module:
     The input model is not changed.
     """
     model = _private_copy(model)
-    slots = compression_slots(model)
     for slot, layer_policy in policy.layers.items():
-        if slot not in slots:
-            raise SpecError("policy.layers", slot, f"layer slots of this model: {sorted(slots)}")
-        module = slots[slot]
-        if layer_policy.sparsity > 0:
-            parametrize.register_parametrization(module, "weight", MagnitudeMask(module.weight, layer_policy.sparsity))
-        if layer_policy.weight_bits != FLOAT_BITS:
-            parametrize.register_parametrization(module, "weight", PerChannelSymmetricFakeQuant(layer_policy.weight_bits))
+        for module in layers_of_slot(model, slot).values():
+            _compress_layer(module, layer_policy)
     return model
+
+
+def _compress_layer(module: nn.Module, layer_policy: LayerPolicy) -> None:
+    if parametrize.is_parametrized(module, "weight"):
+        raise SpecError("policy.layers", layer_policy, "each layer in at most one slot (these slots overlap)")
+    if layer_policy.sparsity > 0:
+        parametrize.register_parametrization(module, "weight", MagnitudeMask(module.weight, layer_policy.sparsity))
+    if layer_policy.weight_bits != FLOAT_BITS:
+        parametrize.register_parametrization(module, "weight", PerChannelSymmetricFakeQuant(layer_policy.weight_bits))
 
 
 def bake(model: nn.Module) -> nn.Module:
@@ -72,8 +89,10 @@ def size_bytes(model: nn.Module, policy: Policy) -> int:
     folds into per-channel scale and shift) costs 32 bits. Buffers are not counted.
     """
     plain = bake(model) if any(parametrize.is_parametrized(m) for m in model.modules()) else model
-    slots = compression_slots(plain)
-    slot_weights = {id(slots[s].weight): (s, policy.get(s)) for s in slots}
+    slot_weights = {}
+    for slot, layer_policy in policy.layers.items():
+        for module in layers_of_slot(plain, slot).values():
+            slot_weights[id(module.weight)] = (slot, layer_policy)
     bits = 0
     for param in plain.parameters():
         entry = slot_weights.get(id(param))

@@ -71,7 +71,11 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def forms(self, arch: Mapping[str, Any]) -> list[Form]:
-        """All ways of writing the network `arch` computes (dead parts removed, relabelings)."""
+        """The canonical arch of the network `arch` computes, once per way of mapping its slots.
+
+        Every returned form has the same arch: the space's canonical one among all equivalent
+        writings (dead parts removed, relabelings); there are several only when the canonical
+        arch has symmetries, and then the policy decides (JointSpace.canonical)."""
 
     @abstractmethod
     def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:
@@ -150,7 +154,7 @@ class JointSpace:
         return self.canonical(arch, layers)
 
     def canonical(self, arch: Mapping[str, Any], layers: Mapping[str, LayerPolicy]) -> Candidate:
-        """Among all forms of the same network, the one with the smallest canonical JSON."""
+        """The canonical arch, with the policy written the smallest way its symmetries allow."""
         self.space.validate_arch(arch)
         best: Candidate | None = None
         best_text = ""

@@ -125,7 +125,8 @@ class NB201Space(SearchSpace):
         return [s for s in self._all_slots if not s.startswith("stage") or s.split(".")[2] in conv_edges]
 
     def forms(self, arch: Mapping[str, Any]) -> list[Form]:
-        """Dead edges removed, then every relabeling of nodes 1 and 2 that keeps edges forward."""
+        """Dead edges removed, then the smallest string over relabelings of nodes 1 and 2 that keep
+        edges forward (both relabelings when they give the same string)."""
         ops = live_ops(parse_arch_str(arch["cell"]))
         forms = []
         for perm in itertools.permutations(range(1, NUM_NODES - 1)):
@@ -139,7 +140,8 @@ class NB201Space(SearchSpace):
                     a, b = sorted((relabel[i], relabel[j]))
                     slot_map[f"{prefix}.{edge_name(i, j)}.conv"] = f"{prefix}.{edge_name(a, b)}.conv"
             forms.append(Form({"cell": format_arch_str(moved)}, slot_map))
-        return forms
+        smallest = min(form.arch["cell"] for form in forms)
+        return [form for form in forms if form.arch["cell"] == smallest]
 
     def describe(self, arch: Mapping[str, Any]) -> str:
         return str(arch["cell"])

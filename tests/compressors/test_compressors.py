@@ -71,9 +71,20 @@ def test_size_accounts_bits_nonzeros_masks_and_scales():
 
 
 def test_policy_naming_a_missing_layer_is_an_error():
-    with pytest.raises(SpecError, match="layer slots"):
+    with pytest.raises(SpecError, match="module names"):
         compress(small_model(), Policy({"decoder.9": LayerPolicy(8, 0.0)}))
 
 
 def test_slots_are_conv_and_linear_layers():
     assert sorted(compression_slots(small_model())) == ["0", "3"]
+
+
+def test_a_block_slot_governs_every_layer_inside_it():
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 1)), nn.Flatten(), nn.Linear(256, 10))
+    policy = Policy({"0": LayerPolicy(4, 0.5)})
+    plain = bake(compress(model, policy))
+    for layer in (plain[0][0], plain[0][1]):
+        assert (layer.weight == 0).float().mean() >= 0.5 - 1e-3
+    assert size_bytes(compress(model, policy), policy) < size_bytes(model, Policy())
+    with pytest.raises(SpecError, match="overlap"):
+        compress(model, Policy({"0": LayerPolicy(8, 0.0), "0.1": LayerPolicy(4, 0.0)}))

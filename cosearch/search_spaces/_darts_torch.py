@@ -1,0 +1,128 @@
+"""PyTorch modules of a DARTS network (ops as in the paper's code); module names are the layer slots."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from cosearch.search_spaces.darts import SIDES, STEPS, Cell
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out))
+
+
+class DilConv(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class SepConv(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+        super().__init__(DilConv(c_in, c_in, kernel, stride, padding, 1), DilConv(c_in, c_out, kernel, 1, padding, 1))
+
+
+class Zero(nn.Module):
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :: self.stride, :: self.stride] * 0.0
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1x1 convs (so no pixel is skipped)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))  # odd sizes: pad back to x's size
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def make_op(op: str, channels: int, stride: int) -> nn.Module:
+    if op == "none":
+        return Zero(stride)
+    if op == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+    if op == "max_pool_3x3":
+        return nn.MaxPool2d(3, stride=stride, padding=1)
+    if op == "skip_connect":
+        return nn.Identity() if stride == 1 else FactorizedReduce(channels, channels)
+    kind, _, size = op.split("_")
+    kernel = int(size[0])
+    if kind == "sep":
+        return SepConv(channels, channels, kernel, stride, kernel // 2)
+    return DilConv(channels, channels, kernel, stride, kernel - 1, 2)
+
+
+class DartsCell(nn.Module):
+    def __init__(self, cell: Cell, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool) -> None:
+        super().__init__()
+        self.pre0 = FactorizedReduce(c_prev_prev, channels) if reduction_prev else ReLUConvBN(c_prev_prev, channels, 1, 1, 0)
+        self.pre1 = ReLUConvBN(c_prev, channels, 1, 1, 0)
+        self.edges = []
+        for position, (op, source) in enumerate(cell):
+            node, side = 2 + position // 2, SIDES[position % 2]
+            stride = 2 if reduction and source < 2 else 1
+            self.add_module(f"n{node}{side}", make_op(op, channels, stride))
+            self.edges.append((f"n{node}{side}", source))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        for step in range(STEPS):
+            (name_a, src_a), (name_b, src_b) = self.edges[2 * step : 2 * step + 2]
+            states.append(getattr(self, name_a)(states[src_a]) + getattr(self, name_b)(states[src_b]))
+        return torch.cat(states[2:], dim=1)
+
+
+class DartsNetwork(nn.Module):
+    def __init__(
+        self,
+        cells: Mapping[str, Cell],
+        in_channels: int,
+        channels: int,
+        layers: int,
+        reductions: Sequence[int],
+        stem_multiplier: int,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        c_curr = stem_multiplier * channels
+        self.stem = nn.Sequential()
+        self.stem.add_module("conv", nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False))
+        self.stem.add_module("bn", nn.BatchNorm2d(c_curr))
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for index in range(layers):
+            reduction = index in reductions
+            if reduction:
+                c_curr *= 2
+            cell = DartsCell(cells["reduce" if reduction else "normal"], c_prev_prev, c_prev, c_curr, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, STEPS * c_curr
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(self.pool(s1).flatten(1))
