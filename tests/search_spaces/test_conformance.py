@@ -12,11 +12,13 @@ SMALL = {
     "nb201": {"channels": 4, "cells_per_stage": 1},
     "darts": {"channels": 4, "layers": 3},
     "enas": {"channels": 4, "layers": 6},
+    "mobilenet": {"stage_channels": [8, 16], "stage_strides": [1, 2], "depths": [1, 2], "head_channels": 32},
 }
 BAD_ARCH = {
     "nb201": {"cell": "|nor_conv_3x3~0|+|conv_9x9~0|none~1|+|none~0|none~1|none~2|"},
     "darts": {"genotype": "Genotype(normal=[('sep_conv_3x3', 7)], normal_concat=[2, 3, 4, 5], reduce=[], reduce_concat=[2, 3, 4, 5])"},
     "enas": {"ops": ["conv_3x3"] * 5 + ["conv_7x7"], "skips": [[]] * 6},
+    "mobilenet": {"width": 1.0, "stages": [[{"kernel": 9, "expand": 4}], [{"kernel": 3, "expand": 4}]]},
 }
 NAMES = SEARCH_SPACES.names()
 
