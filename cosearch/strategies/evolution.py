@@ -17,7 +17,7 @@ from cosearch.core.result import Result
 from cosearch.search_spaces.base import JointSpace
 from cosearch.strategies.base import STRATEGIES, Strategy
 
-MAX_MUTATION_TRIES = 50  # a mutation may hit a dead gene; retry so the child differs from its parent
+MAX_MUTATION_TRIES = 50  # a mutation may hit a dead gene or a known candidate; breed again
 
 
 @STRATEGIES.register("regularized_evolution")
@@ -38,35 +38,49 @@ class RegularizedEvolution(Strategy):
         self.population_size = population_size
         self.sample_size = sample_size
         self.asked = 0
+        self.seen: set[str] = set()  # children that repeat a known candidate are bred again
         # The most recent results, oldest first: (genome, minimisation vector, violation).
         self.population: list[tuple[dict[str, Any], list[float], float]] = []
 
     def ask(self) -> Candidate:
         self.asked += 1
+        candidate = self._propose()
+        self.seen.add(candidate.key)
+        return candidate
+
+    def _random_unseen(self) -> Candidate:
+        for _ in range(MAX_MUTATION_TRIES):
+            candidate = self.space.decode(self.space.sample(self.rng))
+            if candidate.key not in self.seen:
+                break
+        return candidate
+
+    def _propose(self) -> Candidate:
         if self.asked <= self.population_size or not self.population:
-            return self.space.decode(self.space.sample(self.rng))
+            return self._random_unseen()
         picks = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
         values = np.array([self.population[i][1] for i in picks])
         violations = np.array([self.population[i][2] for i in picks])
         best_front = nondominated_sort(values, violations)[0]
         parent_genome = self.population[int(picks[best_front[int(self.rng.integers(len(best_front)))]])][0]
-        parent_key = self.space.decode(parent_genome).key
         for _ in range(MAX_MUTATION_TRIES):
             child = self.space.decode(self.space.mutate(parent_genome, self.rng))
-            if child.key != parent_key:
+            if child.key not in self.seen:
                 return child
-        return self.space.decode(self.space.sample(self.rng))
+        return self._random_unseen()
 
     def tell(self, candidate: Candidate, result: Result) -> None:
+        self.seen.add(candidate.key)
         vector = self.goals.minimization_vector(result)
         self.population.append((self.space.encode(candidate), vector.tolist(), self.goals.violation(result)))
         if len(self.population) > self.population_size:
             self.population.pop(0)  # aging: the oldest dies, not the worst
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "asked": self.asked, "population": [list(p) for p in self.population]}
+        return {**super().state_dict(), "asked": self.asked, "seen": sorted(self.seen), "population": [list(p) for p in self.population]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.asked = state["asked"]
+        self.seen = set(state["seen"])
         self.population = [(dict(g), list(v), float(w)) for g, v, w in state["population"]]
