@@ -130,15 +130,6 @@ class JointSpace:
         child[choice.name] = others[int(rng.integers(len(others)))]
         return child
 
-    def neighbours(self, sample: Mapping[str, Any]) -> list[Sample]:
-        """Every sample that differs from `sample` in exactly one decision."""
-        out = []
-        for choice in self._choices:
-            for option in choice.options:
-                if option != sample[choice.name]:
-                    out.append({**sample, choice.name: option})
-        return out
-
     def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any], rng: np.random.Generator) -> Sample:
         """Uniform crossover: each decision from either parent with equal chance."""
         take_a = rng.random(len(self._choices)) < 0.5

@@ -13,7 +13,7 @@ import numpy as np
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.objectives import Goals
-from cosearch.core.pareto import crowding_distance, hypervolume, nondominated_sort
+from cosearch.core.pareto import crowding_distance, nondominated_sort
 from cosearch.core.result import Result
 from cosearch.search_spaces.base import JointSpace
 from cosearch.strategies.base import STRATEGIES, Strategy
@@ -31,7 +31,6 @@ class NSGA2(Strategy):
         population_size: int = 20,
         crossover_prob: float = 0.9,
         mutation_count: int = 1,
-        local_search: float = 0.0,
     ) -> None:
         if not (isinstance(population_size, int) and population_size >= 4):
             raise ValueError(f"`population_size >= 4` must hold, but got {population_size=}")
@@ -39,13 +38,10 @@ class NSGA2(Strategy):
             raise ValueError(f"`0 <= crossover_prob <= 1` must hold, but got {crossover_prob=}")
         if not (isinstance(mutation_count, int) and mutation_count >= 0):
             raise ValueError(f"`mutation_count >= 0` must hold, but got {mutation_count=}")
-        if not 0.0 <= local_search <= 1.0:
-            raise ValueError(f"`0 <= local_search <= 1` must hold, but got {local_search=}")
         super().__init__(space, goals, seed)
         self.population_size = population_size
         self.crossover_prob = crossover_prob
         self.mutation_count = mutation_count
-        self.local_search = local_search
         self.asked = 0
         self.seen: set[str] = set()
         # Everything told: (genome, minimisation vector, violation).
@@ -90,36 +86,9 @@ class NSGA2(Strategy):
             child = self.space.mutate(child, self.rng)
         return self.space.decode(child)
 
-    def _local_step(self) -> Candidate | None:
-        """An unseen one-decision neighbour of a front member, picked by its hypervolume share.
-
-        Members whose own hypervolume contribution is large border the largest holes in the front.
-        """
-        values = np.array([a[1] for a in self.archive], dtype=float)
-        violations = np.array([a[2] for a in self.archive], dtype=float)
-        front = [i for i in nondominated_sort(values, violations)[0] if np.all(np.isfinite(values[i]))]
-        if not front:
-            return None
-        points = values[front]
-        reference = values[np.all(np.isfinite(values), axis=1)].max(axis=0) + 1e-9 + 0.1 * np.ptp(points, axis=0)
-        total = hypervolume(points, reference)
-        share = np.array([total - hypervolume(np.delete(points, k, axis=0), reference) for k in range(len(front))]) + 1e-12
-        for _ in range(len(front)):
-            k = int(self.rng.choice(len(front), p=share / share.sum()))
-            neighbours = [n for n in self.space.neighbours(self.archive[front[k]][0]) if self.space.decode(n).key not in self.seen]
-            if neighbours:
-                return self.space.decode(neighbours[int(self.rng.integers(len(neighbours)))])
-            share[k] = 1e-12
-        return None
-
     def ask(self) -> Candidate:
         self.asked += 1
         warmup = self.asked <= self.population_size or len(self.archive) < 2
-        if not warmup and self.local_search and self.rng.random() < self.local_search:
-            candidate = self._local_step()
-            if candidate is not None:
-                self.seen.add(candidate.key)
-                return candidate
         for _ in range(MAX_TRIES):
             candidate = self.space.decode(self.space.sample(self.rng)) if warmup else self._breed()
             if candidate.key not in self.seen:
