@@ -119,6 +119,7 @@ class Controller:
         self.evaluator = job.make_evaluator()
         self.told_id = 0
         self.pending: dict[str, Candidate] = {}  # key -> candidate, asked and not yet stored
+        self.known: dict[str, Result] = {}  # key -> stored result, to answer repeated asks without a query
         self.state = RunState(self.goals, job.resources.trials)
         self._checkpointed_s = 0.0
         self._dirty = False
@@ -148,6 +149,7 @@ class Controller:
             self.pending = {c.key: c for c in map(Candidate.from_json, checkpoint.pending)}
         stored = self.store.results()
         self.state.results = list(stored)
+        self.known = {item.result.candidate.key: item.result for item in stored}
         self.state.done_at_start = len(stored)
         for item in stored:
             self.pending.pop(item.result.candidate.key, None)
@@ -169,9 +171,9 @@ class Controller:
         """A new candidate from the strategy; duplicates of stored ones are answered from the store."""
         for _ in range(MAX_DUPLICATE_ASKS):
             candidate = self.strategy.ask()
-            stored = self.store.by_key(candidate.key)
+            stored = self.known.get(candidate.key)
             if stored is not None:
-                self.strategy.tell(candidate, stored.result)
+                self.strategy.tell(candidate, stored)
                 self.state.duplicates += 1
                 continue
             if candidate.key in in_flight or candidate.key in self.pending:
@@ -238,6 +240,7 @@ class Controller:
         except ray.exceptions.RayError as error:  # the worker died even after retries
             evaluation = Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}"))
         result_id = self.store.add(evaluation.result, evaluation.weights)  # 1. durable
+        self.known[candidate.key] = evaluation.result
         self.pending.pop(candidate.key, None)
         self.strategy.tell(candidate, evaluation.result)  # 2. told
         self.told_id = result_id
