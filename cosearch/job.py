@@ -197,7 +197,7 @@ class JobSpec(_Section):
         from cosearch.evaluators import EVALUATORS
 
         EVALUATORS.get(self.evaluator.name)
-        fixed = ("space", "data", "training", "latency", "device")
+        fixed = ("space", "data", "training", "latency", "device", "budgets")
         EVALUATORS.check_params(self.evaluator.name, self.evaluator.params, "evaluator", skip=fixed)
         evaluator = self.make_evaluator()
         provided = evaluator.provides()
@@ -227,6 +227,7 @@ class JobSpec(_Section):
             )
             params["training"] = TrainingSettings(**self.training.model_dump(), seed=self.resources.seed)
             params["latency"] = LatencySettings(**self.latency.model_dump())
+            params["budgets"] = self.goals().constraints
         return _construct(EVALUATORS, self.evaluator, "evaluator", **params)
 
     def to_json(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def summary_line(state: RunState) -> str:
     best = ", ".join(f"{m} {_fmt(m, v)}" for m, v in state.best().items()) or "-"
     return (
         f"evaluated {state.evaluated}/{state.total}  running {state.running}  feasible {state.feasible}  "
-        f"failed {state.failed}  best: {best}  elapsed {format_duration(state.elapsed_s)}  "
+        f"failed {state.failed}  over budget, not trained {state.skipped}  best: {best}  elapsed {format_duration(state.elapsed_s)}  "
         f"ETA {format_duration(state.eta_s)}"
     )
 
@@ -57,4 +57,5 @@ class SearchProgress:
             item = state.results[self._printed]
             self._printed += 1
             note = f" FAILED: {item.result.error}" if item.result.status == "failed" else ""
+            note = f" ({item.result.error})" if item.result.status == "infeasible" else note
             self.console.print(f"[{self._printed}/{state.total}] #{item.id} {item.result.status}{note} | {summary_line(state)}", highlight=False)

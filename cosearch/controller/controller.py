@@ -58,6 +58,11 @@ class RunState:
         return sum(1 for r in self.results if r.result.status == "failed")
 
     @property
+    def skipped(self) -> int:
+        """Candidates known to break a budget before training, and so never trained."""
+        return sum(1 for r in self.results if r.result.status == "infeasible")
+
+    @property
     def feasible(self) -> int:
         return sum(1 for r in self.results if self.goals.feasible(r.result))
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import EvaluationError
-from cosearch.core.objectives import DEFAULT_DEVICE
+from cosearch.core.objectives import DEFAULT_DEVICE, Constraint
 from cosearch.core.result import Result
 from cosearch.evaluators.base import EVALUATORS, Evaluation, Evaluator
 from cosearch.evaluators.data import Split, load_dataset
@@ -105,10 +105,25 @@ class TrainEvaluator(Evaluator):
         training: TrainingSettings = TrainingSettings(),
         latency: LatencySettings = LatencySettings(),
         device: str = DEFAULT_DEVICE,
+        budgets: tuple[Constraint, ...] = (),
     ) -> None:
         self.space, self.data, self.training, self.latency, self.device = space, data, training, latency, device
+        self.budgets = tuple(budgets)
 
-    def build_trained(self, candidate: Candidate):
+    def measure_costs(self, model: Any, candidate: Candidate, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
+        """Latency and size of `model` under the policy; neither depends on trained weights.
+
+        Latency is that of the exported float graph, whose shape training does not change; size
+        counts non-zeros, and magnitude pruning removes an exact number of weights per layer.
+        """
+        from cosearch.compressors import bake, compress, size_bytes
+
+        compressed = compress(model, candidate.policy)
+        latency = measure_latency(to_onnx_bytes(bake(compressed), input_shape), input_shape, self.latency)
+        metrics = {f"latency_ms@{self.device}": latency["median_ms"], "size_kb": size_bytes(compressed, candidate.policy) / 1024}
+        return metrics, latency
+
+    def build_trained(self, candidate: Candidate, model: Any = None):
         """The compressed, fine-tuned PyTorch model of `candidate` and its timings."""
         import torch
 
@@ -119,7 +134,8 @@ class TrainEvaluator(Evaluator):
         torch.manual_seed(seed)
         data = self.data.load()
         start = time.perf_counter()
-        model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
+        if model is None:
+            model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
         train_epochs(model, data.train, self.training.epochs, self.training.learning_rate, self.training, seed)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -140,22 +156,32 @@ class TrainEvaluator(Evaluator):
 
         torch.set_num_threads(1)  # one core per evaluation; Ray runs `concurrency` of them side by side
         start_all = time.perf_counter()
+        latency_metric = f"latency_ms@{self.device}"
         try:
-            compressed, data, timings = self.build_trained(candidate)
+            seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
+            torch.manual_seed(seed)
+            data = self.data.load()
+            model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
+            start = time.perf_counter()
+            costs, latency = self.measure_costs(model, candidate, data.input_shape)
+            over = [str(c) for c in self.budgets if c.metric in costs and c.violation(costs[c.metric]) > 0]
+            if over:  # known to break a budget before any training: never trained
+                timings = {"measure_s": time.perf_counter() - start, "total_s": time.perf_counter() - start_all}
+                measured = {latency_metric: latency, "over_budget": over}
+                return Evaluation(Result(candidate, "infeasible", costs, f"over budget before training: {', '.join(over)}", timings, measured))
+            compressed, data, timings = self.build_trained(candidate, model)
             start = time.perf_counter()
             val_accuracy = accuracy(predict(compressed, data.val.x), data.val.y)
             plain = bake(compressed)
-            latency = measure_latency(to_onnx_bytes(plain, data.input_shape), data.input_shape, self.latency)
             size = size_bytes(compressed, candidate.policy)
             timings["measure_s"] = time.perf_counter() - start
             timings["total_s"] = time.perf_counter() - start_all
-            latency_metric = f"latency_ms@{self.device}"
-            metrics = {"accuracy": val_accuracy, latency_metric: latency["median_ms"], "size_kb": size / 1024}
+            metrics = {"accuracy": val_accuracy, latency_metric: costs[latency_metric], "size_kb": size / 1024}
             if not all(math.isfinite(v) for v in metrics.values()):
                 raise EvaluationError(f"non-finite metrics {metrics}")
             measured = {
                 "accuracy": {"split": "val", "samples": int(len(data.val.y)), "model": "fake-quantized PyTorch, eval mode"},
-                latency_metric: latency,
+                latency_metric: {**latency, "graph": "the candidate's exported float graph, measured before training"},
                 "size_kb": {"how": "non-zeros x weight bits + 1-bit masks + fp32 scales per channel + fp32 others"},
                 "training": asdict(self.training),
             }

@@ -59,3 +59,25 @@ def test_diverging_training_is_a_failed_result():
 def test_unbuildable_candidate_is_a_failed_result():
     result = TrainEvaluator(SPACE, latency=FAST_LATENCY).evaluate(Candidate({"cell": "|bogus~0|"})).result
     assert result.status == "failed" and "arch.cell" in result.error
+
+
+def test_over_budget_candidates_are_never_trained():
+    from cosearch.core import Constraint
+
+    candidate = Candidate(ARCH)  # float, dense: the largest this arch gets
+    budgets = (Constraint.parse("size_kb <= 1"),)
+    evaluator = TrainEvaluator(SPACE, training=TrainingSettings(epochs=50), latency=FAST_LATENCY, budgets=budgets)
+    result = evaluator.evaluate(candidate).result
+    assert result.status == "infeasible" and "size_kb <= 1" in result.error
+    assert result.metrics["size_kb"] > 1 and "latency_ms@local-cpu" in result.metrics
+    assert "train_s" not in result.timings_s and "accuracy" not in result.metrics
+
+
+def test_costs_measured_before_training_match_the_trained_model():
+    from cosearch.compressors import compress, size_bytes
+
+    candidate = Candidate(ARCH, Policy({slot: LayerPolicy(4, 0.75) for slot in SPACE.layer_slots(ARCH)}))
+    evaluator = TrainEvaluator(SPACE, training=TrainingSettings(epochs=1, finetune_epochs=1), latency=FAST_LATENCY)
+    result = evaluator.evaluate(candidate).result
+    untrained = SPACE.build(ARCH, (1, 8, 8), 10)
+    assert size_bytes(compress(untrained, candidate.policy), candidate.policy) / 1024 == pytest.approx(result.metrics["size_kb"], rel=1e-3)
