@@ -99,7 +99,7 @@ def main() -> None:
     ort_quantize_static(ours, ort_int8, calibration, reduce_range=True)
     ort_quantize_static(ours, ort_int8_default, calibration, reduce_range=False)
     models = {
-        "cosearch export (searched bits/sparsity, float storage)": str(ours),
+        "cosearch export (searched bits/sparsity; int8 weight storage)": str(ours),
         "ORT quantize_static QDQ int8, reduce_range=True": str(ort_int8),
         "ORT quantize_static QDQ int8, defaults (U8S8)": str(ort_int8_default),
     }

@@ -39,6 +39,9 @@ def to_onnx_bytes(model: Any, input_shape: Sequence[int]) -> bytes:
                 output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 opset_version=OPSET,
+                # Keep BatchNorm as its own node and parameters under their module names, so the
+                # export step can find each layer's weights; ONNX Runtime fuses Conv+BN on load.
+                training=torch.onnx.TrainingMode.PRESERVE,
             )
     finally:
         model.train(was_training)

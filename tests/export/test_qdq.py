@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from cosearch.compressors import bake, compress  # noqa: E402
+from cosearch.core import CosearchError, LayerPolicy, Policy  # noqa: E402
+from cosearch.export.qdq import quantize_weight_initializers  # noqa: E402
+from cosearch.hardware import run_onnx, to_onnx_bytes  # noqa: E402
+from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
+
+
+@pytest.mark.parametrize("space_name, arch", [
+    ("nb201", {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}),
+    ("enas", {"ops": ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "avg_pool_3x3", "sep_conv_3x3"], "skips": [[], [], [0], [0, 1], [], [2, 3]]}),
+])
+def test_int8_storage_matches_the_fake_quantized_model(space_name, arch):
+    space = SEARCH_SPACES.create(space_name, channels=8)
+    slots = space.layer_slots(arch)
+    bits = [4, 8, 32]
+    policy = Policy({slot: LayerPolicy(bits[i % 3], 0.5 if i % 2 else 0.0) for i, slot in enumerate(slots)})
+    torch.manual_seed(0)
+    compressed = compress(space.build(arch, (1, 8, 8), 10), policy)
+    compressed.eval()
+    plain = bake(compressed)
+    float_bytes = to_onnx_bytes(plain, (1, 8, 8))
+    qdq_bytes = quantize_weight_initializers(float_bytes, plain, policy)
+    graph = onnx.load_from_string(qdq_bytes).graph
+    quantized_layers = sum(1 for slot in slots if policy.get(slot).weight_bits != 32)
+    assert sum(n.op_type == "DequantizeLinear" for n in graph.node) >= quantized_layers
+    assert len(qdq_bytes) < len(float_bytes)
+    x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = compressed(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run_onnx(qdq_bytes, x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_weights_off_the_grid_are_refused():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    float_bytes = to_onnx_bytes(model, (1, 8, 8))  # not baked: float weights are not on a 4-bit grid
+    with pytest.raises(CosearchError, match="grid"):
+        quantize_weight_initializers(float_bytes, model, Policy({"1": LayerPolicy(4, 0.0)}))
