@@ -58,4 +58,5 @@ class SearchProgress:
             self._printed += 1
             note = f" FAILED: {item.result.error}" if item.result.status == "failed" else ""
             note = f" ({item.result.error})" if item.result.status == "infeasible" else note
-            self.console.print(f"[{self._printed}/{state.total}] #{item.id} {item.result.status}{note} | {summary_line(state)}", highlight=False)
+            line = f"[{self._printed}/{state.total}] #{item.id} {item.result.status}{note} | {summary_line(state)}"
+            self.console.print(line, highlight=False, soft_wrap=True, markup=False)

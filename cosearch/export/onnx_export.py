@@ -14,7 +14,7 @@ from cosearch.controller.store import RunStore
 from cosearch.core.errors import CosearchError
 from cosearch.evaluators.train import accuracy, predict
 from cosearch.export.qdq import quantize_weight_initializers
-from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency, run_onnx, to_onnx_bytes
+from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE, LatencySettings, measure_latency, run_onnx, to_onnx_bytes
 from cosearch.job import spec_from_dict
 
 # ONNX Runtime and PyTorch run the same float graph; what differs is summation order.
@@ -41,8 +41,12 @@ def load_model(store: RunStore, result_id: int):
     return model, stored, job, data
 
 
-def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str, Any]:
-    """Write OUT/model.onnx and OUT/card.json; the card's numbers are measured on the written file."""
+def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weights: bool = True) -> dict[str, Any]:
+    """Write OUT/model.onnx and OUT/card.json; the card's numbers are measured on the written file.
+
+    With `int8_weights`, layers at 2-8 bits are stored as int8 + DequantizeLinear (smaller file);
+    otherwise every weight is float32 (runs at full speed with default ONNX Runtime options).
+    """
     import onnx
     import onnxruntime
     import torch
@@ -54,7 +58,8 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "model.onnx"
     policy = stored.result.candidate.policy
-    onnx_path.write_bytes(quantize_weight_initializers(to_onnx_bytes(model, data.input_shape), model, policy))
+    onnx_bytes = to_onnx_bytes(model, data.input_shape)
+    onnx_path.write_bytes(quantize_weight_initializers(onnx_bytes, model, policy) if int8_weights else onnx_bytes)
     onnx.checker.check_model(str(onnx_path))
 
     torch_val = predict(model, data.val.x)
@@ -63,6 +68,7 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str
     max_abs_diff = float(np.abs(torch_val - onnx_val).max())
     settings = LatencySettings(**job.latency.model_dump())
     latency = measure_latency(str(onnx_path), data.input_shape, settings)
+    latency_folded = measure_latency(str(onnx_path), data.input_shape, settings, FOLD_WEIGHT_DEQUANTIZE) if int8_weights else None
     result = stored.result
     card = {
         "id": stored.id,
@@ -75,7 +81,10 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str
         "export": {
             "file": onnx_path.name,
             "file_bytes": onnx_path.stat().st_size,
-            "weights_storage": "int8 + per-channel DequantizeLinear for layers at 2-8 bits, float32 for the rest",
+            "weights_storage": (
+                "int8 + per-channel DequantizeLinear for layers at 2-8 bits, float32 for the rest"
+                if int8_weights else "float32 values on each layer's quantization grid"
+            ),
             "onnx_accuracy": {
                 "val": accuracy(onnx_val, data.val.y),
                 "test": accuracy(onnx_test, data.test.y),
@@ -85,6 +94,8 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str
             "pytorch_accuracy_val": accuracy(torch_val, data.val.y),
             "max_abs_logit_diff_vs_pytorch": max_abs_diff,
             "latency_ms": latency,
+            "latency_ms_with_dequantize_folded": latency_folded,
+            "recommended_session_config": FOLD_WEIGHT_DEQUANTIZE if int8_weights else {},
             "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
             "onnxruntime": onnxruntime.__version__,
         },
