@@ -1,4 +1,4 @@
-"""`cosearch` command line: run, resume, status, pareto, export."""
+"""`cosearch` command line: run, resume, status, pareto, report, export."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     pareto = sub.add_parser("pareto", help="the Pareto set under the job's budgets")
     pareto.add_argument("run_dir")
     pareto.add_argument("--all", action="store_true", help="every result, failed and infeasible ones too")
+
+    report = sub.add_parser("report", help="one self-contained HTML page with plots and the Pareto table")
+    report.add_argument("run_dir")
+    report.add_argument("--out", help="output file (default: RUN_DIR/report.html)")
 
     export = sub.add_parser("export", help="write model.onnx and card.json for one result")
     export.add_argument("run_dir")
@@ -174,6 +178,13 @@ def _print_pareto(run_dir: Path, show_all: bool) -> None:
         console.print("no result meets every budget yet" if results else "no results yet")
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from cosearch.report.html import write_report
+
+    console.print(f"wrote {write_report(args.run_dir, args.out)}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from cosearch.export import export
 
@@ -195,7 +206,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "status": _cmd_status, "pareto": _cmd_pareto, "export": _cmd_export}
+COMMANDS = {
+    "run": _cmd_run,
+    "resume": _cmd_resume,
+    "status": _cmd_status,
+    "pareto": _cmd_pareto,
+    "report": _cmd_report,
+    "export": _cmd_export,
+}
 
 if __name__ == "__main__":
     sys.exit(main())
