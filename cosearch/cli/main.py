@@ -109,6 +109,9 @@ def _drive(make, run_dir: Path) -> int:
     _print_pareto(run_dir, show_all=False)
     if not state.finished:
         console.print(f"stopped before {state.total} results; continue with: cosearch resume {run_dir}")
+    from cosearch.report.html import write_report
+
+    console.print(f"report: {write_report(run_dir)}")
     console.print(f"run directory: {run_dir}")
     return 0
 

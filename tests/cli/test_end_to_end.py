@@ -80,6 +80,7 @@ def test_run_prints_progress_pareto_and_run_dir(finished_run):
     assert "[6/6]" in stdout and "feasible" in stdout and "ETA" in stdout
     assert "Pareto set" in stdout
     assert f"run directory: {run_dir}" in stdout
+    assert (run_dir / "report.html").is_file() and "report:" in stdout
     assert len(stored_rows(run_dir)) == 6
 
 
