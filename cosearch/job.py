@@ -60,9 +60,33 @@ class TaskSpec(_Section):
         return self
 
 
+class TeacherSpec(_Section):
+    """The distillation teacher: a timm model, from a local checkpoint or trained once per run."""
+
+    model: str = "resnet18"
+    checkpoint: Optional[str] = None
+    epochs: int = 10
+
+    @model_validator(mode="after")
+    def _check(self) -> TeacherSpec:
+        import timm
+
+        if not timm.is_model(self.model):
+            close = timm.list_models(f"*{self.model.split('_')[0][:6]}*")[:5]
+            raise SpecError("compression.teacher.model", self.model, f"a timm model name, e.g. {close or ['resnet18']}")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise SpecError("compression.teacher.checkpoint", self.checkpoint, "a local state-dict file (nothing is downloaded)")
+        if self.epochs < 1:
+            raise SpecError("compression.teacher.epochs", self.epochs, "an integer >= 1")
+        return self
+
+
 class CompressionSpec(_Section):
     weight_bits: list[int] = [4, 8, FLOAT_BITS]
     sparsity: list[float] = [0.0, 0.25, 0.5, 0.75]
+    distill_alpha: list[float] = [0.0]  # weight of the teacher's soft labels; 0 = no distillation
+    temperature: float = 4.0
+    teacher: Optional[TeacherSpec] = None
 
     @model_validator(mode="after")
     def _choices(self) -> CompressionSpec:
@@ -75,7 +99,20 @@ class CompressionSpec(_Section):
         for i, amount in enumerate(self.sparsity):
             if not 0.0 <= amount < 1.0:
                 raise SpecError(f"compression.sparsity[{i}]", amount, "a fraction with 0 <= sparsity < 1")
+        if not self.distill_alpha or len(set(self.distill_alpha)) != len(self.distill_alpha):
+            raise SpecError("compression.distill_alpha", self.distill_alpha, "a non-empty list of distinct values")
+        for i, alpha in enumerate(self.distill_alpha):
+            if not 0.0 <= alpha <= 1.0:
+                raise SpecError(f"compression.distill_alpha[{i}]", alpha, "a weight with 0 <= alpha <= 1")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise SpecError("compression.temperature", self.temperature, "a number > 0")
+        if any(self.distill_alpha) and self.teacher is None:
+            raise SpecError("compression.teacher", None, "a teacher ({model: resnet18}) when any distill_alpha > 0")
         return self
+
+    @property
+    def distills(self) -> bool:
+        return any(self.distill_alpha)
 
 
 class TrainingSpec(_Section):
@@ -178,7 +215,8 @@ class JobSpec(_Section):
     def make_joint_space(self):
         from cosearch.search_spaces import JointSpace
 
-        return JointSpace(self.make_space(), self.compression.weight_bits, self.compression.sparsity)
+        c = self.compression
+        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha)
 
     def validate_strategy(self) -> None:
         from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
@@ -197,7 +235,7 @@ class JobSpec(_Section):
         from cosearch.evaluators import EVALUATORS
 
         EVALUATORS.get(self.evaluator.name)
-        fixed = ("space", "data", "training", "latency", "device", "budgets")
+        fixed = ("space", "data", "training", "latency", "device", "budgets", "teacher_logits", "temperature")
         EVALUATORS.check_params(self.evaluator.name, self.evaluator.params, "evaluator", skip=fixed)
         evaluator = self.make_evaluator()
         provided = evaluator.provides()
@@ -206,28 +244,38 @@ class JobSpec(_Section):
         for field, metric in named:
             if metric not in provided:
                 raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
-        trivial = self.compression.weight_bits == [FLOAT_BITS] and self.compression.sparsity == [0.0]
+        trivial = self.compression.weight_bits == [FLOAT_BITS] and self.compression.sparsity == [0.0] and not self.compression.distills
         if not evaluator.evaluates_policy and not trivial:
             raise SpecError(
                 "compression", self.compression.model_dump(),
-                f"weight_bits: [32] and sparsity: [0.0], since the {self.evaluator.name!r} evaluator ignores compression",
+                f"weight_bits: [32], sparsity: [0.0], distill_alpha: [0.0], since the {self.evaluator.name!r} evaluator ignores compression",
             )
 
-    def make_evaluator(self):
+    def data_settings(self):
+        from cosearch.evaluators.train import DataSettings
+
+        t = self.task
+        return DataSettings(t.dataset, t.path, t.val_fraction, t.test_fraction, self.resources.seed)
+
+    def training_settings(self):
+        from cosearch.evaluators.train import TrainingSettings
+
+        return TrainingSettings(**self.training.model_dump(), seed=self.resources.seed)
+
+    def make_evaluator(self, teacher_logits: Any = None):
         from cosearch.evaluators import EVALUATORS
-        from cosearch.evaluators.train import DataSettings, TrainingSettings
         from cosearch.hardware import LatencySettings
 
         params: dict[str, Any] = {"space": self.make_space()}
         if "seed" in EVALUATORS.parameters(self.evaluator.name) and "seed" not in self.evaluator.params:
             params["seed"] = self.resources.seed
         if self.evaluator.name == "train":
-            params["data"] = DataSettings(
-                self.task.dataset, self.task.path, self.task.val_fraction, self.task.test_fraction, self.resources.seed
-            )
-            params["training"] = TrainingSettings(**self.training.model_dump(), seed=self.resources.seed)
+            params["data"] = self.data_settings()
+            params["training"] = self.training_settings()
             params["latency"] = LatencySettings(**self.latency.model_dump())
             params["budgets"] = self.goals().constraints
+            params["teacher_logits"] = teacher_logits
+            params["temperature"] = self.compression.temperature
         return _construct(EVALUATORS, self.evaluator, "evaluator", **params)
 
     def to_json(self) -> dict[str, Any]:

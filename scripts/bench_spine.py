@@ -91,7 +91,7 @@ def main() -> None:
     pick = front[0]  # the most accurate model within budget
     card = export(run_dir, pick, work / "export")
     export(run_dir, pick, work / "export_float", int8_weights=False)
-    data = job.make_evaluator().data.load()
+    data = job.data_settings().load()
 
     ours = work / "export" / "model.onnx"
     ours_float = work / "export_float" / "model.onnx"

@@ -18,6 +18,8 @@ def _fmt(metric: str, value: float) -> str:
 
 def summary_line(state: RunState) -> str:
     best = ", ".join(f"{m} {_fmt(m, v)}" for m, v in state.best().items()) or "-"
+    if state.note:
+        return f"{state.note}...  elapsed {format_duration(state.elapsed_s)}"
     return (
         f"evaluated {state.evaluated}/{state.total}  running {state.running}  feasible {state.feasible}  "
         f"failed {state.failed}  over budget, not trained {state.skipped}  best: {best}  elapsed {format_duration(state.elapsed_s)}  "
@@ -35,6 +37,7 @@ class SearchProgress:
         self.task = self.bar.add_task("search", total=1)
         self.live = Live(console=console, refresh_per_second=4, transient=False) if self.live_mode else None
         self._printed = 0
+        self._note = ""
 
     def __enter__(self) -> SearchProgress:
         if self.live:
@@ -53,6 +56,9 @@ class SearchProgress:
             lines += [Text(f"  failed #{r.id}: {r.result.error}", style="red") for r in failures]
             self.live.update(Group(*lines))
             return
+        if state.note and state.note != self._note:
+            self.console.print(f"{state.note}...", highlight=False, markup=False)
+        self._note = state.note
         while self._printed < state.evaluated:  # plain output: one line per new result
             item = state.results[self._printed]
             self._printed += 1

@@ -48,6 +48,7 @@ class RunState:
     done_at_start: int = 0
     duplicates: int = 0
     finished: bool = False
+    note: str = ""  # what the run is doing besides evaluating, e.g. training the teacher
 
     @property
     def evaluated(self) -> int:
@@ -95,6 +96,22 @@ Listener = Callable[[RunState], None]
 def _evaluate(evaluator: Evaluator, candidate_json: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
     evaluation = evaluator.evaluate(Candidate.from_json(candidate_json))
     return evaluation.result.to_json(), evaluation.weights
+
+
+def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+    import io
+
+    import numpy as np
+
+    from cosearch.evaluators.teacher import prepare_teacher
+
+    job = spec_from_dict(job_json)
+    teacher = job.compression.teacher
+    out = prepare_teacher(teacher.model, teacher.checkpoint, teacher.epochs, job.data_settings(), job.training_settings())
+    buffer = io.BytesIO()
+    np.save(buffer, out.pop("train_logits"))
+    state = out.pop("state")
+    return out, buffer.getvalue(), state
 
 
 def connect_ray(address: str | None, concurrency: int) -> bool:
@@ -193,6 +210,8 @@ class Controller:
         import ray
 
         started_ray = connect_ray(self.address, self.job.resources.concurrency)
+        if self.job.compression.distills:
+            self._ensure_teacher()
         remote = ray.remote(num_cpus=1, max_retries=2)(_evaluate)
         evaluator_ref = ray.put(self.evaluator)
         in_flight: dict[Any, Candidate] = {}
@@ -235,6 +254,25 @@ class Controller:
             if started_ray:
                 ray.shutdown()
         return self.state
+
+    def _ensure_teacher(self) -> None:
+        """Train (or load) the teacher once per run, on a worker; durable before any evaluation uses it."""
+        import io
+
+        import numpy as np
+        import ray
+
+        stored = self.store.teacher()
+        if stored is None:
+            self.state.note = f"preparing teacher {self.job.compression.teacher.model}"
+            self.listener(self.state)
+            info, logits, state = ray.get(ray.remote(num_cpus=1)(_prepare_teacher).remote(self.job.to_json()))
+            self.store.save_teacher(info, logits, state)
+            stored = (info, logits)
+            self.state.note = ""
+        info, logits = stored
+        log.info("teacher %s: %s, val accuracy %.4f", info["model"], info["how"], info["val_accuracy"])
+        self.evaluator = self.job.make_evaluator(teacher_logits=np.load(io.BytesIO(logits)))
 
     def _complete(self, candidate: Candidate, ref: Any) -> None:
         import ray

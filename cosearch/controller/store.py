@@ -142,6 +142,19 @@ class RunStore:
         data = self._meta("checkpoint")
         return Checkpoint(data["strategy"], data["told_id"], data["pending"]) if data else None
 
+    # --- distillation teacher ----------------------------------------------------------
+    def save_teacher(self, info: dict[str, Any], train_logits: bytes, state: bytes) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:logits", train_logits))
+            self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:state", state))
+            self._set_meta("teacher", info)
+
+    def teacher(self) -> tuple[dict[str, Any], bytes] | None:
+        """The teacher's description and its training-split logits (numpy .npy bytes), if prepared."""
+        info = self._meta("teacher")
+        logits = self.weights("teacher:logits")
+        return (info, logits) if info is not None and logits is not None else None
+
     def set_status(self, status: str) -> None:
         self._set_meta("status", {"state": status, "at_s": time.time()})
 

@@ -32,33 +32,44 @@ class LayerPolicy:
 
 @dataclass(frozen=True)
 class Policy:
-    """Per-layer compression of a network, keyed by the layer slot names its search space gives."""
+    """Per-layer compression of a network, keyed by the layer slot names its search space gives.
+
+    `distill_alpha` is the weight of the teacher's soft labels in the training loss (0: none).
+    """
 
     layers: Mapping[str, LayerPolicy] = field(default_factory=dict)
+    distill_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", MappingProxyType(dict(sorted(self.layers.items()))))
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise ValueError(f"`0 <= distill_alpha <= 1` must hold, but got {self.distill_alpha=}")
 
     def get(self, slot: str) -> LayerPolicy:
         return self.layers.get(slot, LayerPolicy())
 
     def to_json(self) -> dict[str, Any]:
-        return {"layers": {slot: lp.to_json() for slot, lp in self.layers.items()}}
+        data: dict[str, Any] = {"layers": {slot: lp.to_json() for slot, lp in self.layers.items()}}
+        if self.distill_alpha:  # written only when used, so keys of undistilled candidates stay as they were
+            data["distill_alpha"] = self.distill_alpha
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Policy:
-        return cls({slot: LayerPolicy(**lp) for slot, lp in data.get("layers", {}).items()})
+        layers = {slot: LayerPolicy(**lp) for slot, lp in data.get("layers", {}).items()}
+        return cls(layers, float(data.get("distill_alpha", 0.0)))
 
     def summary(self) -> str:
-        """A short human summary: how many layers at each bit width, and the mean sparsity."""
+        """A short human summary: layers per bit width, mean sparsity, distillation weight."""
+        distill = f"; distill {self.distill_alpha:g}" if self.distill_alpha else ""
         if not self.layers:
-            return "float, dense"
+            return "float, dense" + distill
         counts: dict[int, int] = {}
         for lp in self.layers.values():
             counts[lp.weight_bits] = counts.get(lp.weight_bits, 0) + 1
         bits = " ".join(f"{'fp' if b == FLOAT_BITS else 'w' + str(b)}x{n}" for b, n in sorted(counts.items()))
         mean_sparsity = sum(lp.sparsity for lp in self.layers.values()) / len(self.layers)
-        return f"{bits}; sparsity {mean_sparsity:.2f}"
+        return f"{bits}; sparsity {mean_sparsity:.2f}{distill}"
 
 
 def canonical_json(data: Any) -> str:

@@ -48,10 +48,36 @@ def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
     stop = len(order) - (len(order) % batch_size if rng is not None and len(order) > batch_size else 0)
     for start in range(0, stop, batch_size):  # training drops the ragged last batch (BatchNorm needs > 1 sample)
         idx = order[start : start + batch_size]
-        yield split.x[idx], split.y[idx]
+        yield idx, split.x[idx], split.y[idx]
 
 
-def train_epochs(model: Any, split: Split, epochs: int, learning_rate: float, settings: TrainingSettings, seed: int) -> None:
+@dataclass(frozen=True)
+class Distillation:
+    """Soft labels: `alpha * T^2 * KL(student/T || teacher/T) + (1 - alpha) * CE` (Hinton et al. 2015)."""
+
+    teacher_logits: np.ndarray  # (N, classes), row i for training image i
+    alpha: float
+    temperature: float
+
+    def loss(self, student_logits: Any, labels: Any, idx: np.ndarray) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        t = self.temperature
+        soft = F.softmax(torch.from_numpy(self.teacher_logits[idx]) / t, dim=1)
+        kd = F.kl_div(F.log_softmax(student_logits / t, dim=1), soft, reduction="batchmean") * t * t
+        return self.alpha * kd + (1.0 - self.alpha) * F.cross_entropy(student_logits, labels)
+
+
+def train_epochs(
+    model: Any,
+    split: Split,
+    epochs: int,
+    learning_rate: float,
+    settings: TrainingSettings,
+    seed: int,
+    distillation: Distillation | None = None,
+) -> None:
     """Adam with a cosine schedule; raises EvaluationError when the loss stops being finite."""
     import torch
     import torch.nn.functional as F
@@ -64,8 +90,9 @@ def train_epochs(model: Any, split: Split, epochs: int, learning_rate: float, se
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     model.train()
     for epoch in range(epochs):
-        for x, y in _batches(split, settings.batch_size, rng):
-            loss = F.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        for idx, x, y in _batches(split, settings.batch_size, rng):
+            logits, labels = model(torch.from_numpy(x)), torch.from_numpy(y)
+            loss = distillation.loss(logits, labels, idx) if distillation else F.cross_entropy(logits, labels)
             if not torch.isfinite(loss):
                 raise EvaluationError(f"loss became {loss.item()} in epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -106,9 +133,20 @@ class TrainEvaluator(Evaluator):
         latency: LatencySettings = LatencySettings(),
         device: str = DEFAULT_DEVICE,
         budgets: tuple[Constraint, ...] = (),
+        teacher_logits: np.ndarray | None = None,
+        temperature: float = 4.0,
     ) -> None:
         self.space, self.data, self.training, self.latency, self.device = space, data, training, latency, device
         self.budgets = tuple(budgets)
+        self.teacher_logits, self.temperature = teacher_logits, temperature
+
+    def distillation(self, candidate: Candidate) -> Distillation | None:
+        alpha = candidate.policy.distill_alpha
+        if not alpha:
+            return None
+        if self.teacher_logits is None:
+            raise EvaluationError("the policy asks for distillation but the run has no teacher logits")
+        return Distillation(self.teacher_logits, alpha, self.temperature)
 
     def measure_costs(self, model: Any, candidate: Candidate, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
         """Latency and size of `model` under the policy; neither depends on trained weights.
@@ -136,13 +174,14 @@ class TrainEvaluator(Evaluator):
         start = time.perf_counter()
         if model is None:
             model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
-        train_epochs(model, data.train, self.training.epochs, self.training.learning_rate, self.training, seed)
+        distillation = self.distillation(candidate)
+        train_epochs(model, data.train, self.training.epochs, self.training.learning_rate, self.training, seed, distillation)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
         compressed = compress(model, candidate.policy)
         if candidate.policy.layers and self.training.finetune_epochs > 0:
             lr = self.training.finetune_learning_rate
-            train_epochs(compressed, data.train, self.training.finetune_epochs, lr, self.training, seed + 1)
+            train_epochs(compressed, data.train, self.training.finetune_epochs, lr, self.training, seed + 1, distillation)
         timings["compress_s"] = time.perf_counter() - start
         return compressed, data, timings
 

@@ -34,7 +34,7 @@ def load_model(store: RunStore, result_id: int):
     if weights is None:
         raise CosearchError(f"result {result_id} has no stored weights (its evaluator keeps none); nothing to export")
     job = spec_from_dict(store.job(), str(store.run_dir))
-    data = job.make_evaluator().data.load()
+    data = job.data_settings().load()
     model = job.make_space().build(stored.result.candidate.arch, data.input_shape, data.num_classes)
     model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
     model.eval()

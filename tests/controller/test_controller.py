@@ -101,3 +101,29 @@ def test_start_refuses_an_existing_run(ray_local, tmp_path):
     Controller.start(job(trials=2, fail_rate=0.0), tmp_path / "run").run()
     with pytest.raises(CosearchError, match="resume"):
         Controller.start(job(trials=2), tmp_path / "run")
+
+
+def test_teacher_is_prepared_once_and_used(ray_local, tmp_path):
+    pytest.importorskip("timm")
+    spec = spec_from_dict(
+        {
+            "name": "kd",
+            "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+            "compression": {"weight_bits": [8, 32], "sparsity": [0.0], "distill_alpha": [0.5], "teacher": {"model": "mobilenetv3_small_050", "epochs": 1}},
+            "strategy": {"name": "random"},
+            "training": {"epochs": 1, "finetune_epochs": 0},
+            "latency": {"warmup_runs": 2, "runs": 30},
+            "resources": {"trials": 2, "concurrency": 2},
+        }
+    )
+    run_dir = tmp_path / "run"
+    Controller.start(spec, run_dir).run()
+    with RunStore(run_dir) as store:
+        info, logits = store.teacher()
+        results = store.results()
+    assert info["model"] == "mobilenetv3_small_050" and "trained 1 epochs" in info["how"]
+    assert all(r.result.ok and r.result.candidate.policy.distill_alpha == 0.5 for r in results)
+    resumed = Controller.resume(run_dir)
+    resumed.run()
+    with RunStore(run_dir) as store:
+        assert store.teacher()[0] == info  # not trained again

@@ -1,0 +1,45 @@
+"""The distillation teacher: a timm model, loaded from a local checkpoint or trained once per run.
+
+Its logits on the training split are computed once and shipped to every evaluation, so no
+candidate runs the teacher again.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import numpy as np
+
+from cosearch.evaluators.train import DataSettings, TrainingSettings, accuracy, predict, train_epochs
+
+
+def prepare_teacher(model_name: str, checkpoint: str | None, epochs: int, data: DataSettings, training: TrainingSettings) -> dict[str, Any]:
+    """Train (or load) the teacher; returns its training-split logits, validation accuracy and state."""
+    import timm
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(training.seed)
+    dataset = data.load()
+    model = timm.create_model(model_name, pretrained=False, num_classes=dataset.num_classes, in_chans=dataset.input_shape[0])
+    start = time.perf_counter()
+    if checkpoint:
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        how = f"loaded from {checkpoint}"
+    else:
+        train_epochs(model, dataset.train, epochs, training.learning_rate, training, training.seed)
+        how = f"trained {epochs} epochs on the training split"
+    logits = predict(model, dataset.train.x)
+    val_accuracy = accuracy(predict(model, dataset.val.x), dataset.val.y)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return {
+        "model": model_name,
+        "how": how,
+        "seconds": time.perf_counter() - start,
+        "val_accuracy": val_accuracy,
+        "train_logits": np.asarray(logits, dtype=np.float32),
+        "state": buffer.getvalue(),
+    }

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cosearch.core import Candidate, Policy, SpecError  # noqa: E402
+from cosearch.evaluators.data import load_dataset  # noqa: E402
+from cosearch.evaluators.train import Distillation, TrainEvaluator, TrainingSettings  # noqa: E402
+from cosearch.hardware import LatencySettings  # noqa: E402
+from cosearch.job import spec_from_dict  # noqa: E402
+from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+
+
+def test_loss_blends_soft_and_hard_labels():
+    rng = np.random.default_rng(0)
+    teacher = rng.standard_normal((8, 10)).astype(np.float32)
+    student = torch.from_numpy(rng.standard_normal((4, 10)).astype(np.float32))
+    labels = torch.tensor([0, 1, 2, 3])
+    idx = np.array([1, 3, 5, 7])
+    hard = Distillation(teacher, 0.0, 4.0).loss(student, labels, idx)
+    assert torch.allclose(hard, F.cross_entropy(student, labels))
+    soft = Distillation(teacher, 1.0, 4.0).loss(student, labels, idx)
+    expected = F.kl_div(F.log_softmax(student / 4, 1), F.softmax(torch.from_numpy(teacher[idx]) / 4, 1), reduction="batchmean") * 16
+    assert torch.allclose(soft, expected)
+    half = Distillation(teacher, 0.5, 4.0).loss(student, labels, idx)
+    assert torch.allclose(half, 0.5 * hard + 0.5 * soft)
+
+
+def test_student_learns_from_teacher_logits():
+    """A student taught only by soft labels (alpha = 1) of a perfect teacher still learns the task."""
+    space = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
+    arch = {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}
+    data = load_dataset("digits", None, 0.2, 0.2, 0)
+    perfect = np.eye(10, dtype=np.float32)[data.train.y] * 8.0
+    evaluator = TrainEvaluator(
+        space, training=TrainingSettings(epochs=3, finetune_epochs=0), latency=LatencySettings(warmup_runs=2, runs=30), teacher_logits=perfect
+    )
+    result = evaluator.evaluate(Candidate(arch, Policy(distill_alpha=1.0))).result
+    assert result.status == "ok", result.error
+    assert result.metrics["accuracy"] > 0.5
+    no_teacher = TrainEvaluator(space, training=TrainingSettings(epochs=1), latency=LatencySettings(warmup_runs=2, runs=30))
+    failed = no_teacher.evaluate(Candidate(arch, Policy(distill_alpha=0.5))).result
+    assert failed.status == "failed" and "teacher" in failed.error
+
+
+@pytest.mark.parametrize(
+    "compression, fragment",
+    [
+        ({"distill_alpha": [0.0, 0.5]}, "compression.teacher"),
+        ({"distill_alpha": [1.5], "teacher": {"model": "resnet18"}}, r"compression.distill_alpha\[0\]"),
+        ({"distill_alpha": [0.5], "teacher": {"model": "resnet_nope"}}, "compression.teacher.model"),
+        ({"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": "/no/such.pt"}}, "compression.teacher.checkpoint"),
+        ({"distill_alpha": [0.5], "temperature": 0, "teacher": {"model": "resnet18"}}, "compression.temperature"),
+    ],
+)
+def test_distillation_settings_are_validated(compression, fragment):
+    with pytest.raises(SpecError, match=fragment):
+        spec_from_dict({"compression": compression})
+
+
+def test_distill_alpha_is_a_gene_of_the_joint_genome():
+    job = spec_from_dict({"compression": {"distill_alpha": [0.0, 0.7], "teacher": {"model": "resnet18"}}})
+    joint = job.make_joint_space()
+    alphas = {joint.decode(joint.sample(np.random.default_rng(s))).policy.distill_alpha for s in range(20)}
+    assert alphas == {0.0, 0.7}
+    candidate = joint.decode(joint.sample(np.random.default_rng(1)))
+    assert joint.decode(joint.encode(candidate)).key == candidate.key
