@@ -85,6 +85,7 @@ class CompressionSpec(_Section):
     weight_bits: list[int] = [4, 8, FLOAT_BITS]
     sparsity: list[float] = [0.0, 0.25, 0.5, 0.75]
     distill_alpha: list[float] = [0.0]  # weight of the teacher's soft labels; 0 = no distillation
+    channel_ratio: list[float] = [0.0]  # share of channels structured pruning removes; 0 = none
     temperature: float = 4.0
     teacher: Optional[TeacherSpec] = None
 
@@ -104,6 +105,11 @@ class CompressionSpec(_Section):
         for i, alpha in enumerate(self.distill_alpha):
             if not 0.0 <= alpha <= 1.0:
                 raise SpecError(f"compression.distill_alpha[{i}]", alpha, "a weight with 0 <= alpha <= 1")
+        if not self.channel_ratio or len(set(self.channel_ratio)) != len(self.channel_ratio):
+            raise SpecError("compression.channel_ratio", self.channel_ratio, "a non-empty list of distinct values")
+        for i, ratio in enumerate(self.channel_ratio):
+            if not 0.0 <= ratio <= 0.9:
+                raise SpecError(f"compression.channel_ratio[{i}]", ratio, "a share of channels with 0 <= ratio <= 0.9")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise SpecError("compression.temperature", self.temperature, "a number > 0")
         if any(self.distill_alpha) and self.teacher is None:
@@ -216,7 +222,7 @@ class JobSpec(_Section):
         from cosearch.search_spaces import JointSpace
 
         c = self.compression
-        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha)
+        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha, c.channel_ratio)
 
     def validate_strategy(self) -> None:
         from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
@@ -244,11 +250,12 @@ class JobSpec(_Section):
         for field, metric in named:
             if metric not in provided:
                 raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
-        trivial = self.compression.weight_bits == [FLOAT_BITS] and self.compression.sparsity == [0.0] and not self.compression.distills
+        c = self.compression
+        trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0]
         if not evaluator.evaluates_policy and not trivial:
             raise SpecError(
                 "compression", self.compression.model_dump(),
-                f"weight_bits: [32], sparsity: [0.0], distill_alpha: [0.0], since the {self.evaluator.name!r} evaluator ignores compression",
+                f"weight_bits: [32], sparsity: [0.0], distill_alpha: [0.0], channel_ratio: [0.0], since the {self.evaluator.name!r} evaluator ignores compression",
             )
 
     def data_settings(self):

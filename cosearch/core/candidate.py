@@ -34,34 +34,42 @@ class LayerPolicy:
 class Policy:
     """Per-layer compression of a network, keyed by the layer slot names its search space gives.
 
-    `distill_alpha` is the weight of the teacher's soft labels in the training loss (0: none).
+    `distill_alpha` is the weight of the teacher's soft labels in the training loss (0: none);
+    `channel_ratio` the share of channels structured pruning removes from every prunable layer.
     """
 
     layers: Mapping[str, LayerPolicy] = field(default_factory=dict)
     distill_alpha: float = 0.0
+    channel_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", MappingProxyType(dict(sorted(self.layers.items()))))
         if not 0.0 <= self.distill_alpha <= 1.0:
             raise ValueError(f"`0 <= distill_alpha <= 1` must hold, but got {self.distill_alpha=}")
+        if not 0.0 <= self.channel_ratio < 1.0:
+            raise ValueError(f"`0 <= channel_ratio < 1` must hold, but got {self.channel_ratio=}")
 
     def get(self, slot: str) -> LayerPolicy:
         return self.layers.get(slot, LayerPolicy())
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"layers": {slot: lp.to_json() for slot, lp in self.layers.items()}}
-        if self.distill_alpha:  # written only when used, so keys of undistilled candidates stay as they were
+        # Written only when used, so the keys of candidates that do not use them stay as they were.
+        if self.distill_alpha:
             data["distill_alpha"] = self.distill_alpha
+        if self.channel_ratio:
+            data["channel_ratio"] = self.channel_ratio
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Policy:
         layers = {slot: LayerPolicy(**lp) for slot, lp in data.get("layers", {}).items()}
-        return cls(layers, float(data.get("distill_alpha", 0.0)))
+        return cls(layers, float(data.get("distill_alpha", 0.0)), float(data.get("channel_ratio", 0.0)))
 
     def summary(self) -> str:
         """A short human summary: layers per bit width, mean sparsity, distillation weight."""
         distill = f"; distill {self.distill_alpha:g}" if self.distill_alpha else ""
+        distill += f"; channels -{self.channel_ratio:.0%}" if self.channel_ratio else ""
         if not self.layers:
             return "float, dense" + distill
         counts: dict[int, int] = {}

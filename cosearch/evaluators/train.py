@@ -154,9 +154,9 @@ class TrainEvaluator(Evaluator):
         Latency is that of the exported float graph, whose shape training does not change; size
         counts non-zeros, and magnitude pruning removes an exact number of weights per layer.
         """
-        from cosearch.compressors import bake, compress, size_bytes
+        from cosearch.compressors import bake, compress, prune_channels, size_bytes
 
-        compressed = compress(model, candidate.policy)
+        compressed = compress(prune_channels(model, candidate.policy.channel_ratio, input_shape), candidate.policy)
         latency = measure_latency(to_onnx_bytes(bake(compressed), input_shape), input_shape, self.latency)
         metrics = {f"latency_ms@{self.device}": latency["median_ms"], "size_kb": size_bytes(compressed, candidate.policy) / 1024}
         return metrics, latency
@@ -165,7 +165,7 @@ class TrainEvaluator(Evaluator):
         """The compressed, fine-tuned PyTorch model of `candidate` and its timings."""
         import torch
 
-        from cosearch.compressors import compress
+        from cosearch.compressors import compress, prune_channels
 
         timings: dict[str, float] = {}
         seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
@@ -178,8 +178,9 @@ class TrainEvaluator(Evaluator):
         train_epochs(model, data.train, self.training.epochs, self.training.learning_rate, self.training, seed, distillation)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        compressed = compress(model, candidate.policy)
-        if candidate.policy.layers and self.training.finetune_epochs > 0:
+        # Structured pruning first (channels chosen on trained weights), then masks and bits.
+        compressed = compress(prune_channels(model, candidate.policy.channel_ratio, data.input_shape), candidate.policy)
+        if self.training.finetune_epochs > 0:
             lr = self.training.finetune_learning_rate
             train_epochs(compressed, data.train, self.training.finetune_epochs, lr, self.training, seed + 1, distillation)
         timings["compress_s"] = time.perf_counter() - start

@@ -35,7 +35,11 @@ def load_model(store: RunStore, result_id: int):
         raise CosearchError(f"result {result_id} has no stored weights (its evaluator keeps none); nothing to export")
     job = spec_from_dict(store.job(), str(store.run_dir))
     data = job.data_settings().load()
+    from cosearch.compressors import prune_channels
+
     model = job.make_space().build(stored.result.candidate.arch, data.input_shape, data.num_classes)
+    # Same ratio, same shapes: see compressors/channels.py.
+    model = prune_channels(model, stored.result.candidate.policy.channel_ratio, data.input_shape)
     model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
     model.eval()
     return model, stored, job, data

@@ -98,6 +98,7 @@ class JointSpace:
         weight_bits: Sequence[int] = (4, 8, FLOAT_BITS),
         sparsity: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
         distill_alpha: Sequence[float] = (0.0,),
+        channel_ratio: Sequence[float] = (0.0,),
     ) -> None:
         for bits in weight_bits:
             LayerPolicy(weight_bits=bits)  # validates
@@ -105,12 +106,16 @@ class JointSpace:
             LayerPolicy(sparsity=amount)
         for alpha in distill_alpha:
             Policy(distill_alpha=alpha)
+        for ratio in channel_ratio:
+            Policy(channel_ratio=ratio)
         self.space = space
         self.weight_bits = tuple(weight_bits)
         self.sparsity = tuple(float(s) for s in sparsity)
         self.distill_alpha = tuple(float(a) for a in distill_alpha)
+        self.channel_ratio = tuple(float(r) for r in channel_ratio)
         self._choices = list(space.choices())
         self._choices.append(Choice("distill_alpha", self.distill_alpha, group="distill"))
+        self._choices.append(Choice("channel_ratio", self.channel_ratio, group="channels"))
         for slot in space.all_slots():
             self._choices.append(Choice(f"bits:{slot}", self.weight_bits, group="bits"))
             self._choices.append(Choice(f"sparsity:{slot}", self.sparsity, group="sparsity"))
@@ -156,9 +161,11 @@ class JointSpace:
             slot: LayerPolicy(weight_bits=int(sample[f"bits:{slot}"]), sparsity=float(sample[f"sparsity:{slot}"]))
             for slot in self.space.all_slots()
         }
-        return self.canonical(arch, layers, float(sample["distill_alpha"]))
+        return self.canonical(arch, layers, float(sample["distill_alpha"]), float(sample["channel_ratio"]))
 
-    def canonical(self, arch: Mapping[str, Any], layers: Mapping[str, LayerPolicy], distill_alpha: float = 0.0) -> Candidate:
+    def canonical(
+        self, arch: Mapping[str, Any], layers: Mapping[str, LayerPolicy], distill_alpha: float = 0.0, channel_ratio: float = 0.0
+    ) -> Candidate:
         """The canonical arch, with the policy written the smallest way its symmetries allow."""
         self.space.validate_arch(arch)
         best: Candidate | None = None
@@ -166,7 +173,7 @@ class JointSpace:
         for form in self.space.forms(arch):
             live = set(self.space.layer_slots(form.arch))
             moved = {form.slot_map[s]: lp for s, lp in layers.items() if s in form.slot_map}
-            candidate = Candidate(form.arch, Policy({s: lp for s, lp in moved.items() if s in live}, distill_alpha))
+            candidate = Candidate(form.arch, Policy({s: lp for s, lp in moved.items() if s in live}, distill_alpha, channel_ratio))
             text = canonical_json(candidate.to_json())
             if best is None or text < best_text:
                 best, best_text = candidate, text
@@ -177,6 +184,7 @@ class JointSpace:
         """A sample that decodes to `candidate`; slots the arch lacks get their first option."""
         sample = self.space.sample_from_arch(candidate.arch)
         sample["distill_alpha"] = candidate.policy.distill_alpha
+        sample["channel_ratio"] = candidate.policy.channel_ratio
         for slot in self.space.all_slots():
             lp = candidate.policy.layers.get(slot)
             sample[f"bits:{slot}"] = lp.weight_bits if lp else self.weight_bits[0]

@@ -21,6 +21,7 @@ TINY_JOB = {
     "name": "tiny",
     "task": {"dataset": "digits"},
     "search_space": {"name": "nb201", "channels": 8, "cells_per_stage": 1},
+    "compression": {"weight_bits": [4, 8, 32], "sparsity": [0.0, 0.5], "channel_ratio": [0.0, 0.5]},
     "strategy": {"name": "regularized_evolution", "population_size": 4, "sample_size": 2},
     "objectives": ["accuracy", "latency_ms", "size_kb"],
     "budgets": ["size_kb <= 400"],

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_pruning")
+
+from cosearch.compressors import compression_slots, prune_channels  # noqa: E402
+from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
+
+CASES = {
+    "nb201": ({"channels": 8, "cells_per_stage": 1}, {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}),
+    "enas": ({"channels": 8}, {"ops": ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "avg_pool_3x3", "sep_conv_3x3"], "skips": [[], [], [0], [0, 1], [], [2, 3]]}),
+    "mobilenet": ({}, {"width": 1.0, "stages": [[{"kernel": 3, "expand": 3}], [{"kernel": 5, "expand": 6}], [{"kernel": 3, "expand": 4}], [{"kernel": 5, "expand": 3}]]}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_channels_really_go_and_shapes_depend_only_on_the_ratio(name):
+    params, arch = CASES[name]
+    space = SEARCH_SPACES.create(name, **params)
+    torch.manual_seed(0)
+    trained = space.build(arch, (1, 8, 8), 10)
+    before = sum(p.numel() for p in trained.parameters())
+    pruned = prune_channels(trained, 0.5, (1, 8, 8))
+    assert sum(p.numel() for p in trained.parameters()) == before  # input untouched
+    assert sum(p.numel() for p in pruned.parameters()) < 0.6 * before
+    assert pruned(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    assert sorted(compression_slots(pruned)) == sorted(compression_slots(trained))  # slot names survive
+    torch.manual_seed(1)  # other weights, same ratio: same shapes, so saved weights load again
+    rebuilt = prune_channels(space.build(arch, (1, 8, 8), 10), 0.5, (1, 8, 8))
+    rebuilt.load_state_dict(pruned.state_dict())
+
+
+def test_ratio_is_checked():
+    with pytest.raises(ValueError, match="channel_ratio"):
+        prune_channels(torch.nn.Linear(2, 2), 1.0, (2,))
