@@ -161,7 +161,7 @@ def _print_pareto(run_dir: Path, show_all: bool) -> None:
     metrics = [o.metric for o in goals.objectives] + [c.metric for c in goals.constraints if c.metric not in {o.metric for o in goals.objectives}]
     for metric in metrics:
         table.add_column(metric.replace("@", "\n@"), justify="right")
-    table.add_column("bits / sparsity")
+    table.add_column("compression")
     table.add_column("arch")
     if show_all:
         table.add_column("error")

@@ -113,7 +113,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         cells += [r.candidate.policy.summary(), space.describe(r.candidate.arch)]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     failures = [f"<li>#{r.id}: {html.escape(r.result.error or '')}</li>" for r in results if r.result.status == "failed"]
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in ["id", *metrics, "bits / sparsity", "arch"])
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in ["id", *metrics, "compression", "arch"])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cosearch report: {html.escape(job.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;font-size:13px}}
