@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,6 +39,15 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, candidate: Candidate, result: Result) -> None:
         """The result of evaluating `candidate`."""
+
+    @staticmethod
+    def first_new(propose: Callable[[], Candidate], seen: set[str], tries: int = 50) -> Candidate:
+        """The first proposal whose key is not in `seen`; after `tries` attempts, the last one."""
+        for _ in range(tries):
+            candidate = propose()
+            if candidate.key not in seen:
+                break
+        return candidate
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly; JSON-able."""

@@ -49,11 +49,7 @@ class RegularizedEvolution(Strategy):
         return candidate
 
     def _random_unseen(self) -> Candidate:
-        for _ in range(MAX_MUTATION_TRIES):
-            candidate = self.space.decode(self.space.sample(self.rng))
-            if candidate.key not in self.seen:
-                break
-        return candidate
+        return self.first_new(lambda: self.space.decode(self.space.sample(self.rng)), self.seen, MAX_MUTATION_TRIES)
 
     def _propose(self) -> Candidate:
         if self.asked <= self.population_size or not self.population:
@@ -63,11 +59,8 @@ class RegularizedEvolution(Strategy):
         violations = np.array([self.population[i][2] for i in picks])
         best_front = nondominated_sort(values, violations)[0]
         parent_genome = self.population[int(picks[best_front[int(self.rng.integers(len(best_front)))]])][0]
-        for _ in range(MAX_MUTATION_TRIES):
-            child = self.space.decode(self.space.mutate(parent_genome, self.rng))
-            if child.key not in self.seen:
-                return child
-        return self._random_unseen()
+        child = self.first_new(lambda: self.space.decode(self.space.mutate(parent_genome, self.rng)), self.seen, MAX_MUTATION_TRIES)
+        return child if child.key not in self.seen else self._random_unseen()
 
     def tell(self, candidate: Candidate, result: Result) -> None:
         self.seen.add(candidate.key)

@@ -89,10 +89,8 @@ class NSGA2(Strategy):
     def ask(self) -> Candidate:
         self.asked += 1
         warmup = self.asked <= self.population_size or len(self.archive) < 2
-        for _ in range(MAX_TRIES):
-            candidate = self.space.decode(self.space.sample(self.rng)) if warmup else self._breed()
-            if candidate.key not in self.seen:
-                break
+        random = lambda: self.space.decode(self.space.sample(self.rng))  # noqa: E731
+        candidate = self.first_new(random if warmup else self._breed, self.seen, MAX_TRIES)
         self.seen.add(candidate.key)
         return candidate
 
