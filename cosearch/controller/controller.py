@@ -122,7 +122,11 @@ def connect_ray(address: str | None, concurrency: int) -> bool:
         return False
     quiet = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
     if address:
-        ray.init(address=address, **quiet)
+        import cosearch
+
+        # Ship this cosearch to the cluster's workers; its dependencies must be installed there.
+        runtime_env = {"py_modules": [str(Path(cosearch.__file__).parent)]}
+        ray.init(address=address, runtime_env=runtime_env, **quiet)
     else:
         ray.init(num_cpus=concurrency, include_dashboard=False, **quiet)
     return True
