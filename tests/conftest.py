@@ -1,8 +1,39 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every process of session `sid`: a driver started with start_new_session and all it spawned."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of a session, so nothing a test started outlives it."""
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture()
+def sessions():
+    return SimpleNamespace(pids=session_pids, kill=kill_session)
 
 
 @pytest.fixture(scope="session")

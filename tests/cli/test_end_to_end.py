@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -35,27 +34,6 @@ def cosearch(*args: str, timeout: float = 300, **kwargs) -> subprocess.Completed
     return subprocess.run(
         [sys.executable, "-m", "cosearch.cli.main", *args], capture_output=True, text=True, timeout=timeout, **kwargs
     )
-
-
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    pids.append(int(entry.name))
-            except (ProcessLookupError, PermissionError):
-                pass
-    return pids
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of a session: the driver and the Ray processes it started."""
-    for pid in session_pids(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def stored_rows(run_dir: Path) -> list[tuple[int, str, str]]:
@@ -131,7 +109,7 @@ def test_export_of_unknown_id_is_a_clear_error(finished_run, tmp_path):
     assert out.returncode == 2 and "no result with id 999" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path):
+def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path, sessions):
     job = dict(TINY_JOB, resources={"trials": 8, "concurrency": 2, "seed": 1})
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     run_dir = tmp_path / "run"
@@ -151,7 +129,7 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path):
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
-        kill_session(driver.pid)
+        sessions.kill(driver.pid)
     before = stored_rows(run_dir)
     assert 3 <= len(before) < 8
     out = cosearch("resume", str(run_dir))
@@ -161,4 +139,4 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path):
     assert [row[0] for row in after] == list(range(1, 9))  # exactly the trials asked for
     assert len({row[1] for row in after}) == 8  # nothing evaluated twice
     time.sleep(1.0)
-    assert session_pids(driver.pid) == []  # nothing of the killed run outlives the test
+    assert sessions.pids(driver.pid) == []  # nothing of the killed run outlives the test

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,20 +23,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    pids.append(int(entry.name))
-            except (ProcessLookupError, PermissionError):
-                pass
-    return pids
-
-
 @pytest.fixture()
-def cluster(tmp_path):
+def cluster(tmp_path, sessions):
     """A head node in its own process session, so stopping it touches no other Ray (never `ray stop`)."""
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
     if ray_cli is None:
@@ -63,11 +50,7 @@ def cluster(tmp_path):
             time.sleep(0.5)
         yield f"127.0.0.1:{port}", env
     finally:
-        for pid in session_pids(head.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        sessions.kill(head.pid)
         head.wait(timeout=30)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
