@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sqlite3
 import statistics
 import subprocess
 import sys

@@ -200,7 +200,6 @@ def tune_overhead(job, trials: int) -> float | None:
 
     from cosearch.core import Candidate
 
-    space = job.make_joint_space()
     strategy = job.make_strategy()
     evaluator = job.make_evaluator()
     goals = job.goals()
