@@ -157,8 +157,9 @@ class TrainEvaluator(Evaluator):
         from cosearch.compressors import bake, compress, prune_channels, size_bytes
 
         compressed = compress(prune_channels(model, candidate.policy.channel_ratio, input_shape), candidate.policy)
-        latency = measure_latency(to_onnx_bytes(bake(compressed), input_shape), input_shape, self.latency)
-        metrics = {f"latency_ms@{self.device}": latency["median_ms"], "size_kb": size_bytes(compressed, candidate.policy) / 1024}
+        plain = bake(compressed)  # baked once: both the export and the size accounting read it
+        latency = measure_latency(to_onnx_bytes(plain, input_shape), input_shape, self.latency)
+        metrics = {f"latency_ms@{self.device}": latency["median_ms"], "size_kb": size_bytes(plain, candidate.policy) / 1024}
         return metrics, latency
 
     def build_trained(self, candidate: Candidate, model: Any = None):
@@ -213,7 +214,7 @@ class TrainEvaluator(Evaluator):
             start = time.perf_counter()
             val_accuracy = accuracy(predict(compressed, data.val.x), data.val.y)
             plain = bake(compressed)
-            size = size_bytes(compressed, candidate.policy)
+            size = size_bytes(plain, candidate.policy)
             timings["measure_s"] = time.perf_counter() - start
             timings["total_s"] = time.perf_counter() - start_all
             metrics = {"accuracy": val_accuracy, latency_metric: costs[latency_metric], "size_kb": size / 1024}
