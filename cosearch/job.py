@@ -158,6 +158,29 @@ class LatencySpec(_Section):
         return self
 
 
+class DeviceSpec(_Section):
+    """One device: `kind` and the fields that kind takes (checked per kind in JobSpec)."""
+
+    kind: str = "measured"
+    resource: Optional[str] = None  # measured: Ray custom resource of the nodes that have the device
+    threads: Optional[int] = None  # measured: these four default to the `latency` section
+    batch_size: Optional[int] = None
+    warmup_runs: Optional[int] = None
+    runs: Optional[int] = None
+    statistic: str = "median"  # measured: median or p90
+    table: Optional[str] = None  # lut: a `cosearch profile` table; analytic: a BitFusion-style table
+    activation_bits: int = 8  # analytic
+
+
+DEVICE_FIELDS = {
+    "measured": {"resource", "threads", "batch_size", "warmup_runs", "runs", "statistic"},
+    "lut": {"table"},
+    "analytic": {"table", "activation_bits"},
+}
+
+DEVICE_METRIC_KINDS = {"measured": ("latency_ms",), "lut": ("latency_ms",), "analytic": ("latency_ms", "energy_mj")}
+
+
 class ResourcesSpec(_Section):
     trials: int = 24
     concurrency: int = 2
@@ -184,6 +207,8 @@ class JobSpec(_Section):
     budgets: list[str] = []
     training: TrainingSpec = TrainingSpec()
     latency: LatencySpec = LatencySpec()
+    devices: dict[str, DeviceSpec] = {}
+    profiles: Optional[str] = None  # a YAML file with more `devices`, e.g. shared by a team
     resources: ResourcesSpec = ResourcesSpec()
 
     @field_validator("name")
@@ -196,6 +221,7 @@ class JobSpec(_Section):
     @model_validator(mode="after")
     def _components(self) -> JobSpec:
         self.goals()
+        self.device_profiles()
         self.make_space()
         self.validate_strategy()
         self.validate_evaluator()
@@ -210,6 +236,80 @@ class JobSpec(_Section):
             raise SpecError("objectives", self.objectives, "each metric at most once")
         constraints = tuple(Constraint.parse(text, f"budgets[{i}]") for i, text in enumerate(self.budgets))
         return Goals(objectives, constraints)
+
+    def device_profiles(self) -> dict[str, Any]:
+        """Every device this job knows: built in (`local-cpu`), from `profiles`, and declared here."""
+        from cosearch.hardware.profiles import builtin_devices
+
+        specs: dict[str, tuple[str, DeviceSpec, Path | None]] = {}
+        if self.profiles is not None:
+            for name, spec in _read_profiles(self.profiles).items():
+                specs[name] = (f"profiles ({self.profiles}): devices.{name}", spec, Path(self.profiles).parent)
+        for name, spec in self.devices.items():
+            if name in specs:
+                raise SpecError(f"devices.{name}", name, f"a name not already declared in {self.profiles}", problem="declared twice")
+            specs[name] = (f"devices.{name}", spec, None)
+        profiles = builtin_devices(self._latency_settings())
+        profiles.update({name: self._device(name, *entry) for name, entry in specs.items()})
+        return profiles
+
+    def _latency_settings(self, spec: DeviceSpec | None = None):
+        from cosearch.hardware import LatencySettings
+
+        values = self.latency.model_dump()
+        for key in values:
+            if spec is not None and getattr(spec, key, None) is not None:
+                values[key] = getattr(spec, key)
+        return LatencySettings(**values)
+
+    def _device(self, name: str, field: str, spec: DeviceSpec, base: Path | None):
+        from cosearch.hardware.analytic import load_bitfusion
+        from cosearch.hardware.lut import LatencyTable
+        from cosearch.hardware.profiles import AnalyticDevice, KINDS, LutDevice, MeasuredDevice
+        from cosearch.evaluators.data import INPUT_SHAPES
+
+        if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+            raise SpecError(field, name, "a device name of letters, digits, '-', '_' and '.'")
+        if spec.kind not in KINDS:
+            raise SpecError(f"{field}.kind", spec.kind, f"one of {list(KINDS)}")
+        for key in sorted(spec.model_fields_set - {"kind"} - DEVICE_FIELDS[spec.kind]):
+            raise SpecError(f"{field}.{key}", getattr(spec, key), f"fields of a {spec.kind} device: {sorted(DEVICE_FIELDS[spec.kind])}", problem="not used by this kind")
+        if spec.kind == "measured":
+            for key in ("threads", "batch_size", "warmup_runs", "runs"):
+                low = {"warmup_runs": 0, "runs": 30}.get(key, 1)
+                if getattr(spec, key) is not None and getattr(spec, key) < low:
+                    raise SpecError(f"{field}.{key}", getattr(spec, key), f"an integer >= {low}")
+            if spec.statistic not in ("median", "p90"):
+                raise SpecError(f"{field}.statistic", spec.statistic, "median or p90")
+            if spec.resource is not None and not spec.resource.strip():
+                raise SpecError(f"{field}.resource", spec.resource, "a Ray custom resource name, e.g. device:rpi4")
+            return MeasuredDevice(name, self._latency_settings(spec), spec.statistic, spec.resource)  # type: ignore[arg-type]
+        if spec.table is None:
+            raise SpecError(f"{field}.table", None, f"the path of the {spec.kind} device's table", problem="missing")
+        table = str(base / spec.table) if base is not None and not Path(spec.table).is_absolute() else spec.table
+        if not Path(table).is_file():
+            raise SpecError(f"{field}.table", table, "an existing table file")
+        if spec.kind == "lut":
+            lut = LatencyTable.load(table, f"{field}.table")
+            expected = list(INPUT_SHAPES[self.task.dataset])
+            if lut.input_shape != expected:
+                raise SpecError(f"{field}.table", table, f"a table profiled at the task's input shape {expected}, not {lut.input_shape}")
+            return LutDevice(name, table)
+        if spec.activation_bits not in range(2, 9):
+            raise SpecError(f"{field}.activation_bits", spec.activation_bits, "an integer 2..8")
+        try:
+            load_bitfusion(table)
+        except SpecError as error:
+            raise SpecError(f"{field}.table", table, error.allowed) from None
+        return AnalyticDevice(name, table, spec.activation_bits)
+
+    def evaluated_devices(self) -> list[Any]:
+        """The devices each candidate is costed on: every declared one, and `local-cpu` when named."""
+        from cosearch.core.objectives import DEFAULT_DEVICE
+
+        profiles = self.device_profiles()
+        named = {m.partition("@")[2] for m in self.goals().metrics}
+        return [p for name, p in profiles.items() if name != DEFAULT_DEVICE or name in named or name in self.devices]
 
     def make_space(self):
         from cosearch.search_spaces import SEARCH_SPACES
@@ -241,15 +341,26 @@ class JobSpec(_Section):
         from cosearch.evaluators import EVALUATORS
 
         EVALUATORS.get(self.evaluator.name)
-        fixed = ("space", "data", "training", "latency", "device", "budgets", "teacher_logits", "temperature")
+        fixed = ("space", "data", "training", "devices", "budgets", "teacher_logits", "temperature")
         EVALUATORS.check_params(self.evaluator.name, self.evaluator.params, "evaluator", skip=fixed)
         evaluator = self.make_evaluator()
         provided = evaluator.provides()
         named = [(f"objectives[{i}]", o.metric) for i, o in enumerate(self.goals().objectives)]
         named += [(f"budgets[{i}]", c.metric) for i, c in enumerate(self.goals().constraints)]
+        profiles = self.device_profiles()
+        devices = profiles if self.evaluator.name == "train" else {}  # only the train evaluator costs devices
+        known = set(profiles) | {m.partition("@")[2] for m in provided if "@" in m}
         for field, metric in named:
-            if metric not in provided:
-                raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
+            if metric in provided:
+                continue
+            base, _, device = metric.partition("@")
+            if device and device not in known:
+                raise SpecError(field, metric, f"a device this job declares (devices: ...): {sorted(known)}", problem=f"unknown device {device!r}")
+            if device in devices:
+                kinds = [kind for kind, bases in DEVICE_METRIC_KINDS.items() if base in bases]
+                offers = [m.partition("@")[0] for m in devices[device].metrics()]
+                raise SpecError(field, metric, f"{devices[device].kind} devices provide {offers}; {base} comes from {kinds or 'no'} devices", problem=f"device {device!r} does not provide {base}")
+            raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
         c = self.compression
         trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0]
         if not evaluator.evaluates_policy and not trivial:
@@ -271,7 +382,6 @@ class JobSpec(_Section):
 
     def make_evaluator(self, teacher_logits: Any = None):
         from cosearch.evaluators import EVALUATORS
-        from cosearch.hardware import LatencySettings
 
         params: dict[str, Any] = {"space": self.make_space()}
         if "seed" in EVALUATORS.parameters(self.evaluator.name) and "seed" not in self.evaluator.params:
@@ -279,7 +389,7 @@ class JobSpec(_Section):
         if self.evaluator.name == "train":
             params["data"] = self.data_settings()
             params["training"] = self.training_settings()
-            params["latency"] = LatencySettings(**self.latency.model_dump())
+            params["devices"] = tuple(self.evaluated_devices())
             params["budgets"] = self.goals().constraints
             params["teacher_logits"] = teacher_logits
             params["temperature"] = self.compression.temperature
@@ -287,6 +397,27 @@ class JobSpec(_Section):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def _read_profiles(path: str) -> dict[str, DeviceSpec]:
+    """The `devices` mapping of a profiles file."""
+    if not Path(path).is_file():
+        raise SpecError("profiles", path, "an existing YAML file with a `devices:` mapping")
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as error:
+        raise SpecError("profiles", path, f"valid YAML ({error})") from None
+    if not isinstance(data, dict) or set(data) != {"devices"} or not isinstance(data["devices"], dict):
+        raise SpecError("profiles", path, "a YAML file holding one mapping, `devices: {NAME: {kind: ...}}`")
+    out = {}
+    for name, spec in data["devices"].items():
+        try:
+            out[str(name)] = DeviceSpec.model_validate(spec if spec is not None else {})
+        except ValidationError as error:
+            first = error.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise SpecError(f"profiles ({path}): devices.{name}.{loc}", first.get("input"), str(first["msg"])) from None
+    return out
 
 
 def _construct(registry, component: _Component, field: str, **fixed: Any):

@@ -1,4 +1,4 @@
-"""`cosearch` command line: run, resume, status, pareto, report, export."""
+"""`cosearch` command line: run, resume, status, pareto, report, export, profile."""
 
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     pareto = sub.add_parser("pareto", help="the Pareto set under the job's budgets")
     pareto.add_argument("run_dir")
     pareto.add_argument("--all", action="store_true", help="every result, failed and infeasible ones too")
+    pareto.add_argument("--device", help="the set for one device: objectives and budgets on other devices are left out")
+    pareto.add_argument(
+        "--budget", action="append", default=[], metavar="BUDGET",
+        help="a budget replacing the job's on the same metric, e.g. 'latency_ms@rpi4 <= 5' (repeatable)",
+    )
 
     report = sub.add_parser("report", help="one self-contained HTML page with plots and the Pareto table")
     report.add_argument("run_dir")
@@ -58,6 +63,22 @@ def _parser() -> argparse.ArgumentParser:
         "--float-weights", action="store_true",
         help="store every weight as float32 (larger file, full speed with default ONNX Runtime options)",
     )
+
+    profile = sub.add_parser(
+        "profile", help="measure a per-layer latency table of a search space on this machine's device",
+        description="Times every distinct layer configuration (ONNX Runtime node after its own fusions) of a space's "
+        "networks on this machine, plus whole networks to fit the fixed overhead, and writes a table that "
+        "`devices: {NAME: {kind: lut, table: FILE}}` predicts from. Run it on the machine that has the device.",
+    )
+    profile.add_argument("--out", required=True, help="table file to write (JSON)")
+    profile.add_argument("--device", default="local-cpu", help="a measured device: local-cpu or one the --job declares")
+    profile.add_argument("--space", help="search space (default: the job's, else nb201)")
+    profile.add_argument("--job", help="job file: its space and parameters, channel ratios, dataset input shape, devices")
+    profile.add_argument("--input-shape", help="C,H,W (default: the job's dataset, else digits 1,8,8)")
+    profile.add_argument("--max-networks", type=int, default=300, help="most networks drawn to find layer configurations")
+    profile.add_argument("--patience", type=int, default=40, help="stop after this many networks in a row bring nothing new")
+    profile.add_argument("--calibration", type=int, default=20, help="networks also measured whole, to fit the overhead")
+    profile.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -107,6 +128,13 @@ def _drive(make, run_dir: Path) -> int:
             console.print("this run is already complete")
         state = controller.run()
     _print_pareto(run_dir, show_all=False)
+    if state.skipped:
+        saved = state.training_saved_s()
+        console.print(
+            f"trainings saved: {state.skipped} candidates over budget were never trained "
+            f"({state.skipped_by('predicted')} by predicted costs, {state.skipped_by('measured')} by measured latency)"
+            + (f", about {saved:.0f} s of training at the trained candidates' mean" if saved is not None else "")
+        )
     if not state.finished:
         console.print(f"stopped before {state.total} results; continue with: cosearch resume {run_dir}")
     from cosearch.report.html import write_report
@@ -135,19 +163,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
-    _print_pareto(Path(args.run_dir), show_all=args.all)
+    _print_pareto(Path(args.run_dir), show_all=args.all, device=args.device, budgets=args.budget)
     return 0
 
 
-def _print_pareto(run_dir: Path, show_all: bool) -> None:
+def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budgets: Sequence[str] = ()) -> None:
     from cosearch.controller import RunStore
+    from cosearch.core.objectives import Constraint
     from cosearch.job import spec_from_dict
-    from cosearch.report import pareto_ids, rows
+    from cosearch.report import pareto_ids, rows, view_goals
 
     with RunStore(run_dir) as store:
         job = spec_from_dict(store.job(), str(run_dir))
         results = store.results()
-    goals = job.goals()
+    extra = [Constraint.parse(text, f"--budget[{i}]") for i, text in enumerate(budgets)]
+    seen = {m for r in results for m in r.result.metrics}
+    goals = view_goals(job.goals(), seen, device, extra)
     space = job.make_space()
     front = pareto_ids(results, goals)
     chosen = results if show_all else [r for i in front for r in results if r.id == i]
@@ -209,6 +240,60 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from cosearch.evaluators.data import INPUT_SHAPES
+    from cosearch.job import load_job, spec_from_dict
+
+    job = load_job(args.job) if args.job else spec_from_dict({"search_space": {"name": args.space or "nb201"}})
+    if args.space and args.job and args.space != job.search_space.name:
+        raise CosearchError(f"--space {args.space} differs from the job's search space {job.search_space.name!r}; give one")
+    devices = job.device_profiles()
+    device = devices.get(args.device)
+    if device is None or device.kind != "measured":
+        measured = sorted(name for name, d in devices.items() if d.kind == "measured")
+        raise CosearchError(f"--device {args.device!r}: a measured device to profile on, one of {measured}")
+    shape = _input_shape(args.input_shape) if args.input_shape else INPUT_SHAPES[job.task.dataset]
+    for name, value in (("--max-networks", args.max_networks), ("--calibration", args.calibration), ("--patience", args.patience)):
+        if value < 1:
+            raise CosearchError(f"{name} {value}: an integer >= 1")
+    import torch
+
+    from cosearch.hardware.lut import profile, sampled_graphs
+
+    torch.set_num_threads(1)
+    joint = job.make_joint_space()
+    graphs = sampled_graphs(joint, shape, 10, args.seed, args.max_networks)
+    console.print(f"profiling {job.search_space.name} at input {list(shape)} on {device.name} "
+                  f"({device.settings.threads} thread, batch {device.settings.batch_size}); this machine must have the device")
+    from rich.progress import Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), console=console, transient=True) as bar:
+        task = bar.add_task("drawing networks")
+        table = profile(
+            graphs, shape, device.name, device.settings, args.calibration, args.patience,
+            listener=lambda s: bar.update(task, description=f"networks {s['networks']}  layer configurations {s['entries']}  whole networks measured {s['calibrated']}"),
+        )
+    table.source.update(space=job.search_space.name, space_params=job.search_space.params, command=" ".join(sys.argv[1:]))
+    table.save(args.out)
+    fit = table.source["calibration"]
+    console.print(
+        f"wrote {args.out}: {len(table.entries)} layer configurations from {table.source['networks_drawn']} networks, "
+        f"overhead {table.overhead_ms:.4f} ms, scale {table.scale:.3f} ({fit['networks']} networks measured whole, "
+        f"{fit['within_10pct']:.0%} within 10 % in-sample), {table.source['profile_s']:.0f} s"
+    )
+    return 0
+
+
+def _input_shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise CosearchError(f"--input-shape {text!r}: C,H,W as three positive integers, e.g. 3,32,32")
+    return shape  # type: ignore[return-value]
+
+
 COMMANDS = {
     "run": _cmd_run,
     "resume": _cmd_resume,
@@ -216,6 +301,7 @@ COMMANDS = {
     "pareto": _cmd_pareto,
     "report": _cmd_report,
     "export": _cmd_export,
+    "profile": _cmd_profile,
 }
 
 if __name__ == "__main__":

@@ -63,6 +63,15 @@ class RunState:
         """Candidates known to break a budget before training, and so never trained."""
         return sum(1 for r in self.results if r.result.status == "infeasible")
 
+    def skipped_by(self, stage: str) -> int:
+        """Never-trained candidates caught by `predicted` (cheap) or `measured` costs."""
+        return sum(1 for r in self.results if r.result.status == "infeasible" and r.result.measured.get("over_budget_stage") == stage)
+
+    def training_saved_s(self) -> float | None:
+        """Training time the never-trained candidates would have cost, at the trained ones' mean."""
+        trained = [r.result.timings_s["train_s"] + r.result.timings_s.get("compress_s", 0.0) for r in self.results if "train_s" in r.result.timings_s]
+        return self.skipped * sum(trained) / len(trained) if trained else None
+
     @property
     def feasible(self) -> int:
         return sum(1 for r in self.results if self.goals.feasible(r.result))
@@ -114,6 +123,51 @@ def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, b
     return out, buffer.getvalue(), state
 
 
+def _measure_on_node(device: Any, onnx_bytes: bytes, input_shape: Any) -> dict[str, Any]:
+    import ray
+
+    from cosearch.hardware.costs import measure_here
+
+    out = measure_here(device, onnx_bytes, input_shape)
+    out["node_id"] = ray.get_runtime_context().get_node_id()
+    return out
+
+
+@dataclass(frozen=True)
+class RoutedMeasure:
+    """Measures a device's latency on a node that declares the device's Ray resource.
+
+    Called inside an evaluation task; the nested task needs no CPU, only the device (one unit
+    per node, so one measurement at a time on it), and Ray frees the caller's CPU while it waits.
+    """
+
+    def __call__(self, device: Any, onnx_bytes: bytes, input_shape: Any) -> dict[str, Any]:
+        import ray
+
+        task = ray.remote(_measure_on_node).options(num_cpus=0, resources={device.resource: 1}, max_retries=2)
+        return ray.get(task.remote(device, onnx_bytes, input_shape))
+
+
+def routed_devices(job: JobSpec) -> list[Any]:
+    """The measured devices of `job` that live on particular nodes (a Ray resource names them)."""
+    evaluated = job.evaluated_devices() if job.evaluator.name == "train" else []
+    return [d for d in evaluated if d.kind == "measured" and d.resource]
+
+
+def check_device_resources(job: JobSpec, address: str | None) -> None:
+    """Every routed device has a node: fail now with a clear message, not hang later."""
+    import ray
+
+    have = ray.cluster_resources()
+    for device in routed_devices(job):
+        if have.get(device.resource, 0) < 1:
+            where = f"the Ray cluster at {address}" if address else "local Ray (no --address given)"
+            raise CosearchError(
+                f"device {device.name!r} is measured on nodes with the Ray resource {device.resource!r}, but no node of "
+                f"{where} declares it; start one with: ray start --address HEAD --resources '{{\"{device.resource}\": 1}}'"
+            )
+
+
 def connect_ray(address: str | None, concurrency: int) -> bool:
     """Start local Ray (no address) or join a cluster; returns True when this call started it."""
     import ray
@@ -149,23 +203,50 @@ class Controller:
         self.state = RunState(self.goals, job.resources.trials)
         self._checkpointed_s = 0.0
         self._dirty = False
+        self._owns_ray = False
 
     @classmethod
-    def start(cls, job: JobSpec, run_dir: str | Path, **kwargs: Any) -> Controller:
+    def start(cls, job: JobSpec, run_dir: str | Path, address: str | None = None, **kwargs: Any) -> Controller:
         run_dir = Path(run_dir)
         if (run_dir / "cosearch.db").exists():
             raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
+        owns_ray = cls._connect(job, address)  # a missing device fails here, before anything is written
         store = RunStore(run_dir, create=True)
         store.save_job(job.to_json())
-        return cls(job, store, **kwargs)
+        controller = cls(job, store, address=address, **kwargs)
+        controller._owns_ray = owns_ray
+        return controller
 
     @classmethod
-    def resume(cls, run_dir: str | Path, **kwargs: Any) -> Controller:
+    def resume(cls, run_dir: str | Path, address: str | None = None, **kwargs: Any) -> Controller:
         store = RunStore(run_dir)
         job = spec_from_dict(store.job(), str(run_dir))
-        controller = cls(job, store, **kwargs)
+        owns_ray = cls._connect(job, address)
+        controller = cls(job, store, address=address, **kwargs)
+        controller._owns_ray = owns_ray
         controller._restore()
         return controller
+
+    @staticmethod
+    def _connect(job: JobSpec, address: str | None) -> bool:
+        """Connect to Ray and check that every routed device has a node; True when Ray was started here."""
+        import ray
+
+        address = address if address is not None else job.resources.address
+        owns_ray = connect_ray(address, job.resources.concurrency)
+        try:
+            check_device_resources(job, address)
+        except BaseException:
+            if owns_ray:
+                ray.shutdown()
+            raise
+        return owns_ray
+
+    def _route(self, evaluator: Evaluator) -> Evaluator:
+        """Send each routed device's measurements to the nodes that have it."""
+        for device in routed_devices(self.job):
+            evaluator.remote_measure[device.name] = RoutedMeasure()  # type: ignore[attr-defined]
+        return evaluator
 
     def _restore(self) -> None:
         checkpoint = self.store.checkpoint()
@@ -213,11 +294,11 @@ class Controller:
         """Evaluate until the job's number of trials is stored. Ctrl-C stops cleanly (resumable)."""
         import ray
 
-        started_ray = connect_ray(self.address, self.job.resources.concurrency)
+        started_ray = self._connect(self.job, self.address) or self._owns_ray
         if self.job.compression.distills:
             self._ensure_teacher()
         remote = ray.remote(num_cpus=1, max_retries=2)(_evaluate)
-        evaluator_ref = ray.put(self.evaluator)
+        evaluator_ref = ray.put(self._route(self.evaluator))
         in_flight: dict[Any, Candidate] = {}
         resubmit = list(self.pending.values())
         exhausted = False
@@ -257,6 +338,7 @@ class Controller:
             self.state.running = 0
             if started_ray:
                 ray.shutdown()
+                self._owns_ray = False
         return self.state
 
     def _ensure_teacher(self) -> None:

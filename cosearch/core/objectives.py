@@ -20,8 +20,10 @@ METRIC_DIRECTIONS: dict[str, Direction] = {
     "accuracy": "max",
     "latency_ms": "min",
     "size_kb": "min",
+    "bitops": "min",  # MACs x weight bits x activation bits, summed over layers
+    "energy_mj": "min",
 }
-DEVICE_METRICS = ("latency_ms",)
+DEVICE_METRICS = ("latency_ms", "energy_mj")
 
 
 def resolve_metric(name: str, field: str = "metric") -> str:
@@ -29,6 +31,8 @@ def resolve_metric(name: str, field: str = "metric") -> str:
     base, _, device = name.partition("@")
     if base not in METRIC_DIRECTIONS:
         raise SpecError(field, name, f"one of {sorted(METRIC_DIRECTIONS)} (device metrics as latency_ms@DEVICE)")
+    if base == "energy_mj" and not device:
+        raise SpecError(field, name, "energy_mj@DEVICE, naming an analytic device (energy is a device's)")
     if base in DEVICE_METRICS:
         return f"{base}@{device or DEFAULT_DEVICE}"
     if device:

@@ -6,7 +6,7 @@ import io
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,7 +16,10 @@ from cosearch.core.objectives import DEFAULT_DEVICE, Constraint
 from cosearch.core.result import Result
 from cosearch.evaluators.base import EVALUATORS, Evaluation, Evaluator
 from cosearch.evaluators.data import Split, load_dataset
-from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency, to_onnx_bytes
+from cosearch.hardware.costs import measure_here, predicted_costs
+from cosearch.hardware.layers import bitops, layer_shapes
+from cosearch.hardware.onnx_runtime import to_onnx_bytes
+from cosearch.hardware.profiles import DeviceProfile, MeasuredDevice
 from cosearch.search_spaces.base import SearchSpace
 
 
@@ -121,24 +124,36 @@ def serialize_state(model: Any) -> bytes:
     return buffer.getvalue()
 
 
+Measure = Callable[[MeasuredDevice, bytes, Sequence[int]], dict[str, Any]]
+
+
 @EVALUATORS.register("train")
 class TrainEvaluator(Evaluator):
-    """Train from scratch, compress (prune, then fake-quantize), fine-tune, measure on this machine."""
+    """Cost first, then train from scratch, compress (prune, then fake-quantize), fine-tune, measure.
+
+    Costs come before training: the cheap ones (size, BitOps, lookup-table and analytic device
+    models), then the measured latencies. With `prefilter` on, a candidate over a budget at
+    either step is stored as infeasible with its costs and never trained.
+    """
 
     def __init__(
         self,
         space: SearchSpace,
         data: DataSettings = DataSettings(),
         training: TrainingSettings = TrainingSettings(),
-        latency: LatencySettings = LatencySettings(),
-        device: str = DEFAULT_DEVICE,
+        devices: Sequence[DeviceProfile] = (MeasuredDevice(DEFAULT_DEVICE),),
         budgets: tuple[Constraint, ...] = (),
         teacher_logits: np.ndarray | None = None,
         temperature: float = 4.0,
+        prefilter: bool = True,
     ) -> None:
-        self.space, self.data, self.training, self.latency, self.device = space, data, training, latency, device
-        self.budgets = tuple(budgets)
+        if not isinstance(prefilter, bool):
+            raise ValueError(f"`prefilter` must be true or false, but got {prefilter!r}")
+        self.space, self.data, self.training, self.devices = space, data, training, tuple(devices)
+        self.budgets, self.prefilter = tuple(budgets), prefilter
         self.teacher_logits, self.temperature = teacher_logits, temperature
+        # device name -> how to measure there; the controller routes devices on other nodes
+        self.remote_measure: dict[str, Measure] = {}
 
     def distillation(self, candidate: Candidate) -> Distillation | None:
         alpha = candidate.policy.distill_alpha
@@ -148,19 +163,41 @@ class TrainEvaluator(Evaluator):
             raise EvaluationError("the policy asks for distillation but the run has no teacher logits")
         return Distillation(self.teacher_logits, alpha, self.temperature)
 
-    def measure_costs(self, model: Any, candidate: Candidate, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
-        """Latency and size of `model` under the policy; neither depends on trained weights.
+    def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes]:
+        """The pruned, compressed, baked model and its ONNX file (float graph: weights folded)."""
+        from cosearch.compressors import bake, compress, prune_channels
 
-        Latency is that of the exported float graph, whose shape training does not change; size
-        counts non-zeros, and magnitude pruning removes an exact number of weights per layer.
+        plain = bake(compress(prune_channels(model, candidate.policy.channel_ratio, input_shape), candidate.policy))
+        return plain, to_onnx_bytes(plain, input_shape)
+
+    def predicted_costs(self, plain: Any, onnx_bytes: bytes, candidate: Candidate, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
+        """Size, BitOps and every lut / analytic device's costs: cheap, and none needs training.
+
+        Size counts non-zeros, and magnitude pruning removes an exact number of weights per
+        layer; the graph (so latency) does not change with training either.
         """
-        from cosearch.compressors import bake, compress, prune_channels, size_bytes
+        from cosearch.compressors import size_bytes
 
-        compressed = compress(prune_channels(model, candidate.policy.channel_ratio, input_shape), candidate.policy)
-        plain = bake(compressed)  # baked once: both the export and the size accounting read it
-        latency = measure_latency(to_onnx_bytes(plain, input_shape), input_shape, self.latency)
-        metrics = {f"latency_ms@{self.device}": latency["median_ms"], "size_kb": size_bytes(plain, candidate.policy) / 1024}
-        return metrics, latency
+        layers = layer_shapes(plain, input_shape, candidate.policy)
+        metrics = {"size_kb": size_bytes(plain, candidate.policy) / 1024, "bitops": bitops(layers)}
+        how: dict[str, Any] = {
+            "size_kb": {"how": "non-zeros x weight bits + 1-bit masks + fp32 scales per channel + fp32 others"},
+            "bitops": {"how": "sum of MACs x weight bits x activation bits (float = 32) over conv / linear layers"},
+        }
+        device_metrics, device_how = predicted_costs(self.devices, onnx_bytes, layers)
+        return {**metrics, **device_metrics}, {**how, **device_how}
+
+    def measured_costs(self, onnx_bytes: bytes, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
+        metrics, how = {}, {}
+        for device in self.devices:
+            if isinstance(device, MeasuredDevice):
+                out = self.remote_measure.get(device.name, measure_here)(device, onnx_bytes, input_shape)
+                metrics[f"latency_ms@{device.name}"] = out["value_ms"]
+                how[f"latency_ms@{device.name}"] = {**out, "graph": "the candidate's exported float graph, measured before training"}
+        return metrics, how
+
+    def over_budget(self, metrics: dict[str, float]) -> list[str]:
+        return [str(c) for c in self.budgets if c.metric in metrics and c.violation(metrics[c.metric]) > 0]
 
     def build_trained(self, candidate: Candidate, model: Any = None):
         """The compressed, fine-tuned PyTorch model of `candidate` and its timings."""
@@ -188,7 +225,7 @@ class TrainEvaluator(Evaluator):
         return compressed, data, timings
 
     def provides(self) -> set[str]:
-        return {"accuracy", f"latency_ms@{self.device}", "size_kb"}
+        return {"accuracy", "size_kb", "bitops"} | {m for device in self.devices for m in device.metrics()}
 
     def evaluate(self, candidate: Candidate) -> Evaluation:
         import torch
@@ -197,36 +234,40 @@ class TrainEvaluator(Evaluator):
 
         torch.set_num_threads(1)  # one core per evaluation; Ray runs `concurrency` of them side by side
         start_all = time.perf_counter()
-        latency_metric = f"latency_ms@{self.device}"
         try:
             seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
             torch.manual_seed(seed)
             data = self.data.load()
             model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
             start = time.perf_counter()
-            costs, latency = self.measure_costs(model, candidate, data.input_shape)
-            over = [str(c) for c in self.budgets if c.metric in costs and c.violation(costs[c.metric]) > 0]
-            if over:  # known to break a budget before any training: never trained
-                timings = {"measure_s": time.perf_counter() - start, "total_s": time.perf_counter() - start_all}
-                measured = {latency_metric: latency, "over_budget": over}
-                return Evaluation(Result(candidate, "infeasible", costs, f"over budget before training: {', '.join(over)}", timings, measured))
-            compressed, data, timings = self.build_trained(candidate, model)
+            plain, onnx_bytes = self.deployable(model, candidate, data.input_shape)
+            costs, how = self.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
+            timings = {"predict_s": time.perf_counter() - start}
+            for stage in ("predicted", "measured"):
+                if stage == "measured":
+                    start = time.perf_counter()
+                    measured_metrics, measured_how = self.measured_costs(onnx_bytes, data.input_shape)
+                    costs, how = {**costs, **measured_metrics}, {**how, **measured_how}
+                    timings["measure_s"] = time.perf_counter() - start
+                over = self.over_budget(costs)
+                if over and self.prefilter:  # known to break a budget before any training: never trained
+                    timings["total_s"] = time.perf_counter() - start_all
+                    how.update(over_budget=over, over_budget_stage=stage)
+                    error = f"over budget before training ({stage} costs): {', '.join(over)}"
+                    return Evaluation(Result(candidate, "infeasible", costs, error, timings, how))
+            compressed, data, train_timings = self.build_trained(candidate, model)
+            timings.update(train_timings)
             start = time.perf_counter()
             val_accuracy = accuracy(predict(compressed, data.val.x), data.val.y)
             plain = bake(compressed)
-            size = size_bytes(plain, candidate.policy)
-            timings["measure_s"] = time.perf_counter() - start
+            metrics = {**costs, "accuracy": val_accuracy, "size_kb": size_bytes(plain, candidate.policy) / 1024}
+            timings["accuracy_s"] = time.perf_counter() - start
             timings["total_s"] = time.perf_counter() - start_all
-            metrics = {"accuracy": val_accuracy, latency_metric: costs[latency_metric], "size_kb": size / 1024}
             if not all(math.isfinite(v) for v in metrics.values()):
                 raise EvaluationError(f"non-finite metrics {metrics}")
-            measured = {
-                "accuracy": {"split": "val", "samples": int(len(data.val.y)), "model": "fake-quantized PyTorch, eval mode"},
-                latency_metric: {**latency, "graph": "the candidate's exported float graph, measured before training"},
-                "size_kb": {"how": "non-zeros x weight bits + 1-bit masks + fp32 scales per channel + fp32 others"},
-                "training": asdict(self.training),
-            }
-            return Evaluation(Result(candidate, "ok", metrics, None, timings, measured), serialize_state(plain))
+            how["accuracy"] = {"split": "val", "samples": int(len(data.val.y)), "model": "fake-quantized PyTorch, eval mode"}
+            how["training"] = asdict(self.training)
+            return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))
         except Exception as error:  # a failing candidate is a failed result, never a dead search
             timings = {"total_s": time.perf_counter() - start_all}
             return Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}", timings))

@@ -1,5 +1,5 @@
-"""Reading a run: the Pareto set and tables (the HTML report comes later)."""
+"""Reading a run: the Pareto set (per device budget), tables and the HTML report."""
 
-from cosearch.report.pareto import Row, pareto_ids, rows
+from cosearch.report.pareto import Row, pareto_ids, rows, view_goals
 
-__all__ = ["Row", "pareto_ids", "rows"]
+__all__ = ["Row", "pareto_ids", "rows", "view_goals"]

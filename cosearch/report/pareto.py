@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from cosearch.controller.store import StoredResult
-from cosearch.core.objectives import Goals
+from cosearch.core.objectives import Constraint, Goals, Objective
 from cosearch.core.pareto import pareto_front
 
 
@@ -32,6 +32,32 @@ def pareto_ids(results: Sequence[StoredResult], goals: Goals) -> list[int]:
     sign = -1.0 if first.direction == "max" else 1.0
     front.sort(key=lambda r: (sign * r.result.metrics.get(first.metric, float("inf")), r.id))
     return [r.id for r in front]
+
+
+def view_goals(goals: Goals, metrics_seen: set[str], device: str | None = None, budgets: Sequence[Constraint] = ()) -> Goals:
+    """The goals seen for one device, with some budgets replaced.
+
+    With `device`, objectives and budgets on other devices are left out and the device's
+    latency becomes an objective; each of `budgets` replaces the job's on the same metric.
+    """
+    from cosearch.core.errors import SpecError
+
+    def keep(metric: str) -> bool:
+        return device is None or "@" not in metric or metric.partition("@")[2] == device
+
+    objectives = [o for o in goals.objectives if keep(o.metric)]
+    if device is not None:
+        if not any(m.partition("@")[2] == device for m in metrics_seen):
+            devices = sorted({m.partition("@")[2] for m in metrics_seen if "@" in m})
+            raise SpecError("--device", device, f"a device this run has metrics for: {devices}")
+        if f"latency_ms@{device}" not in {o.metric for o in objectives}:
+            objectives.append(Objective.parse(f"latency_ms@{device}"))
+    constraints = [c for c in goals.constraints if keep(c.metric)]
+    for budget in budgets:
+        if budget.metric not in metrics_seen:
+            raise SpecError("--budget", str(budget), f"a budget on a metric this run has: {sorted(metrics_seen)}")
+        constraints = [c for c in constraints if (c.metric, c.op) != (budget.metric, budget.op)] + [budget]
+    return Goals(tuple(objectives), tuple(constraints))
 
 
 def rows(results: Sequence[StoredResult], goals: Goals, describe) -> list[Row]:

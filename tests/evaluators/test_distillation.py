@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 from cosearch.core import Candidate, Policy, SpecError  # noqa: E402
 from cosearch.evaluators.data import load_dataset  # noqa: E402
 from cosearch.evaluators.train import Distillation, TrainEvaluator, TrainingSettings  # noqa: E402
-from cosearch.hardware import LatencySettings  # noqa: E402
+from cosearch.hardware import LatencySettings, MeasuredDevice  # noqa: E402
 from cosearch.job import spec_from_dict  # noqa: E402
 from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
 
@@ -37,12 +37,12 @@ def test_student_learns_from_teacher_logits():
     data = load_dataset("digits", None, 0.2, 0.2, 0)
     perfect = np.eye(10, dtype=np.float32)[data.train.y] * 8.0
     evaluator = TrainEvaluator(
-        space, training=TrainingSettings(epochs=3, finetune_epochs=0), latency=LatencySettings(warmup_runs=2, runs=30), teacher_logits=perfect
+        space, training=TrainingSettings(epochs=3, finetune_epochs=0), devices=(MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=30)),), teacher_logits=perfect
     )
     result = evaluator.evaluate(Candidate(arch, Policy(distill_alpha=1.0))).result
     assert result.status == "ok", result.error
     assert result.metrics["accuracy"] > 0.5
-    no_teacher = TrainEvaluator(space, training=TrainingSettings(epochs=1), latency=LatencySettings(warmup_runs=2, runs=30))
+    no_teacher = TrainEvaluator(space, training=TrainingSettings(epochs=1), devices=(MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=30)),))
     failed = no_teacher.evaluate(Candidate(arch, Policy(distill_alpha=0.5))).result
     assert failed.status == "failed" and "teacher" in failed.error
 

@@ -1,0 +1,309 @@
+"""Per-layer latency lookup tables, profiled on a device and summed to predict a network.
+
+A "layer" is a node of the graph ONNX Runtime really runs: the candidate's ONNX file after
+ORT's own optimisations (Conv+BN+ReLU fused, NCHWc layout on x86), so fusion is accounted for
+the way nn-Meter's kernel detection does. Each distinct node configuration (op, attributes,
+input shapes) is timed on the device inside a graph of identical copies, so the per-call
+overhead of a session run cancels out: cost = (t(8 copies) - t(1 copy)) / 7. A network's
+latency is predicted as `overhead_ms + scale * sum(node costs)`, with overhead and scale fitted
+on whole networks measured while profiling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from cosearch.core.errors import SpecError
+from cosearch.hardware.onnx_runtime import INPUT_NAME, LatencySettings, exclusive_measurement, measure_latency
+
+FORMAT = "cosearch-latency-table/1"
+COPIES = 8  # copies of a node timed together; the slope from 1 to COPIES is the node's cost
+
+
+def _ort_options(level: str, threads: int = 1):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[level]
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return options
+
+
+def optimized_graph(model_bytes: bytes, threads: int = 1) -> Any:
+    """The graph ONNX Runtime runs for `model_bytes` on this machine (all optimisations on)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = _ort_options("all", threads)
+    handle, path = tempfile.mkstemp(suffix=".onnx")
+    os.close(handle)
+    try:
+        options.optimized_model_filepath = path
+        ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        return onnx.load(path)
+    finally:
+        os.remove(path)
+
+
+def value_shapes(graph_model: Any, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """Shape of every value of `graph_model` at batch 1, learnt by running it once.
+
+    ONNX shape inference does not know ORT's own ops (NCHWc convolutions), so run it instead.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(graph_model)
+    names = [name for node in model.graph.node for name in node.output if name]
+    del model.graph.output[:]
+    model.graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names)
+    sess = ort.InferenceSession(model.SerializeToString(), _ort_options("none"), providers=["CPUExecutionProvider"])
+    values = sess.run(None, {INPUT_NAME: np.zeros((1, *input_shape), np.float32)})
+    shapes = {name: tuple(value.shape) for name, value in zip(names, values)}
+    shapes[INPUT_NAME] = (1, *input_shape)
+    for init in model.graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes
+
+
+def node_key(node: Any, shapes: dict[str, tuple[int, ...]], constants: set[str]) -> str:
+    """What a node's cost depends on: op, attributes, and the shape of each input."""
+    from onnx import helper
+
+    attributes = {a.name: _plain(helper.get_attribute_value(a)) for a in node.attribute}
+    inputs = [[name in constants, list(shapes.get(name, ()))] for name in node.input if name]
+    return json.dumps([node.domain or "ai.onnx", node.op_type, attributes, inputs], sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (int, float, str)):
+        return value
+    return str(value)  # tensors and graphs as attributes: not in the models we export
+
+
+@dataclass
+class GraphNodes:
+    """The nodes of a network's runtime graph, by key, with what it takes to time each alone."""
+
+    model: Any
+    shapes: dict[str, tuple[int, ...]]
+    keys: list[str]
+    nodes: dict[str, Any]  # key -> one node with that key
+
+
+def graph_nodes(model_bytes: bytes, input_shape: Sequence[int]) -> GraphNodes:
+    model = optimized_graph(model_bytes)
+    shapes = value_shapes(model, input_shape)
+    constants = {init.name for init in model.graph.initializer}
+    keys, nodes = [], {}
+    for node in model.graph.node:
+        key = node_key(node, shapes, constants)
+        keys.append(key)
+        nodes.setdefault(key, node)
+    return GraphNodes(model, shapes, keys, nodes)
+
+
+def _copies_model(node: Any, graph: GraphNodes, copies: int) -> tuple[bytes, dict[str, np.ndarray]]:
+    """A graph of `copies` independent copies of `node`, reading the same inputs."""
+    import onnx
+    from onnx import helper
+
+    initializers = {init.name: init for init in graph.model.graph.initializer}
+    inputs, constants = [], []
+    for name in dict.fromkeys(n for n in node.input if n):
+        if name in initializers:
+            constants.append(initializers[name])
+        else:
+            inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, graph.shapes[name]))
+    nodes, outputs = [], []
+    for c in range(copies):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = f"copy{c}"
+        del copy.output[:]
+        copy.output.extend(f"{name}__{c}" if name else "" for name in node.output)
+        nodes.append(copy)
+        outputs.append(helper.make_tensor_value_info(copy.output[0], onnx.TensorProto.FLOAT, None))
+    model = helper.make_model(helper.make_graph(nodes, "copies", inputs, outputs, constants), opset_imports=graph.model.opset_import)
+    model.ir_version = graph.model.ir_version
+    rng = np.random.default_rng(0)
+    feed = {v.name: rng.standard_normal(graph.shapes[v.name]).astype(np.float32) for v in inputs}
+    return model.SerializeToString(), feed
+
+
+def _time_ms(model_bytes: bytes, feed: dict[str, np.ndarray], settings: LatencySettings) -> float:
+    import onnxruntime as ort
+
+    # The graph is already what ORT runs; optimising it again would add layout reorders per node.
+    sess = ort.InferenceSession(model_bytes, _ort_options("none", settings.threads), providers=["CPUExecutionProvider"])
+    for _ in range(settings.warmup_runs):
+        sess.run(None, feed)
+    times = []
+    for _ in range(settings.runs):
+        start = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def time_node(node: Any, graph: GraphNodes, settings: LatencySettings) -> float:
+    """Cost of one node inside a graph, in ms, with the per-run overhead cancelled out."""
+    one, feed = _copies_model(node, graph, 1)
+    many, _ = _copies_model(node, graph, COPIES)
+    with exclusive_measurement():
+        single, multiple = _time_ms(one, feed, settings), _time_ms(many, feed, settings)
+    return max(0.0, (multiple - single) / (COPIES - 1))
+
+
+class MissingLayers(ValueError):
+    """The network has node configurations the table was not profiled with."""
+
+
+@dataclass
+class LatencyTable:
+    """What `cosearch profile` writes: node costs plus the whole-network calibration."""
+
+    device: str
+    input_shape: list[int]
+    entries: dict[str, float]  # node key -> ms
+    overhead_ms: float = 0.0
+    scale: float = 1.0
+    settings: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # space, runtime, machine, calibration fit
+
+    def predict(self, model_bytes: bytes) -> float:
+        """Predicted latency (ms) of an ONNX model with this table's input shape."""
+        keys = graph_nodes(model_bytes, self.input_shape).keys
+        missing = sorted({k for k in keys if k not in self.entries})
+        if missing:
+            ops = sorted({json.loads(k)[1] for k in missing})
+            raise MissingLayers(f"{len(missing)} layer configurations ({', '.join(ops)}) are not in the table; profile this space again")
+        return self.overhead_ms + self.scale * sum(self.entries[k] for k in keys)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=1, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: str | Path, field_name: str = "devices.table") -> LatencyTable:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise SpecError(field_name, str(path), f"a latency table written by `cosearch profile` ({error})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise SpecError(field_name, str(path), f"a latency table written by `cosearch profile` (format {FORMAT!r})")
+        data.pop("format")
+        try:
+            table = cls(**data)
+            entries_ok = all(isinstance(v, (int, float)) and v >= 0 for v in table.entries.values())
+            shape_ok = len(table.input_shape) == 3 and all(isinstance(v, int) and v > 0 for v in table.input_shape)
+        except (TypeError, AttributeError):
+            entries_ok = shape_ok = False
+        if not (entries_ok and shape_ok and table.entries and float(table.scale) > 0):
+            raise SpecError(field_name, str(path), "a table with input_shape [C, H, W], non-negative entries and scale > 0 (malformed file)")
+        return table
+
+
+def fit_calibration(sums_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
+    """(overhead_ms, scale) of `measured = overhead + scale * sum`, least squares."""
+    sums, measured = np.asarray(sums_ms, float), np.asarray(measured_ms, float)
+    if len(sums) >= 3 and np.ptp(sums) > 0:
+        scale, overhead = np.polyfit(sums, measured, 1)
+        if scale > 0:
+            return float(overhead), float(scale)
+    return float(np.mean(measured - sums)), 1.0
+
+
+def profile(
+    networks: Iterable[bytes],
+    input_shape: Sequence[int],
+    device: str,
+    settings: LatencySettings = LatencySettings(),
+    calibration: int = 20,
+    patience: int = 40,
+    listener: Callable[[dict[str, Any]], None] | None = None,
+) -> LatencyTable:
+    """Time every node configuration that `networks` (ONNX models) contain.
+
+    Stops drawing networks once `patience` in a row bring no new configuration. The first
+    `calibration` networks are also measured whole, to fit the fixed overhead and scale.
+    """
+    entries: dict[str, float] = {}
+    sums, measured = [], []
+    seen_without_new = drawn = 0
+    start = time.perf_counter()
+    for model_bytes in networks:
+        drawn += 1
+        graph = graph_nodes(model_bytes, input_shape)
+        new = [key for key in graph.nodes if key not in entries]
+        for key in new:
+            entries[key] = time_node(graph.nodes[key], graph, settings)
+        if len(sums) < calibration:
+            sums.append(sum(entries[k] for k in graph.keys))
+            measured.append(measure_latency(model_bytes, input_shape, settings)["median_ms"])
+        seen_without_new = 0 if new else seen_without_new + 1
+        if listener:
+            listener({"networks": drawn, "entries": len(entries), "calibrated": len(sums)})
+        if seen_without_new >= patience and len(sums) >= calibration:
+            break
+    if not entries:
+        raise ValueError("no networks to profile")
+    overhead, scale = fit_calibration(sums, measured)
+    predicted = overhead + scale * np.asarray(sums)
+    errors = predicted / np.asarray(measured) - 1
+    import onnxruntime as ort
+
+    source = {
+        "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider, all graph optimisations",
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "networks_drawn": drawn,
+        "calibration": {"networks": len(sums), "within_10pct": float(np.mean(np.abs(errors) <= 0.1)), "note": "in-sample; scripts/bench_latency.py tests fresh networks"},
+        "profile_s": round(time.perf_counter() - start, 1),
+    }
+    return LatencyTable(device, [int(v) for v in input_shape], entries, overhead, scale, asdict(settings), source)
+
+
+def candidate_graph(space: Any, candidate: Any, input_shape: Sequence[int], num_classes: int) -> bytes:
+    """The ONNX float graph a candidate deploys as: built, channel-pruned; bits and masks change
+    weights only, not the graph, so they do not change latency under ONNX Runtime here."""
+    from cosearch.compressors import prune_channels
+    from cosearch.hardware.onnx_runtime import to_onnx_bytes
+
+    model = space.build(candidate.arch, input_shape, num_classes)
+    return to_onnx_bytes(prune_channels(model, candidate.policy.channel_ratio, input_shape), input_shape)
+
+
+def sampled_graphs(joint_space: Any, input_shape: Sequence[int], num_classes: int, seed: int, limit: int):
+    """ONNX graphs of up to `limit` random candidates of a joint space (duplicates skipped)."""
+    rng = np.random.default_rng(seed)
+    seen: set[str] = set()
+    for _ in range(limit * 5):  # capped: small spaces run out of new candidates
+        if len(seen) >= limit:
+            return
+        candidate = joint_space.decode(joint_space.sample(rng))
+        if candidate.key in seen:
+            continue
+        seen.add(candidate.key)
+        yield candidate_graph(joint_space.space, candidate, input_shape, num_classes)
