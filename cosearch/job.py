@@ -272,7 +272,8 @@ class JobSpec(_Section):
             raise SpecError(field, name, "a device name of letters, digits, '-', '_' and '.'")
         if spec.kind not in KINDS:
             raise SpecError(f"{field}.kind", spec.kind, f"one of {list(KINDS)}")
-        for key in sorted(spec.model_fields_set - {"kind"} - DEVICE_FIELDS[spec.kind]):
+        given = {key for key, info in DeviceSpec.model_fields.items() if getattr(spec, key) != info.default}  # stored jobs hold defaults too
+        for key in sorted(given - {"kind"} - DEVICE_FIELDS[spec.kind]):
             raise SpecError(f"{field}.{key}", getattr(spec, key), f"fields of a {spec.kind} device: {sorted(DEVICE_FIELDS[spec.kind])}", problem="not used by this kind")
         if spec.kind == "measured":
             for key in ("threads", "batch_size", "warmup_runs", "runs"):

@@ -40,6 +40,10 @@ def sessions():
 def ray_local():
     """One local Ray for the in-process tests; the controller reuses it and leaves it running."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
+    # "device:test-board" stands for a node that has a device (tests of latency routing).
+    ray.init(
+        num_cpus=2, resources={"device:test-board": 1}, include_dashboard=False, log_to_driver=False,
+        logging_level=logging.WARNING, configure_logging=False,
+    )
     yield ray
     ray.shutdown()

@@ -14,7 +14,8 @@ class SpecError(CosearchError):
 
     def __init__(self, field: str, value: Any, allowed: str, problem: str | None = None) -> None:
         self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"{field}: {problem or f'got {value!r}'}; allowed: {allowed}")
+        what = f"got {value!r}" if problem is None else (problem if value is None else f"{problem} (got {value!r})")
+        super().__init__(f"{field}: {what}; allowed: {allowed}")
 
 
 class RunDirError(CosearchError):

@@ -50,6 +50,21 @@ CASES = [
     ("too few latency runs", with_change("latency.runs", 5), ["latency.runs", "5", ">= 30"]),
     ("section not a mapping", with_change("training", 3), ["training", "3", "mapping"]),
     ("bad name", with_change("name", "my run/1"), ["name", "my run/1"]),
+    ("unknown device", with_change("budgets", ["latency_ms@rpi5 <= 10"]), ["budgets[0]", "latency_ms@rpi5", "unknown device 'rpi5'", "local-cpu"]),
+    ("energy without a device", with_change("objectives", ["accuracy", "energy_mj"]), ["objectives[1]", "energy_mj", "analytic device"]),
+    (
+        "energy of a measured device",
+        {**with_change("devices", {"board": {"kind": "measured"}}), "objectives": ["accuracy", "energy_mj@board"]},
+        ["objectives[1]", "energy_mj@board", "does not provide energy_mj", "analytic"],
+    ),
+    ("unknown device kind", with_change("devices", {"x": {"kind": "fpga"}}), ["devices.x.kind", "fpga", "measured"]),
+    ("field of another kind", with_change("devices", {"x": {"kind": "measured", "table": "t.json"}}), ["devices.x.table", "not used by this kind", "resource"]),
+    ("lut without a table", with_change("devices", {"x": {"kind": "lut"}}), ["devices.x.table", "missing"]),
+    ("absent lut table", with_change("devices", {"x": {"kind": "lut", "table": "/nonexistent/lut.json"}}), ["devices.x.table", "/nonexistent/lut.json", "existing"]),
+    ("bad statistic", with_change("devices", {"x": {"kind": "measured", "statistic": "mean"}}), ["devices.x.statistic", "mean", "p90"]),
+    ("too few device runs", with_change("devices", {"x": {"kind": "measured", "runs": 3}}), ["devices.x.runs", "3", ">= 30"]),
+    ("bad device name", with_change("devices", {"my dev": {"kind": "measured"}}), ["devices.my dev", "letters"]),
+    ("absent profiles file", with_change("profiles", "/nonexistent/profiles.yaml"), ["profiles", "/nonexistent/profiles.yaml", "devices"]),
 ]
 
 
@@ -105,3 +120,38 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "compression.sparsity[0]" in out.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "kind, content, fragments",
+    [
+        ("lut", "{not json", ["devices.x.table", "latency table"]),
+        ("lut", '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [3, 32, 32], "entries": {"k": 1.0}}', ["devices.x.table", "input shape [1, 8, 8]"]),
+        ("lut", '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [1, 8, 8], "entries": {"k": "fast"}}', ["devices.x.table", "malformed"]),
+        ("analytic", '{"(1, 2)-W4A4": {"latency": 1, "energy": 1}}', ["devices.x.table", "(cin, cout, H, k, stride, pad, groups)-W4A8"]),
+    ],
+    ids=["lut-not-json", "lut-other-input-shape", "lut-bad-entry", "analytic-bad-key"],
+)
+def test_bad_device_table(tmp_path, monkeypatch, capsys, kind, content, fragments):
+    monkeypatch.chdir(tmp_path)
+    Path("table.json").write_text(content)
+    Path("job.yaml").write_text(yaml.safe_dump(with_change("devices", {"x": {"kind": kind, "table": "table.json"}})))
+    assert main(["run", "job.yaml", "--run-dir", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} missing from: {err}"
+    assert not Path("out").exists()
+
+
+@pytest.mark.ray
+def test_a_device_no_node_has_fails_before_anything_is_written(ray_local, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    job = with_change("devices", {"rpi4": {"kind": "measured", "resource": "device:rpi4"}})
+    job["budgets"] = ["latency_ms@rpi4 <= 10"]
+    Path("job.yaml").write_text(yaml.safe_dump(job))
+    assert main(["run", "job.yaml", "--run-dir", "out"]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+    for fragment in ("'rpi4'", "device:rpi4", "no node", "ray start", "--resources"):
+        assert fragment in err, f"{fragment!r} missing from: {err}"
+    assert "Traceback" not in err and not Path("out").exists()

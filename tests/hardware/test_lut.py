@@ -1,0 +1,78 @@
+"""Per-layer latency tables: profile a small space, predict, save and load, refuse what they lack."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from cosearch.core.errors import SpecError  # noqa: E402
+from cosearch.hardware.lut import LatencyTable, MissingLayers, fit_calibration, graph_nodes, profile, sampled_graphs  # noqa: E402
+from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency  # noqa: E402
+from cosearch.search_spaces import SEARCH_SPACES, JointSpace  # noqa: E402
+
+SHAPE = (1, 8, 8)
+FAST = LatencySettings(warmup_runs=5, runs=30)
+
+
+@pytest.fixture(scope="module")
+def table():
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
+    return profile(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12), SHAPE, "local-cpu", FAST, calibration=6, patience=100)
+
+
+def test_profile_times_every_layer_configuration_it_meets(table):
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
+    graphs = list(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12))
+    keys = {k for g in graphs for k in graph_nodes(g, SHAPE).keys}
+    assert set(table.entries) == keys  # patience 100 > 12 networks: every network was read
+    assert all(v >= 0 for v in table.entries.values()) and table.scale > 0
+    assert table.source["calibration"]["networks"] == 6
+    ops = {json.loads(k)[1] for k in keys}
+    assert any("Conv" in op for op in ops)  # keys name ORT's (fused) ops
+
+
+def test_prediction_sums_the_layers_of_a_network(table):
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
+    graph = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
+    keys = graph_nodes(graph, SHAPE).keys
+    expected = table.overhead_ms + table.scale * sum(table.entries[k] for k in keys)
+    assert table.predict(graph) == pytest.approx(expected)
+    measured = measure_latency(graph, SHAPE, FAST)["median_ms"]
+    assert 0.2 * measured < table.predict(graph) < 5 * measured  # same order; bench_latency measures the accuracy
+
+
+def test_a_network_with_unprofiled_layers_is_refused(table):
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=6, cells_per_stage=1), [32], [0.0])  # other widths
+    graph = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
+    with pytest.raises(MissingLayers, match="not in the table"):
+        table.predict(graph)
+
+
+def test_table_round_trips_through_its_file(table, tmp_path):
+    path = tmp_path / "lut.json"
+    table.save(path)
+    loaded = LatencyTable.load(path)
+    assert loaded.entries == table.entries and loaded.overhead_ms == table.overhead_ms and loaded.input_shape == [1, 8, 8]
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json", json.dumps({"format": "other"}), json.dumps({"format": "cosearch-latency-table/1", "device": "x"}),
+     json.dumps({"format": "cosearch-latency-table/1", "device": "x", "input_shape": [1, 8, 8], "entries": {"k": -1.0}})],
+)
+def test_a_malformed_table_gets_one_clear_error(tmp_path, content):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(SpecError, match="latency table|malformed"):
+        LatencyTable.load(path)
+
+
+def test_calibration_fits_overhead_and_scale():
+    sums = np.array([1.0, 2.0, 3.0, 4.0])
+    overhead, scale = fit_calibration(sums, 0.5 + 0.9 * sums)
+    assert overhead == pytest.approx(0.5) and scale == pytest.approx(0.9)
+    assert fit_calibration([1.0], [1.2]) == pytest.approx((0.2, 1.0))  # too few networks: overhead only
