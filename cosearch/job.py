@@ -480,13 +480,35 @@ def _section_fields(loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields) if hasattr(model, "model_fields") else []
 
 
-def load_job(path: str | Path) -> JobSpec:
-    """Read and validate a job file."""
-    path = Path(path)
+def profiling_job(path: str | Path | None, space: str | None = None) -> JobSpec:
+    """The parts of a job that `cosearch profile` uses: task, space, compression, measured devices.
+
+    Objectives, budgets and table devices are left out, so a job can name the table that
+    profiling is about to write.
+    """
+    data: dict[str, Any] = {"search_space": {"name": space or "nb201"}}
+    if path is not None:
+        full = _read_yaml(Path(path))
+        if not isinstance(full, dict):
+            return spec_from_dict(full, str(path))  # raises the usual message
+        data = {key: full[key] for key in ("task", "search_space", "compression", "latency") if key in full}
+        devices = full.get("devices") or {}
+        if isinstance(devices, dict):
+            data["devices"] = {name: spec for name, spec in devices.items() if not isinstance(spec, dict) or spec.get("kind", "measured") == "measured"}
+        data["objectives"] = ["accuracy"]
+    return spec_from_dict(data, str(path or "profile"))
+
+
+def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise SpecError("job file", str(path), "an existing YAML file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise SpecError(str(path), "invalid YAML", f"valid YAML ({error})") from None
-    return spec_from_dict(data if data is not None else {}, str(path))
+    return data if data is not None else {}
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read and validate a job file."""
+    return spec_from_dict(_read_yaml(Path(path)), str(path))

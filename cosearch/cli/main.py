@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("--input-shape", help="C,H,W (default: the job's dataset, else digits 1,8,8)")
     profile.add_argument("--max-networks", type=int, default=300, help="most networks drawn to find layer configurations")
     profile.add_argument("--patience", type=int, default=40, help="stop after this many networks in a row bring nothing new")
-    profile.add_argument("--calibration", type=int, default=20, help="networks also measured whole, to fit the overhead")
+    profile.add_argument("--calibration", type=int, default=40, help="networks also measured whole, to fit the overhead and per-op scales")
     profile.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -120,7 +120,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _drive(make, run_dir: Path) -> int:
-    from cosearch.cli.progress import SearchProgress
+    from cosearch.cli.progress import SearchProgress, savings_line
 
     with SearchProgress(console) as progress:
         controller = make(progress)
@@ -129,12 +129,7 @@ def _drive(make, run_dir: Path) -> int:
         state = controller.run()
     _print_pareto(run_dir, show_all=False)
     if state.skipped:
-        saved = state.training_saved_s()
-        console.print(
-            f"trainings saved: {state.skipped} candidates over budget were never trained "
-            f"({state.skipped_by('predicted')} by predicted costs, {state.skipped_by('measured')} by measured latency)"
-            + (f", about {saved:.0f} s of training at the trained candidates' mean" if saved is not None else "")
-        )
+        console.print(savings_line(state))
     if not state.finished:
         console.print(f"stopped before {state.total} results; continue with: cosearch resume {run_dir}")
     from cosearch.report.html import write_report
@@ -145,7 +140,7 @@ def _drive(make, run_dir: Path) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from cosearch.cli.progress import summary_line
+    from cosearch.cli.progress import savings_line, summary_line
     from cosearch.controller import RunState, RunStore
     from cosearch.job import spec_from_dict
 
@@ -156,6 +151,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     state = RunState(job.goals(), job.resources.trials, results=results, started_s=time.time())
     console.print(f"{args.run_dir}: {status['state']}")
     console.print(summary_line(state).split("  elapsed")[0])
+    if state.skipped:
+        console.print(savings_line(state))
     for item in results:
         if item.result.status == "failed":
             console.print(f"  failed #{item.id}: {item.result.error}", style="red")
@@ -242,9 +239,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from cosearch.evaluators.data import INPUT_SHAPES
-    from cosearch.job import load_job, spec_from_dict
+    from cosearch.job import profiling_job
 
-    job = load_job(args.job) if args.job else spec_from_dict({"search_space": {"name": args.space or "nb201"}})
+    # Only the sections profiling needs: a job may name the very table this command writes.
+    job = profiling_job(args.job, args.space)
     if args.space and args.job and args.space != job.search_space.name:
         raise CosearchError(f"--space {args.space} differs from the job's search space {job.search_space.name!r}; give one")
     devices = job.device_profiles()
@@ -278,7 +276,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     fit = table.source["calibration"]
     console.print(
         f"wrote {args.out}: {len(table.entries)} layer configurations from {table.source['networks_drawn']} networks, "
-        f"overhead {table.overhead_ms:.4f} ms, scale {table.scale:.3f} ({fit['networks']} networks measured whole, "
+        f"overhead {table.overhead_ms:.4f} ms, per-op scales {', '.join(f'{op} {v:.2f}' for op, v in table.op_scales.items())} ({fit['networks']} networks measured whole, "
         f"{fit['within_10pct']:.0%} within 10 % in-sample), {table.source['profile_s']:.0f} s"
     )
     return 0

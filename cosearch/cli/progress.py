@@ -27,6 +27,16 @@ def summary_line(state: RunState) -> str:
     )
 
 
+def savings_line(state: RunState) -> str:
+    """How many trainings the budget checks before training saved, and about how long."""
+    saved = state.training_saved_s()
+    return (
+        f"trainings saved: {state.skipped} candidates over budget were never trained "
+        f"({state.skipped_by('predicted')} by predicted costs, {state.skipped_by('measured')} by measured latency)"
+        + (f", about {saved:.0f} s of training at the trained candidates' mean" if saved is not None else "")
+    )
+
+
 class SearchProgress:
     """Callable listener for the Controller; use as a context manager around `Controller.run`."""
 

@@ -21,7 +21,7 @@ FAST = LatencySettings(warmup_runs=5, runs=30)
 @pytest.fixture(scope="module")
 def table():
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
-    return profile(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12), SHAPE, "local-cpu", FAST, calibration=6, patience=100)
+    return profile(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12), SHAPE, "local-cpu", FAST, calibration=8, patience=100)
 
 
 def test_profile_times_every_layer_configuration_it_meets(table):
@@ -29,8 +29,8 @@ def test_profile_times_every_layer_configuration_it_meets(table):
     graphs = list(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12))
     keys = {k for g in graphs for k in graph_nodes(g, SHAPE).keys}
     assert set(table.entries) == keys  # patience 100 > 12 networks: every network was read
-    assert all(v >= 0 for v in table.entries.values()) and table.scale > 0
-    assert table.source["calibration"]["networks"] == 6
+    assert all(v >= 0 for v in table.entries.values()) and set(table.op_scales) <= {json.loads(k)[1] for k in keys}
+    assert table.source["calibration"]["networks"] == 8
     ops = {json.loads(k)[1] for k in keys}
     assert any("Conv" in op for op in ops)  # keys name ORT's (fused) ops
 
@@ -39,7 +39,7 @@ def test_prediction_sums_the_layers_of_a_network(table):
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
     graph = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     keys = graph_nodes(graph, SHAPE).keys
-    expected = table.overhead_ms + table.scale * sum(table.entries[k] for k in keys)
+    expected = table.overhead_ms + sum(table.op_scales.get(json.loads(k)[1], 1.0) * table.entries[k] for k in keys)
     assert table.predict(graph) == pytest.approx(expected)
     measured = measure_latency(graph, SHAPE, FAST)["median_ms"]
     assert 0.2 * measured < table.predict(graph) < 5 * measured  # same order; bench_latency measures the accuracy
@@ -71,8 +71,11 @@ def test_a_malformed_table_gets_one_clear_error(tmp_path, content):
         LatencyTable.load(path)
 
 
-def test_calibration_fits_overhead_and_scale():
-    sums = np.array([1.0, 2.0, 3.0, 4.0])
-    overhead, scale = fit_calibration(sums, 0.5 + 0.9 * sums)
-    assert overhead == pytest.approx(0.5) and scale == pytest.approx(0.9)
-    assert fit_calibration([1.0], [1.2]) == pytest.approx((0.2, 1.0))  # too few networks: overhead only
+def test_calibration_fits_overhead_and_a_scale_per_op_type():
+    rng = np.random.default_rng(0)
+    per_op = [{"Conv": float(c), "Relu": float(r)} for c, r in rng.uniform(0.1, 2.0, size=(30, 2))]
+    measured = [0.05 + 0.9 * s["Conv"] + 0.1 * s["Relu"] for s in per_op]
+    overhead, scales = fit_calibration(per_op, measured, ridge=1e-9)
+    assert overhead == pytest.approx(0.05, abs=1e-4) and scales == pytest.approx({"Conv": 0.9, "Relu": 0.1}, abs=1e-3)
+    _, pulled = fit_calibration(per_op[:1], measured[:1], ridge=10.0)  # one network: scales stay near 1
+    assert all(0.5 < v < 1.5 for v in pulled.values())
