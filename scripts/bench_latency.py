@@ -37,14 +37,14 @@ def bench_space(name: str, input_shape: tuple[int, ...], candidates: int, channe
     profile_s = time.perf_counter() - start
     predicted, measured, missing = [], [], 0
     start = time.perf_counter()
-    for graph in sampled_graphs(joint, input_shape, 10, seed=12345, limit=candidates):
+    for graph, config in sampled_graphs(joint, input_shape, 10, seed=12345, limit=candidates):
         try:
-            p = table.predict(graph)
+            p = table.predict(graph, config)
         except ValueError:  # a layer configuration the profile never drew
             missing += 1
             continue
         predicted.append(p)
-        measured.append(measure_latency(graph, input_shape, settings)["median_ms"])
+        measured.append(measure_latency(graph, input_shape, settings, config)["median_ms"])
     p, m = np.asarray(predicted), np.asarray(measured)
     errors = p / m - 1
     row = {
