@@ -13,7 +13,7 @@ from typing import Any, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from cosearch.core.candidate import FLOAT_BITS
+from cosearch.core.candidate import ACTIVATION_BITS, FLOAT_BITS
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Constraint, Goals, Objective
 from cosearch.evaluators.data import DATASETS, check_dataset_path
@@ -81,11 +81,17 @@ class TeacherSpec(_Section):
         return self
 
 
+CALIBRATIONS = ("minmax", "percentile", "mse", "kl")  # as cosearch.compressors.activations (torch-free here)
+
+
 class CompressionSpec(_Section):
     weight_bits: list[int] = [4, 8, FLOAT_BITS]
     sparsity: list[float] = [0.0, 0.25, 0.5, 0.75]
     distill_alpha: list[float] = [0.0]  # weight of the teacher's soft labels; 0 = no distillation
     channel_ratio: list[float] = [0.0]  # share of channels structured pruning removes; 0 = none
+    activation_bits: list[int] = [FLOAT_BITS]  # per layer input: 4, 8, or 32 (float)
+    calibration: str = "minmax"  # activation ranges: minmax | percentile | mse | kl
+    learn_activation_scales: bool = False  # LSQ: step sizes trained during fine-tuning
     temperature: float = 4.0
     teacher: Optional[TeacherSpec] = None
 
@@ -110,6 +116,13 @@ class CompressionSpec(_Section):
         for i, ratio in enumerate(self.channel_ratio):
             if not 0.0 <= ratio <= 0.9:
                 raise SpecError(f"compression.channel_ratio[{i}]", ratio, "a share of channels with 0 <= ratio <= 0.9")
+        if not self.activation_bits or len(set(self.activation_bits)) != len(self.activation_bits):
+            raise SpecError("compression.activation_bits", self.activation_bits, "a non-empty list of distinct values")
+        for i, bits in enumerate(self.activation_bits):
+            if bits not in ACTIVATION_BITS:
+                raise SpecError(f"compression.activation_bits[{i}]", bits, "4, 8, or 32 for float")
+        if self.calibration not in CALIBRATIONS:
+            raise SpecError("compression.calibration", self.calibration, f"one of {list(CALIBRATIONS)}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise SpecError("compression.temperature", self.temperature, "a number > 0")
         if any(self.distill_alpha) and self.teacher is None:
@@ -323,7 +336,7 @@ class JobSpec(_Section):
         from cosearch.search_spaces import JointSpace
 
         c = self.compression
-        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha, c.channel_ratio)
+        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha, c.channel_ratio, c.activation_bits)
 
     def validate_strategy(self) -> None:
         from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
@@ -342,7 +355,7 @@ class JobSpec(_Section):
         from cosearch.evaluators import EVALUATORS
 
         EVALUATORS.get(self.evaluator.name)
-        fixed = ("space", "data", "training", "devices", "budgets", "teacher_logits", "temperature")
+        fixed = ("space", "data", "training", "devices", "budgets", "teacher_logits", "temperature", "quantization")
         EVALUATORS.check_params(self.evaluator.name, self.evaluator.params, "evaluator", skip=fixed)
         evaluator = self.make_evaluator()
         provided = evaluator.provides()
@@ -363,7 +376,7 @@ class JobSpec(_Section):
                 raise SpecError(field, metric, f"{devices[device].kind} devices provide {offers}; {base} comes from {kinds or 'no'} devices", problem=f"device {device!r} does not provide {base}")
             raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
         c = self.compression
-        trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0]
+        trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0] and c.activation_bits == [FLOAT_BITS]
         if not evaluator.evaluates_policy and not trivial:
             raise SpecError(
                 "compression", self.compression.model_dump(),
@@ -381,6 +394,12 @@ class JobSpec(_Section):
 
         return TrainingSettings(**self.training.model_dump(), seed=self.resources.seed)
 
+    def quantization_settings(self):
+        from cosearch.evaluators.train import QuantizationSettings
+
+        c = self.compression
+        return QuantizationSettings(calibration=c.calibration, learn_activation_scales=c.learn_activation_scales)
+
     def make_evaluator(self, teacher_logits: Any = None):
         from cosearch.evaluators import EVALUATORS
 
@@ -394,6 +413,7 @@ class JobSpec(_Section):
             params["budgets"] = self.goals().constraints
             params["teacher_logits"] = teacher_logits
             params["temperature"] = self.compression.temperature
+            params["quantization"] = self.quantization_settings()
         return _construct(EVALUATORS, self.evaluator, "evaluator", **params)
 
     def to_json(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from cosearch.compressors.activations import ActivationFakeQuant, add_input_quantizer
 from cosearch.compressors.prune import MagnitudeMask
 from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
 from cosearch.core.candidate import FLOAT_BITS, LayerPolicy, Policy
@@ -49,16 +50,31 @@ def _private_copy(model: nn.Module) -> nn.Module:
     return model
 
 
-def compress(model: nn.Module, policy: Policy) -> nn.Module:
-    """A copy of `model` with each slot's weights masked (magnitude) then fake-quantized.
+def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = False) -> nn.Module:
+    """A copy of `model` with each slot's weights masked (magnitude) then fake-quantized, and its
+    input fake-quantized where the policy asks (calibrate with `activations.calibrate` next).
 
     Pruning comes first so quantization scales are taken over the weights that remain.
-    The input model is not changed.
+    `learn_activation_scales` makes activation step sizes trainable (LSQ). The input model is
+    not changed.
     """
     model = _private_copy(model)
     for slot, layer_policy in policy.layers.items():
         for module in layers_of_slot(model, slot).values():
             _compress_layer(module, layer_policy)
+    return add_activation_quantizers(model, policy, learn_activation_scales, copy=False)
+
+
+def add_activation_quantizers(model: nn.Module, policy: Policy, learn_scales: bool = False, copy: bool = True) -> nn.Module:
+    """(A copy of) `model` whose layers quantize their inputs where `policy` says so.
+
+    Used alone to rebuild a baked model before loading its saved state (scales included).
+    """
+    model = _private_copy(model) if copy else model
+    for slot, layer_policy in policy.layers.items():
+        if layer_policy.activation_bits != FLOAT_BITS:
+            for module in layers_of_slot(model, slot).values():
+                add_input_quantizer(module, layer_policy.activation_bits, learn_scales)
     return model
 
 
@@ -72,12 +88,15 @@ def _compress_layer(module: nn.Module, layer_policy: LayerPolicy) -> None:
 
 
 def bake(model: nn.Module) -> nn.Module:
-    """A copy whose compressed weights are plain tensors (same outputs, no parametrizations)."""
+    """A copy whose compressed weights are plain tensors and whose learnt activation step sizes
+    are fixed (same outputs, no parametrizations, nothing left to train): what is exported."""
     model = _private_copy(model)
     for module in list(model.modules()):  # removing changes the module tree; walk a snapshot
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations.keys()):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        if isinstance(module, ActivationFakeQuant) and module.learnable:
+            module.freeze()
     return model
 
 

@@ -11,12 +11,17 @@ from typing import Any, Mapping
 FLOAT_BITS = 32  # "leave this layer in float"
 
 
+ACTIVATION_BITS = (4, 8, FLOAT_BITS)  # a layer's input: 4 or 8 bits, or float
+
+
 @dataclass(frozen=True)
 class LayerPolicy:
-    """How one layer slot is compressed: weight bits (32 = float) and unstructured sparsity."""
+    """How one layer slot is compressed: weight bits (32 = float), unstructured sparsity, and the
+    bits of its input activations (32 = float)."""
 
     weight_bits: int = FLOAT_BITS
     sparsity: float = 0.0
+    activation_bits: int = FLOAT_BITS
 
     def __post_init__(self) -> None:
         if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int):
@@ -25,9 +30,14 @@ class LayerPolicy:
             raise ValueError(f"`2 <= weight_bits <= 8 or weight_bits == 32` must hold, but got {self.weight_bits=}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"`0 <= sparsity < 1` must hold, but got {self.sparsity=}")
+        if isinstance(self.activation_bits, bool) or self.activation_bits not in ACTIVATION_BITS:
+            raise ValueError(f"`activation_bits in {ACTIVATION_BITS}` must hold, but got {self.activation_bits=}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"weight_bits": self.weight_bits, "sparsity": self.sparsity}
+        data: dict[str, Any] = {"weight_bits": self.weight_bits, "sparsity": self.sparsity}
+        if self.activation_bits != FLOAT_BITS:  # written only when used: other candidates keep their keys
+            data["activation_bits"] = self.activation_bits
+        return data
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,12 @@ class Policy:
         for lp in self.layers.values():
             counts[lp.weight_bits] = counts.get(lp.weight_bits, 0) + 1
         bits = " ".join(f"{'fp' if b == FLOAT_BITS else 'w' + str(b)}x{n}" for b, n in sorted(counts.items()))
+        activations: dict[int, int] = {}
+        for lp in self.layers.values():
+            if lp.activation_bits != FLOAT_BITS:
+                activations[lp.activation_bits] = activations.get(lp.activation_bits, 0) + 1
+        if activations:
+            bits += "; " + " ".join(f"a{b}x{n}" for b, n in sorted(activations.items()))
         mean_sparsity = sum(lp.sparsity for lp in self.layers.values()) / len(self.layers)
         return f"{bits}; sparsity {mean_sparsity:.2f}{distill}"
 

@@ -18,7 +18,8 @@ from cosearch.evaluators.base import EVALUATORS, Evaluation, Evaluator
 from cosearch.evaluators.data import Split, load_dataset
 from cosearch.hardware.costs import measure_here, predicted_costs
 from cosearch.hardware.layers import bitops, layer_shapes
-from cosearch.hardware.onnx_runtime import to_onnx_bytes
+from cosearch.hardware.onnx_runtime import run_onnx
+from cosearch.hardware.qdq import deployment
 from cosearch.hardware.profiles import DeviceProfile, MeasuredDevice
 from cosearch.search_spaces.base import SearchSpace
 
@@ -124,7 +125,16 @@ def serialize_state(model: Any) -> bytes:
     return buffer.getvalue()
 
 
-Measure = Callable[[MeasuredDevice, bytes, Sequence[int]], dict[str, Any]]
+Measure = Callable[[MeasuredDevice, bytes, Sequence[int], dict[str, str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class QuantizationSettings:
+    """How quantized activations get their ranges: calibration before fine-tuning, LSQ during."""
+
+    calibration: str = "minmax"  # minmax | percentile | mse | kl
+    calibration_images: int = 256  # from the training split
+    learn_activation_scales: bool = False  # LSQ
 
 
 @EVALUATORS.register("train")
@@ -146,10 +156,12 @@ class TrainEvaluator(Evaluator):
         teacher_logits: np.ndarray | None = None,
         temperature: float = 4.0,
         prefilter: bool = True,
+        quantization: QuantizationSettings = QuantizationSettings(),
     ) -> None:
         if not isinstance(prefilter, bool):
             raise ValueError(f"`prefilter` must be true or false, but got {prefilter!r}")
         self.space, self.data, self.training, self.devices = space, data, training, tuple(devices)
+        self.quantization = quantization
         self.budgets, self.prefilter = tuple(budgets), prefilter
         self.teacher_logits, self.temperature = teacher_logits, temperature
         # device name -> how to measure there; the controller routes devices on other nodes
@@ -163,14 +175,17 @@ class TrainEvaluator(Evaluator):
             raise EvaluationError("the policy asks for distillation but the run has no teacher logits")
         return Distillation(self.teacher_logits, alpha, self.temperature)
 
-    def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes]:
-        """The pruned, compressed, baked model and its ONNX file (float graph: weights folded)."""
+    def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes, dict[str, str]]:
+        """The pruned, compressed, baked model, its ONNX file and the session config it runs with."""
         from cosearch.compressors import bake, compress, prune_channels
 
         plain = bake(compress(prune_channels(model, candidate.policy.channel_ratio, input_shape), candidate.policy))
-        return plain, to_onnx_bytes(plain, input_shape)
+        onnx_bytes, config = deployment(plain, candidate.policy, input_shape)
+        return plain, onnx_bytes, config
 
-    def predicted_costs(self, plain: Any, onnx_bytes: bytes, candidate: Candidate, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
+    def predicted_costs(
+        self, plain: Any, onnx_bytes: bytes, config: dict[str, str], candidate: Candidate, input_shape
+    ) -> tuple[dict[str, float], dict[str, Any]]:
         """Size, BitOps and every lut / analytic device's costs: cheap, and none needs training.
 
         Size counts non-zeros, and magnitude pruning removes an exact number of weights per
@@ -182,18 +197,18 @@ class TrainEvaluator(Evaluator):
         metrics = {"size_kb": size_bytes(plain, candidate.policy) / 1024, "bitops": bitops(layers)}
         how: dict[str, Any] = {
             "size_kb": {"how": "non-zeros x weight bits + 1-bit masks + fp32 scales per channel + fp32 others"},
-            "bitops": {"how": "sum of MACs x weight bits x activation bits (float = 32) over conv / linear layers"},
+            "bitops": {"how": "sum of MACs x weight bits x input activation bits (float = 32) over conv / linear layers"},
         }
-        device_metrics, device_how = predicted_costs(self.devices, onnx_bytes, layers)
+        device_metrics, device_how = predicted_costs(self.devices, onnx_bytes, layers, config)
         return {**metrics, **device_metrics}, {**how, **device_how}
 
-    def measured_costs(self, onnx_bytes: bytes, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
+    def measured_costs(self, onnx_bytes: bytes, config: dict[str, str], input_shape) -> tuple[dict[str, float], dict[str, Any]]:
         metrics, how = {}, {}
         for device in self.devices:
             if isinstance(device, MeasuredDevice):
-                out = self.remote_measure.get(device.name, measure_here)(device, onnx_bytes, input_shape)
+                out = self.remote_measure.get(device.name, measure_here)(device, onnx_bytes, input_shape, config)
                 metrics[f"latency_ms@{device.name}"] = out["value_ms"]
-                how[f"latency_ms@{device.name}"] = {**out, "graph": "the candidate's exported float graph, measured before training"}
+                how[f"latency_ms@{device.name}"] = {**out, "graph": "the candidate's deployed ONNX file, measured before training"}
         return metrics, how
 
     def over_budget(self, metrics: dict[str, float]) -> list[str]:
@@ -203,7 +218,7 @@ class TrainEvaluator(Evaluator):
         """The compressed, fine-tuned PyTorch model of `candidate` and its timings."""
         import torch
 
-        from cosearch.compressors import compress, prune_channels
+        from cosearch.compressors import calibrate, compress, prune_channels
 
         timings: dict[str, float] = {}
         seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
@@ -217,8 +232,11 @@ class TrainEvaluator(Evaluator):
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
         # Structured pruning first (channels chosen on trained weights), then masks and bits.
-        compressed = compress(prune_channels(model, candidate.policy.channel_ratio, data.input_shape), candidate.policy)
-        if self.training.finetune_epochs > 0:
+        q = self.quantization
+        compressed = compress(prune_channels(model, candidate.policy.channel_ratio, data.input_shape), candidate.policy, q.learn_activation_scales)
+        images = torch.from_numpy(data.train.x[: q.calibration_images])
+        calibrate(compressed, torch.split(images, self.training.batch_size), q.calibration)  # activation ranges, post-training
+        if self.training.finetune_epochs > 0:  # quantization-aware fine-tuning
             lr = self.training.finetune_learning_rate
             train_epochs(compressed, data.train, self.training.finetune_epochs, lr, self.training, seed + 1, distillation)
         timings["compress_s"] = time.perf_counter() - start
@@ -240,13 +258,13 @@ class TrainEvaluator(Evaluator):
             data = self.data.load()
             model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
             start = time.perf_counter()
-            plain, onnx_bytes = self.deployable(model, candidate, data.input_shape)
-            costs, how = self.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
+            plain, onnx_bytes, config = self.deployable(model, candidate, data.input_shape)
+            costs, how = self.predicted_costs(plain, onnx_bytes, config, candidate, data.input_shape)
             timings = {"predict_s": time.perf_counter() - start}
             for stage in ("predicted", "measured"):
                 if stage == "measured":
                     start = time.perf_counter()
-                    measured_metrics, measured_how = self.measured_costs(onnx_bytes, data.input_shape)
+                    measured_metrics, measured_how = self.measured_costs(onnx_bytes, config, data.input_shape)
                     costs, how = {**costs, **measured_metrics}, {**how, **measured_how}
                     timings["measure_s"] = time.perf_counter() - start
                 over = self.over_budget(costs)
@@ -258,14 +276,23 @@ class TrainEvaluator(Evaluator):
             compressed, data, train_timings = self.build_trained(candidate, model)
             timings.update(train_timings)
             start = time.perf_counter()
-            val_accuracy = accuracy(predict(compressed, data.val.x), data.val.y)
+            torch_accuracy = accuracy(predict(compressed, data.val.x), data.val.y)
             plain = bake(compressed)
+            # The accuracy shown is the deployed file's in ONNX Runtime: integer kernels can differ
+            # from the fake-quantized PyTorch model (saturation), and this catches it.
+            onnx_bytes, config = deployment(plain, candidate.policy, data.input_shape)
+            val_accuracy = accuracy(run_onnx(onnx_bytes, data.val.x, config=config), data.val.y)
             metrics = {**costs, "accuracy": val_accuracy, "size_kb": size_bytes(plain, candidate.policy) / 1024}
             timings["accuracy_s"] = time.perf_counter() - start
             timings["total_s"] = time.perf_counter() - start_all
             if not all(math.isfinite(v) for v in metrics.values()):
                 raise EvaluationError(f"non-finite metrics {metrics}")
-            how["accuracy"] = {"split": "val", "samples": int(len(data.val.y)), "model": "fake-quantized PyTorch, eval mode"}
+            how["accuracy"] = {
+                "split": "val", "samples": int(len(data.val.y)), "model": "the deployed ONNX file in ONNX Runtime",
+                "session_config": config, "pytorch_fake_quantized": torch_accuracy,
+            }
+            if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):
+                how["activations"] = asdict(self.quantization)
             how["training"] = asdict(self.training)
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))
         except Exception as error:  # a failing candidate is a failed result, never a dead search

@@ -83,9 +83,9 @@ class BitFusionTable:
         return next((w for w in widths if w >= bits), widths[-1])
 
     def layer_cost(self, layer: LayerShape, activation_bits: int) -> tuple[float, float, bool]:
-        """(latency_ms, energy_mj, exact) of one layer."""
+        """(latency_ms, energy_mj, exact) of one layer; `activation_bits` for float inputs."""
         wb = self.width(layer.weight_bits, self.weight_widths)
-        ab = self.width(activation_bits, self.activation_widths)
+        ab = self.width(layer.activation_bits if layer.activation_bits != 32 else activation_bits, self.activation_widths)
         shape = (layer.in_channels, layer.out_channels, layer.in_size, layer.kernel, layer.stride, layer.padding, layer.groups)
         hit = self.exact.get((shape, wb, ab))
         if hit is not None:

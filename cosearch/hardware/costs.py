@@ -18,7 +18,7 @@ def load_latency_table(path: str) -> LatencyTable:
 
 
 def predicted_costs(
-    devices: Sequence[DeviceProfile], onnx_bytes: bytes, layers: Sequence[LayerShape]
+    devices: Sequence[DeviceProfile], onnx_bytes: bytes, layers: Sequence[LayerShape], config: dict[str, str] | None = None
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Metrics of every lut and analytic device, and how each was obtained."""
     metrics: dict[str, float] = {}
@@ -27,7 +27,7 @@ def predicted_costs(
         if isinstance(device, LutDevice):
             table = load_latency_table(device.table)
             metric = f"latency_ms@{device.name}"
-            metrics[metric] = table.predict(onnx_bytes)
+            metrics[metric] = table.predict(onnx_bytes, config)
             how[metric] = {"how": "predicted: per-layer lookup table", "table": device.table, "profiled_on": table.source.get("processor")}
         elif isinstance(device, AnalyticDevice):
             out = load_bitfusion(device.table).predict(layers, device.activation_bits)
@@ -40,9 +40,9 @@ def predicted_costs(
     return metrics, how
 
 
-def measure_here(device: MeasuredDevice, onnx_bytes: bytes, input_shape: Sequence[int]) -> dict[str, Any]:
-    """Time `onnx_bytes` on this machine with the device's settings."""
-    out = measure_latency(onnx_bytes, input_shape, device.settings)
+def measure_here(device: MeasuredDevice, onnx_bytes: bytes, input_shape: Sequence[int], config: dict[str, str] | None = None) -> dict[str, Any]:
+    """Time `onnx_bytes` on this machine with the device's settings and the file's session config."""
+    out = measure_latency(onnx_bytes, input_shape, device.settings, config)
     out["value_ms"] = out[f"{device.statistic}_ms"]
     out["statistic"] = device.statistic
     return out

@@ -23,6 +23,7 @@ class LayerShape:
     groups: int
     out_size: int
     weight_bits: int  # 32 = float
+    activation_bits: int = FLOAT_BITS  # of the layer's input; 32 = float
 
     @property
     def macs(self) -> int:
@@ -41,10 +42,10 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
 
     from cosearch.compressors import layers_of_slot
 
-    bits: dict[str, int] = {}
+    bits: dict[str, tuple[int, int]] = {}
     for slot, layer_policy in (policy.layers.items() if policy else ()):
         for name in layers_of_slot(model, slot):
-            bits[name] = layer_policy.weight_bits
+            bits[name] = (layer_policy.weight_bits, layer_policy.activation_bits)
     shapes: list[LayerShape] = []
 
     def hook(name: str):
@@ -55,9 +56,9 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
                 if not isinstance(p, int):  # padding="same"
                     p = (k - 1) // 2
                 shapes.append(LayerShape(name, module.in_channels, module.out_channels, int(x.shape[-1]), k, s, p,
-                                         module.groups, int(output.shape[-1]), bits.get(name, FLOAT_BITS)))
+                                         module.groups, int(output.shape[-1]), *bits.get(name, (FLOAT_BITS, FLOAT_BITS))))
             else:
-                shapes.append(LayerShape(name, module.in_features, module.out_features, 1, 1, 1, 0, 1, 1, bits.get(name, FLOAT_BITS)))
+                shapes.append(LayerShape(name, module.in_features, module.out_features, 1, 1, 1, 0, 1, 1, *bits.get(name, (FLOAT_BITS, FLOAT_BITS))))
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -73,6 +74,6 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
     return shapes
 
 
-def bitops(layers: Sequence[LayerShape], activation_bits: int = FLOAT_BITS) -> float:
-    """Sum over layers of MACs x weight bits x activation bits (float counts as 32 bits)."""
-    return float(sum(layer.macs * layer.weight_bits * activation_bits for layer in layers))
+def bitops(layers: Sequence[LayerShape]) -> float:
+    """Sum over layers of MACs x weight bits x input activation bits (float counts as 32 bits)."""
+    return float(sum(layer.macs * layer.weight_bits * layer.activation_bits for layer in layers))

@@ -47,12 +47,14 @@ def _ort_options(level: str, threads: int = 1):
     return options
 
 
-def optimized_graph(model_bytes: bytes, threads: int = 1) -> Any:
+def optimized_graph(model_bytes: bytes, config: dict[str, str] | None = None) -> Any:
     """The graph ONNX Runtime runs for `model_bytes` on this machine (all optimisations on)."""
     import onnx
     import onnxruntime as ort
 
-    options = _ort_options("all", threads)
+    options = _ort_options("all")
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     handle, path = tempfile.mkstemp(suffix=".onnx")
     os.close(handle)
     try:
@@ -63,35 +65,41 @@ def optimized_graph(model_bytes: bytes, threads: int = 1) -> Any:
         os.remove(path)
 
 
-def value_shapes(graph_model: Any, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    """Shape of every value of `graph_model` at batch 1, learnt by running it once.
+def value_shapes(graph_model: Any, input_shape: Sequence[int]) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Shape and numpy dtype of every value of `graph_model` at batch 1, learnt by running it once.
 
-    ONNX shape inference does not know ORT's own ops (NCHWc convolutions), so run it instead.
+    ONNX shape inference does not know ORT's own ops (NCHWc, QLinearConv), so run it instead;
+    outputs are declared without a type, which ORT fills in.
     """
     import onnx
     import onnxruntime as ort
-    from onnx import helper
+    from onnx import numpy_helper
 
     model = onnx.ModelProto()
     model.CopyFrom(graph_model)
     names = [name for node in model.graph.node for name in node.output if name]
     del model.graph.output[:]
-    model.graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names)
+    for name in names:
+        model.graph.output.append(onnx.ValueInfoProto(name=name))
     sess = ort.InferenceSession(model.SerializeToString(), _ort_options("none"), providers=["CPUExecutionProvider"])
     values = sess.run(None, {INPUT_NAME: np.zeros((1, *input_shape), np.float32)})
-    shapes = {name: tuple(value.shape) for name, value in zip(names, values)}
-    shapes[INPUT_NAME] = (1, *input_shape)
+    shapes = {name: (tuple(value.shape), value.dtype) for name, value in zip(names, values)}
+    shapes[INPUT_NAME] = ((1, *input_shape), np.dtype(np.float32))
     for init in model.graph.initializer:
-        shapes[init.name] = tuple(init.dims)
+        shapes[init.name] = (tuple(init.dims), numpy_helper.to_array(init).dtype)
     return shapes
 
 
-def node_key(node: Any, shapes: dict[str, tuple[int, ...]], constants: set[str]) -> str:
-    """What a node's cost depends on: op, attributes, and the shape of each input."""
+def node_key(node: Any, shapes: dict[str, tuple[tuple[int, ...], Any]], constants: set[str]) -> str:
+    """What a node's cost depends on: op, attributes, and the shape and type of each input."""
     from onnx import helper
 
     attributes = {a.name: _plain(helper.get_attribute_value(a)) for a in node.attribute}
-    inputs = [[name in constants, list(shapes.get(name, ()))] for name in node.input if name]
+    inputs = []
+    for name in node.input:
+        if name:
+            shape, dtype = shapes.get(name, ((), None))
+            inputs.append([name in constants, list(shape)] + ([str(dtype)] if dtype is not None and dtype != np.float32 else []))
     return json.dumps([node.domain or "ai.onnx", node.op_type, attributes, inputs], sort_keys=True, separators=(",", ":"))
 
 
@@ -110,13 +118,13 @@ class GraphNodes:
     """The nodes of a network's runtime graph, by key, with what it takes to time each alone."""
 
     model: Any
-    shapes: dict[str, tuple[int, ...]]
+    shapes: dict[str, tuple[tuple[int, ...], Any]]  # value -> (shape, numpy dtype)
     keys: list[str]
     nodes: dict[str, Any]  # key -> one node with that key
 
 
-def graph_nodes(model_bytes: bytes, input_shape: Sequence[int]) -> GraphNodes:
-    model = optimized_graph(model_bytes)
+def graph_nodes(model_bytes: bytes, input_shape: Sequence[int], config: dict[str, str] | None = None) -> GraphNodes:
+    model = optimized_graph(model_bytes, config)
     shapes = value_shapes(model, input_shape)
     constants = {init.name for init in model.graph.initializer}
     keys, nodes = [], {}
@@ -138,7 +146,8 @@ def _copies_model(node: Any, graph: GraphNodes, copies: int) -> tuple[bytes, dic
         if name in initializers:
             constants.append(initializers[name])
         else:
-            inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, graph.shapes[name]))
+            shape, dtype = graph.shapes[name]
+            inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(dtype), shape))
     nodes, outputs = [], []
     for c in range(copies):
         copy = onnx.NodeProto()
@@ -147,11 +156,15 @@ def _copies_model(node: Any, graph: GraphNodes, copies: int) -> tuple[bytes, dic
         del copy.output[:]
         copy.output.extend(f"{name}__{c}" if name else "" for name in node.output)
         nodes.append(copy)
-        outputs.append(helper.make_tensor_value_info(copy.output[0], onnx.TensorProto.FLOAT, None))
+        outputs.append(onnx.ValueInfoProto(name=copy.output[0]))
     model = helper.make_model(helper.make_graph(nodes, "copies", inputs, outputs, constants), opset_imports=graph.model.opset_import)
     model.ir_version = graph.model.ir_version
     rng = np.random.default_rng(0)
-    feed = {v.name: rng.standard_normal(graph.shapes[v.name]).astype(np.float32) for v in inputs}
+    feed = {}
+    for v in inputs:
+        shape, dtype = graph.shapes[v.name]
+        values = rng.standard_normal(shape) if np.issubdtype(dtype, np.floating) else rng.integers(0, 100, size=shape)
+        feed[v.name] = values.astype(dtype)
     return model.SerializeToString(), feed
 
 
@@ -195,9 +208,9 @@ class LatencyTable:
     settings: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # space, runtime, machine, calibration fit
 
-    def predict(self, model_bytes: bytes) -> float:
-        """Predicted latency (ms) of an ONNX model with this table's input shape."""
-        keys = graph_nodes(model_bytes, self.input_shape).keys
+    def predict(self, model_bytes: bytes, config: dict[str, str] | None = None) -> float:
+        """Predicted latency (ms) of an ONNX model (run with session `config`) at this table's input shape."""
+        keys = graph_nodes(model_bytes, self.input_shape, config).keys
         missing = sorted({k for k in keys if k not in self.entries})
         if missing:
             ops = sorted({op_type(k) for k in missing})
@@ -261,7 +274,7 @@ def fit_calibration(per_op: Sequence[dict[str, float]], measured_ms: Sequence[fl
 
 
 def profile(
-    networks: Iterable[bytes],
+    networks: Iterable[tuple[bytes, dict[str, str]]],
     input_shape: Sequence[int],
     device: str,
     settings: LatencySettings = LatencySettings(),
@@ -269,7 +282,7 @@ def profile(
     patience: int = 40,
     listener: Callable[[dict[str, Any]], None] | None = None,
 ) -> LatencyTable:
-    """Time every node configuration that `networks` (ONNX models) contain.
+    """Time every node configuration that `networks` (ONNX models, session configs) contain.
 
     Stops drawing networks once `patience` in a row bring no new configuration. The first
     `calibration` networks are also measured whole, to fit the fixed overhead and scale.
@@ -279,15 +292,15 @@ def profile(
     measured: list[float] = []
     seen_without_new = drawn = 0
     start = time.perf_counter()
-    for model_bytes in networks:
+    for model_bytes, config in networks:
         drawn += 1
-        graph = graph_nodes(model_bytes, input_shape)
+        graph = graph_nodes(model_bytes, input_shape, config)
         new = [key for key in graph.nodes if key not in entries]
         for key in new:
             entries[key] = time_node(graph.nodes[key], graph, settings)
         if len(sums) < calibration:
             sums.append(op_sums(graph.keys, entries))
-            measured.append(measure_latency(model_bytes, input_shape, settings)["median_ms"])
+            measured.append(measure_latency(model_bytes, input_shape, settings, config)["median_ms"])
         seen_without_new = 0 if new else seen_without_new + 1
         if listener:
             listener({"networks": drawn, "entries": len(entries), "calibrated": len(sums)})
@@ -311,18 +324,19 @@ def profile(
     return LatencyTable(device, [int(v) for v in input_shape], entries, overhead, scales, asdict(settings), source)
 
 
-def candidate_graph(space: Any, candidate: Any, input_shape: Sequence[int], num_classes: int) -> bytes:
-    """The ONNX float graph a candidate deploys as: built, channel-pruned; bits and masks change
-    weights only, not the graph, so they do not change latency under ONNX Runtime here."""
-    from cosearch.compressors import prune_channels
-    from cosearch.hardware.onnx_runtime import to_onnx_bytes
+def candidate_graph(space: Any, candidate: Any, input_shape: Sequence[int], num_classes: int) -> tuple[bytes, dict[str, str]]:
+    """The ONNX file a candidate deploys as (untrained weights: the graph is what matters), and
+    its session config: built, channel-pruned, compressed, baked, weights stored as integers."""
+    from cosearch.compressors import bake, compress, prune_channels
+    from cosearch.hardware.qdq import deployment
 
-    model = space.build(candidate.arch, input_shape, num_classes)
-    return to_onnx_bytes(prune_channels(model, candidate.policy.channel_ratio, input_shape), input_shape)
+    model = prune_channels(space.build(candidate.arch, input_shape, num_classes), candidate.policy.channel_ratio, input_shape)
+    return deployment(bake(compress(model, candidate.policy)), candidate.policy, input_shape)
 
 
 def sampled_graphs(joint_space: Any, input_shape: Sequence[int], num_classes: int, seed: int, limit: int):
-    """ONNX graphs of up to `limit` random candidates of a joint space (duplicates skipped)."""
+    """Deployed ONNX files (and session configs) of up to `limit` random candidates of a joint
+    space, duplicates skipped."""
     rng = np.random.default_rng(seed)
     seen: set[str] = set()
     for _ in range(limit * 5):  # capped: small spaces run out of new candidates

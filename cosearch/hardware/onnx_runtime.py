@@ -130,8 +130,8 @@ def measure_latency(
     }
 
 
-def run_onnx(model_bytes_or_path: bytes | str, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def run_onnx(model_bytes_or_path: bytes | str, inputs: np.ndarray, batch_size: int = 256, config: dict[str, str] | None = None) -> np.ndarray:
     """Logits of an ONNX model on `inputs` (N, C, H, W), in batches."""
-    sess = session(model_bytes_or_path, threads=1)
+    sess = session(model_bytes_or_path, threads=1, config=config)
     outs = [sess.run(None, {INPUT_NAME: inputs[i : i + batch_size].astype(np.float32)})[0] for i in range(0, len(inputs), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0,))

@@ -48,7 +48,7 @@ class LutDevice:
 class AnalyticDevice:
     name: str
     table: str  # path of a BitFusion-style per-layer table
-    activation_bits: int = 8  # until a policy quantizes activations, every layer runs at this width
+    activation_bits: int = 8  # the width of layers whose policy leaves activations in float
 
     kind = "analytic"
 

@@ -1,10 +1,17 @@
-"""Store quantized weights as integers in the ONNX file: weight-only QDQ.
+"""The ONNX file a candidate deploys as: quantized weights stored as integers (QDQ).
 
-Each layer quantized to 2-8 bits gets its weights as an int8 initializer and a per-output-channel
-`DequantizeLinear` (axis 0, zero point 0) in front of its Conv / Gemm. ONNX Runtime folds the
-dequantization into float weights when it loads the file, so it runs the same kernels as the
-float export while the file holds 1 byte per weight instead of 4. (4-bit values are stored in
-int8 too: ONNX's int4 needs opset 21, which the exporter used here does not write.)
+Each layer quantized to 2-8 bits gets its weights as an 8-bit initializer and a per-output-channel
+`DequantizeLinear` (axis 0) in front of its Conv / Gemm. A layer whose input is also quantized
+(QuantizeLinear + DequantizeLinear from the exporter) becomes a full QDQ group that ONNX Runtime
+fuses into an integer kernel (QLinearConv). Weight-only layers are folded into float weights on
+load when the session sets `session.disable_quant_qdq=1`, so they run the float kernels while the
+file holds 1 byte per weight instead of 4. (4-bit values are stored in 8 bits too: ONNX's int4
+needs opset 21, which the exporter used here does not write.)
+
+Saturation: on x86 CPUs without VNNI, ONNX Runtime's uint8 x int8 kernels add pairs of products
+in 16 bits, which full-range int8 weights overflow (a digits CNN fell from 99.5 % to 71.5 % with
+ORT's own quantize_static defaults). Layers with quantized inputs therefore store their weights as
+uint8 with zero point 128, the same values, which ORT runs with its uint8 x uint8 kernels.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from cosearch.core.errors import CosearchError
 
 
 def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy) -> bytes:
-    """Rewrite the float ONNX of `torch_model` (baked under `policy`) with int8 weights + DequantizeLinear."""
+    """Rewrite the float ONNX of `torch_model` (baked under `policy`) with 8-bit weights + DequantizeLinear."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -40,12 +47,16 @@ def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy
             quantized = np.clip(np.round(flat / scale[:, None]), -qmax, qmax).astype(np.int8)
             if not np.allclose(quantized * scale[:, None], flat, rtol=1e-5, atol=1e-7):
                 raise CosearchError(f"weights of {layer!r} are not on a {layer_policy.weight_bits}-bit grid; was the model baked?")
+            zero_point = np.zeros(weight.shape[0], dtype=np.int8)
+            if layer_policy.activation_bits != FLOAT_BITS:  # see the module docstring: saturation
+                quantized = (quantized.astype(np.int16) + 128).astype(np.uint8)
+                zero_point = np.full(weight.shape[0], 128, dtype=np.uint8)
             graph.initializer.remove(initializers[name])
             graph.initializer.extend(
                 [
                     numpy_helper.from_array(quantized.reshape(weight.shape), f"{name}_quantized"),
                     numpy_helper.from_array(scale, f"{name}_scale"),
-                    numpy_helper.from_array(np.zeros(weight.shape[0], dtype=np.int8), f"{name}_zero_point"),
+                    numpy_helper.from_array(zero_point, f"{name}_zero_point"),
                 ]
             )
             dequantize_nodes.append(
@@ -57,3 +68,19 @@ def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy
         graph.node.insert(0, node)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+def deployment(plain_model, policy: Policy, input_shape, int8_weights: bool = True) -> tuple[bytes, dict[str, str]]:
+    """The ONNX file of a baked model and the ONNX Runtime session config it is meant to run with.
+
+    Weight-only quantization runs fastest with dequantization folded on load; once any layer's
+    input is quantized, the QDQ groups must stay for ORT to fuse them into integer kernels.
+    """
+    from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE, to_onnx_bytes
+
+    onnx_bytes = to_onnx_bytes(plain_model, input_shape)
+    if not int8_weights or all(lp.weight_bits == FLOAT_BITS for lp in policy.layers.values()):
+        return onnx_bytes, {}
+    onnx_bytes = quantize_weight_initializers(onnx_bytes, plain_model, policy)
+    quantized_inputs = any(lp.activation_bits != FLOAT_BITS for lp in policy.layers.values())
+    return onnx_bytes, ({} if quantized_inputs else dict(FOLD_WEIGHT_DEQUANTIZE))

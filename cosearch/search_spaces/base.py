@@ -99,9 +99,12 @@ class JointSpace:
         sparsity: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
         distill_alpha: Sequence[float] = (0.0,),
         channel_ratio: Sequence[float] = (0.0,),
+        activation_bits: Sequence[int] = (FLOAT_BITS,),
     ) -> None:
         for bits in weight_bits:
             LayerPolicy(weight_bits=bits)  # validates
+        for bits in activation_bits:
+            LayerPolicy(activation_bits=bits)
         for amount in sparsity:
             LayerPolicy(sparsity=amount)
         for alpha in distill_alpha:
@@ -113,12 +116,15 @@ class JointSpace:
         self.sparsity = tuple(float(s) for s in sparsity)
         self.distill_alpha = tuple(float(a) for a in distill_alpha)
         self.channel_ratio = tuple(float(r) for r in channel_ratio)
+        self.activation_bits = tuple(activation_bits)
         self._choices = list(space.choices())
         self._choices.append(Choice("distill_alpha", self.distill_alpha, group="distill"))
         self._choices.append(Choice("channel_ratio", self.channel_ratio, group="channels"))
         for slot in space.all_slots():
             self._choices.append(Choice(f"bits:{slot}", self.weight_bits, group="bits"))
             self._choices.append(Choice(f"sparsity:{slot}", self.sparsity, group="sparsity"))
+            if self.activation_bits != (FLOAT_BITS,):  # only then a gene, so genomes without it stay as they were
+                self._choices.append(Choice(f"abits:{slot}", self.activation_bits, group="activation_bits"))
         self._by_name = {c.name: c for c in self._choices}
         self._groups = sorted({c.group for c in self._choices if len(c.options) > 1})
 
@@ -158,7 +164,11 @@ class JointSpace:
                 raise SpecError(f"sample[{name!r}]", value, f"one of {list(choice.options)}")
         arch = self.space.arch_from_sample(sample)
         layers = {
-            slot: LayerPolicy(weight_bits=int(sample[f"bits:{slot}"]), sparsity=float(sample[f"sparsity:{slot}"]))
+            slot: LayerPolicy(
+                weight_bits=int(sample[f"bits:{slot}"]),
+                sparsity=float(sample[f"sparsity:{slot}"]),
+                activation_bits=int(sample.get(f"abits:{slot}", FLOAT_BITS)),
+            )
             for slot in self.space.all_slots()
         }
         return self.canonical(arch, layers, float(sample["distill_alpha"]), float(sample["channel_ratio"]))
@@ -189,6 +199,8 @@ class JointSpace:
             lp = candidate.policy.layers.get(slot)
             sample[f"bits:{slot}"] = lp.weight_bits if lp else self.weight_bits[0]
             sample[f"sparsity:{slot}"] = lp.sparsity if lp else self.sparsity[0]
+            if f"abits:{slot}" in self._by_name:
+                sample[f"abits:{slot}"] = lp.activation_bits if lp else self.activation_bits[0]
         return sample
 
     def contains(self, candidate: Candidate) -> bool:

@@ -28,6 +28,8 @@ def test_layer_shapes_and_bitops_follow_the_policy():
     assert layers[1].depthwise and not layers[2].depthwise
     expected = (8 * 64 * 27 * 4 + 8 * 64 * 9 * 32 + 16 * 64 * 8 * 8 + 160 * 32) * 32
     assert bitops(layers) == expected
+    with_inputs = layer_shapes(tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(4, activation_bits=8)}))
+    assert with_inputs[0].activation_bits == 8 and bitops(with_inputs) == 8 * 64 * 27 * 4 * 8 + (8 * 64 * 9 + 16 * 64 * 8 + 160) * 32 * 32
 
 
 @pytest.fixture()

@@ -27,7 +27,7 @@ def table():
 def test_profile_times_every_layer_configuration_it_meets(table):
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
     graphs = list(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12))
-    keys = {k for g in graphs for k in graph_nodes(g, SHAPE).keys}
+    keys = {k for g, config in graphs for k in graph_nodes(g, SHAPE, config).keys}
     assert set(table.entries) == keys  # patience 100 > 12 networks: every network was read
     assert all(v >= 0 for v in table.entries.values()) and set(table.op_scales) <= {json.loads(k)[1] for k in keys}
     assert table.source["calibration"]["networks"] == 8
@@ -37,7 +37,7 @@ def test_profile_times_every_layer_configuration_it_meets(table):
 
 def test_prediction_sums_the_layers_of_a_network(table):
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
-    graph = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
+    graph, _ = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     keys = graph_nodes(graph, SHAPE).keys
     expected = table.overhead_ms + sum(table.op_scales.get(json.loads(k)[1], 1.0) * table.entries[k] for k in keys)
     assert table.predict(graph) == pytest.approx(expected)
@@ -47,7 +47,7 @@ def test_prediction_sums_the_layers_of_a_network(table):
 
 def test_a_network_with_unprofiled_layers_is_refused(table):
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=6, cells_per_stage=1), [32], [0.0])  # other widths
-    graph = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
+    graph, _ = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     with pytest.raises(MissingLayers, match="not in the table"):
         table.predict(graph)
 
@@ -79,3 +79,11 @@ def test_calibration_fits_overhead_and_a_scale_per_op_type():
     assert overhead == pytest.approx(0.05, abs=1e-4) and scales == pytest.approx({"Conv": 0.9, "Relu": 0.1}, abs=1e-3)
     _, pulled = fit_calibration(per_op[:1], measured[:1], ridge=10.0)  # one network: scales stay near 1
     assert all(0.5 < v < 1.5 for v in pulled.values())
+
+
+def test_quantized_inputs_are_profiled_and_predicted_as_integer_kernels():
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [8], [0.0], activation_bits=[8])
+    table = profile(sampled_graphs(joint, SHAPE, 10, seed=0, limit=4), SHAPE, "local-cpu", FAST, calibration=4, patience=100)
+    assert any("QLinear" in json.loads(k)[1] or "uint8" in k for k in table.entries)  # ORT's fused int8 nodes
+    graph, config = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
+    assert config == {} and table.predict(graph, config) > 0

@@ -8,7 +8,7 @@ onnx = pytest.importorskip("onnx")
 
 from cosearch.compressors import bake, compress  # noqa: E402
 from cosearch.core import CosearchError, LayerPolicy, Policy  # noqa: E402
-from cosearch.export.qdq import quantize_weight_initializers  # noqa: E402
+from cosearch.hardware.qdq import quantize_weight_initializers  # noqa: E402
 from cosearch.hardware import run_onnx, to_onnx_bytes  # noqa: E402
 from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
 
