@@ -50,6 +50,8 @@ CASES = [
     ("too few latency runs", with_change("latency.runs", 5), ["latency.runs", "5", ">= 30"]),
     ("section not a mapping", with_change("training", 3), ["training", "3", "mapping"]),
     ("bad name", with_change("name", "my run/1"), ["name", "my run/1"]),
+    ("activation bits 6", with_change("compression.activation_bits", [6, 32]), ["compression.activation_bits[0]", "6", "4, 8"]),
+    ("unknown calibration", with_change("compression.calibration", "entropy"), ["compression.calibration", "entropy", "kl"]),
     ("unknown device", with_change("budgets", ["latency_ms@rpi5 <= 10"]), ["budgets[0]", "latency_ms@rpi5", "unknown device 'rpi5'", "local-cpu"]),
     ("energy without a device", with_change("objectives", ["accuracy", "energy_mj"]), ["objectives[1]", "energy_mj", "analytic device"]),
     (
