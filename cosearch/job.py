@@ -90,6 +90,7 @@ class CompressionSpec(_Section):
     distill_alpha: list[float] = [0.0]  # weight of the teacher's soft labels; 0 = no distillation
     channel_ratio: list[float] = [0.0]  # share of channels structured pruning removes; 0 = none
     activation_bits: list[int] = [FLOAT_BITS]  # per layer input: 4, 8, or 32 (float)
+    rank_ratio: list[float] = [1.0]  # per layer: low-rank factorisation of linear / 1x1 conv; 1 = none
     calibration: str = "minmax"  # activation ranges: minmax | percentile | mse | kl
     learn_activation_scales: bool = False  # LSQ: step sizes trained during fine-tuning
     temperature: float = 4.0
@@ -121,6 +122,11 @@ class CompressionSpec(_Section):
         for i, bits in enumerate(self.activation_bits):
             if bits not in ACTIVATION_BITS:
                 raise SpecError(f"compression.activation_bits[{i}]", bits, "4, 8, or 32 for float")
+        if not self.rank_ratio or len(set(self.rank_ratio)) != len(self.rank_ratio):
+            raise SpecError("compression.rank_ratio", self.rank_ratio, "a non-empty list of distinct values")
+        for i, ratio in enumerate(self.rank_ratio):
+            if not 0.0 < ratio <= 1.0:
+                raise SpecError(f"compression.rank_ratio[{i}]", ratio, "a ratio with 0 < rank_ratio <= 1 (1 = not factorised)")
         if self.calibration not in CALIBRATIONS:
             raise SpecError("compression.calibration", self.calibration, f"one of {list(CALIBRATIONS)}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
@@ -235,6 +241,7 @@ class JobSpec(_Section):
     def _components(self) -> JobSpec:
         self.goals()
         self.device_profiles()
+        self._check_teacher_checkpoint()
         self.make_space()
         self.validate_strategy()
         self.validate_evaluator()
@@ -249,6 +256,38 @@ class JobSpec(_Section):
             raise SpecError("objectives", self.objectives, "each metric at most once")
         constraints = tuple(Constraint.parse(text, f"budgets[{i}]") for i, text in enumerate(self.budgets))
         return Goals(objectives, constraints)
+
+    def _check_teacher_checkpoint(self) -> None:
+        """A teacher checkpoint must fit the task: its classes and input channels."""
+        teacher = self.compression.teacher
+        if teacher is None or teacher.checkpoint is None:
+            return
+        import timm
+        import torch
+
+        from cosearch.evaluators.data import INPUT_SHAPES, NUM_CLASSES
+
+        classes, channels = NUM_CLASSES[self.task.dataset], INPUT_SHAPES[self.task.dataset][0]
+        model = timm.create_model(teacher.model, pretrained=False, num_classes=classes, in_chans=channels)
+        field = "compression.teacher.checkpoint"
+        try:
+            state = torch.load(teacher.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable file is the same user mistake
+            raise SpecError(field, teacher.checkpoint, f"a state dict saved with torch.save ({type(error).__name__})") from None
+        expected = model.state_dict()
+        if not isinstance(state, dict) or set(state) != set(expected):
+            raise SpecError(field, teacher.checkpoint, f"a state dict of timm's {teacher.model!r} (its keys differ)")
+        classifier = model.get_classifier()
+        head = next(name for name, p in model.named_parameters() if p is getattr(classifier, "weight", None))
+        if tuple(state[head].shape) != tuple(expected[head].shape):
+            raise SpecError(
+                field, teacher.checkpoint,
+                f"a teacher with the task's {classes} classes ({head} {list(expected[head].shape)}), not {list(state[head].shape)}",
+                problem=f"the teacher has {state[head].shape[0]} output classes",
+            )
+        bad = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+        if bad:
+            raise SpecError(field, teacher.checkpoint, f"weights shaped for {channels}-channel {self.task.dataset} inputs ({bad[0]} differs)")
 
     def device_profiles(self) -> dict[str, Any]:
         """Every device this job knows: built in (`local-cpu`), from `profiles`, and declared here."""
@@ -336,7 +375,7 @@ class JobSpec(_Section):
         from cosearch.search_spaces import JointSpace
 
         c = self.compression
-        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha, c.channel_ratio, c.activation_bits)
+        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha, c.channel_ratio, c.activation_bits, c.rank_ratio)
 
     def validate_strategy(self) -> None:
         from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
@@ -376,7 +415,7 @@ class JobSpec(_Section):
                 raise SpecError(field, metric, f"{devices[device].kind} devices provide {offers}; {base} comes from {kinds or 'no'} devices", problem=f"device {device!r} does not provide {base}")
             raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
         c = self.compression
-        trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0] and c.activation_bits == [FLOAT_BITS]
+        trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0] and c.activation_bits == [FLOAT_BITS] and c.rank_ratio == [1.0]
         if not evaluator.evaluates_policy and not trivial:
             raise SpecError(
                 "compression", self.compression.model_dump(),

@@ -2,8 +2,18 @@
 
 from cosearch.compressors.activations import ActivationFakeQuant, calibrate
 from cosearch.compressors.channels import prune_channels
+from cosearch.compressors.lowrank import factorize
 from cosearch.compressors.policy import add_activation_quantizers, bake, compress, compression_slots, layers_of_slot, size_bytes
 from cosearch.compressors.prune import MagnitudeMask
 from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
 
-__all__ = ["ActivationFakeQuant", "add_activation_quantizers", "calibrate", "MagnitudeMask", "PerChannelSymmetricFakeQuant", "bake", "compress", "compression_slots", "layers_of_slot", "prune_channels", "size_bytes"]
+__all__ = ["ActivationFakeQuant", "add_activation_quantizers", "calibrate", "MagnitudeMask", "PerChannelSymmetricFakeQuant", "bake", "compress", "compression_slots", "factorize", "layers_of_slot", "prune_channels", "reshape", "size_bytes"]
+
+
+def reshape(model, policy, input_shape):
+    """The structural part of a policy: channels pruned, then layers factorised (a copy).
+
+    Shapes depend only on the policy, so a rebuilt network reshaped the same way loads the
+    weights a trained one saved.
+    """
+    return factorize(prune_channels(model, policy.channel_ratio, input_shape), policy)

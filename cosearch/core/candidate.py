@@ -22,6 +22,7 @@ class LayerPolicy:
     weight_bits: int = FLOAT_BITS
     sparsity: float = 0.0
     activation_bits: int = FLOAT_BITS
+    rank_ratio: float = 1.0  # low-rank factorisation of linear / 1x1 conv layers; 1 = none
 
     def __post_init__(self) -> None:
         if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int):
@@ -32,11 +33,15 @@ class LayerPolicy:
             raise ValueError(f"`0 <= sparsity < 1` must hold, but got {self.sparsity=}")
         if isinstance(self.activation_bits, bool) or self.activation_bits not in ACTIVATION_BITS:
             raise ValueError(f"`activation_bits in {ACTIVATION_BITS}` must hold, but got {self.activation_bits=}")
+        if not 0.0 < self.rank_ratio <= 1.0:
+            raise ValueError(f"`0 < rank_ratio <= 1` must hold, but got {self.rank_ratio=}")
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"weight_bits": self.weight_bits, "sparsity": self.sparsity}
         if self.activation_bits != FLOAT_BITS:  # written only when used: other candidates keep their keys
             data["activation_bits"] = self.activation_bits
+        if self.rank_ratio != 1.0:
+            data["rank_ratio"] = self.rank_ratio
         return data
 
 
@@ -92,6 +97,9 @@ class Policy:
                 activations[lp.activation_bits] = activations.get(lp.activation_bits, 0) + 1
         if activations:
             bits += "; " + " ".join(f"a{b}x{n}" for b, n in sorted(activations.items()))
+        ranks = [lp.rank_ratio for lp in self.layers.values() if lp.rank_ratio != 1.0]
+        if ranks:
+            bits += f"; low-rank x{len(ranks)} (mean ratio {sum(ranks) / len(ranks):.2f})"
         mean_sparsity = sum(lp.sparsity for lp in self.layers.values()) / len(self.layers)
         return f"{bits}; sparsity {mean_sparsity:.2f}{distill}"
 

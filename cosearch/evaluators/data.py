@@ -13,6 +13,7 @@ from cosearch.core.errors import SpecError
 
 DATASETS = ("digits", "cifar10")
 INPUT_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32)}  # (C, H, W) each dataset loads as
+NUM_CLASSES = {"digits": 10, "cifar10": 10}
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32).reshape(1, 3, 1, 1)
 CIFAR10_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32).reshape(1, 3, 1, 1)
 

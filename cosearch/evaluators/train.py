@@ -177,9 +177,9 @@ class TrainEvaluator(Evaluator):
 
     def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes, dict[str, str]]:
         """The pruned, compressed, baked model, its ONNX file and the session config it runs with."""
-        from cosearch.compressors import bake, compress, prune_channels
+        from cosearch.compressors import bake, compress, reshape
 
-        plain = bake(compress(prune_channels(model, candidate.policy.channel_ratio, input_shape), candidate.policy))
+        plain = bake(compress(reshape(model, candidate.policy, input_shape), candidate.policy))
         onnx_bytes, config = deployment(plain, candidate.policy, input_shape)
         return plain, onnx_bytes, config
 
@@ -218,7 +218,7 @@ class TrainEvaluator(Evaluator):
         """The compressed, fine-tuned PyTorch model of `candidate` and its timings."""
         import torch
 
-        from cosearch.compressors import calibrate, compress, prune_channels
+        from cosearch.compressors import calibrate, compress, reshape
 
         timings: dict[str, float] = {}
         seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
@@ -231,9 +231,9 @@ class TrainEvaluator(Evaluator):
         train_epochs(model, data.train, self.training.epochs, self.training.learning_rate, self.training, seed, distillation)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        # Structured pruning first (channels chosen on trained weights), then masks and bits.
+        # Structure first (channels chosen, layers factorised on trained weights), then masks and bits.
         q = self.quantization
-        compressed = compress(prune_channels(model, candidate.policy.channel_ratio, data.input_shape), candidate.policy, q.learn_activation_scales)
+        compressed = compress(reshape(model, candidate.policy, data.input_shape), candidate.policy, q.learn_activation_scales)
         images = torch.from_numpy(data.train.x[: q.calibration_images])
         calibrate(compressed, torch.split(images, self.training.batch_size), q.calibration)  # activation ranges, post-training
         if self.training.finetune_epochs > 0:  # quantization-aware fine-tuning

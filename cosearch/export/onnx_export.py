@@ -19,7 +19,7 @@ from cosearch.job import spec_from_dict
 
 # ONNX Runtime and PyTorch run the same float graph; what differs is summation order.
 OUTPUT_ATOL = 1e-3
-# With quantized inputs ORT runs integer kernels and requantizes; logits may move by a few steps.
+# With quantized inputs a rounding difference can move a value one step and logits with it.
 QUANTIZED_OUTPUT_ATOL = 0.5
 
 
@@ -37,12 +37,12 @@ def load_model(store: RunStore, result_id: int):
         raise CosearchError(f"result {result_id} has no stored weights (its evaluator keeps none); nothing to export")
     job = spec_from_dict(store.job(), str(store.run_dir))
     data = job.data_settings().load()
-    from cosearch.compressors import add_activation_quantizers, prune_channels
+    from cosearch.compressors import add_activation_quantizers, reshape
 
     policy = stored.result.candidate.policy
     model = job.make_space().build(stored.result.candidate.arch, data.input_shape, data.num_classes)
-    # Same ratio, same shapes: see compressors/channels.py. Input quantizers carry saved scales.
-    model = add_activation_quantizers(prune_channels(model, policy.channel_ratio, data.input_shape), policy, copy=False)
+    # Same policy, same shapes: see compressors.reshape. Input quantizers carry saved scales.
+    model = add_activation_quantizers(reshape(model, policy, data.input_shape), policy, copy=False)
     model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
     model.eval()
     return model, stored, job, data
@@ -109,7 +109,7 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
             "onnxruntime": onnxruntime.__version__,
         },
     }
-    # Integer kernels round activations at their own points; fake quantization in float does not.
+    # A runtime with integer kernels may round at other points than fake quantization in float.
     tolerance = OUTPUT_ATOL if not quantized_inputs else QUANTIZED_OUTPUT_ATOL
     if max_abs_diff > tolerance:
         raise CosearchError(f"exported ONNX disagrees with PyTorch (max |diff| {max_abs_diff:.2e} > {tolerance})")

@@ -327,10 +327,10 @@ def profile(
 def candidate_graph(space: Any, candidate: Any, input_shape: Sequence[int], num_classes: int) -> tuple[bytes, dict[str, str]]:
     """The ONNX file a candidate deploys as (untrained weights: the graph is what matters), and
     its session config: built, channel-pruned, compressed, baked, weights stored as integers."""
-    from cosearch.compressors import bake, compress, prune_channels
+    from cosearch.compressors import bake, compress, reshape
     from cosearch.hardware.qdq import deployment
 
-    model = prune_channels(space.build(candidate.arch, input_shape, num_classes), candidate.policy.channel_ratio, input_shape)
+    model = reshape(space.build(candidate.arch, input_shape, num_classes), candidate.policy, input_shape)
     return deployment(bake(compress(model, candidate.policy)), candidate.policy, input_shape)
 
 

@@ -1,17 +1,18 @@
 """The ONNX file a candidate deploys as: quantized weights stored as integers (QDQ).
 
 Each layer quantized to 2-8 bits gets its weights as an 8-bit initializer and a per-output-channel
-`DequantizeLinear` (axis 0) in front of its Conv / Gemm. A layer whose input is also quantized
-(QuantizeLinear + DequantizeLinear from the exporter) becomes a full QDQ group that ONNX Runtime
-fuses into an integer kernel (QLinearConv). Weight-only layers are folded into float weights on
-load when the session sets `session.disable_quant_qdq=1`, so they run the float kernels while the
-file holds 1 byte per weight instead of 4. (4-bit values are stored in 8 bits too: ONNX's int4
-needs opset 21, which the exporter used here does not write.)
+`DequantizeLinear` (axis 0) in front of its Conv / Gemm. Weight-only layers are folded into float
+weights on load when the session sets `session.disable_quant_qdq=1`, so they run the float kernels
+while the file holds 1 byte per weight instead of 4. (4-bit values are stored in 8 bits too: ONNX's
+int4 needs opset 21, which the exporter used here does not write.)
 
-Saturation: on x86 CPUs without VNNI, ONNX Runtime's uint8 x int8 kernels add pairs of products
-in 16 bits, which full-range int8 weights overflow (a digits CNN fell from 99.5 % to 71.5 % with
-ORT's own quantize_static defaults). Layers with quantized inputs therefore store their weights as
-uint8 with zero point 128, the same values, which ORT runs with its uint8 x uint8 kernels.
+A layer whose input is quantized as well (QuantizeLinear + DequantizeLinear from the exporter)
+keeps its QDQ groups. Measured: ONNX Runtime's CPU provider runs them as dequantize + float
+kernels, not QLinearConv, since the conv output is not quantized and BatchNorm is not folded.
+Those layers store weights as uint8 with zero point 128 (the same values): uint8 x int8 integer
+kernels add pairs of products in 16 bits on x86 CPUs without VNNI, which full-range int8 weights
+overflow (a digits CNN fell from 99.5 % to 71.5 % with ORT's own quantize_static defaults), and a
+runtime that does fuse the groups must not hit that.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def deployment(plain_model, policy: Policy, input_shape, int8_weights: bool = Tr
     """The ONNX file of a baked model and the ONNX Runtime session config it is meant to run with.
 
     Weight-only quantization runs fastest with dequantization folded on load; once any layer's
-    input is quantized, the QDQ groups must stay for ORT to fuse them into integer kernels.
+    input is quantized, the config stays default so the QDQ groups are kept as written.
     """
     from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE, to_onnx_bytes
 

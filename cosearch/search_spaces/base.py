@@ -100,11 +100,14 @@ class JointSpace:
         distill_alpha: Sequence[float] = (0.0,),
         channel_ratio: Sequence[float] = (0.0,),
         activation_bits: Sequence[int] = (FLOAT_BITS,),
+        rank_ratio: Sequence[float] = (1.0,),
     ) -> None:
         for bits in weight_bits:
             LayerPolicy(weight_bits=bits)  # validates
         for bits in activation_bits:
             LayerPolicy(activation_bits=bits)
+        for ratio in rank_ratio:
+            LayerPolicy(rank_ratio=ratio)
         for amount in sparsity:
             LayerPolicy(sparsity=amount)
         for alpha in distill_alpha:
@@ -117,6 +120,7 @@ class JointSpace:
         self.distill_alpha = tuple(float(a) for a in distill_alpha)
         self.channel_ratio = tuple(float(r) for r in channel_ratio)
         self.activation_bits = tuple(activation_bits)
+        self.rank_ratio = tuple(float(r) for r in rank_ratio)
         self._choices = list(space.choices())
         self._choices.append(Choice("distill_alpha", self.distill_alpha, group="distill"))
         self._choices.append(Choice("channel_ratio", self.channel_ratio, group="channels"))
@@ -125,6 +129,8 @@ class JointSpace:
             self._choices.append(Choice(f"sparsity:{slot}", self.sparsity, group="sparsity"))
             if self.activation_bits != (FLOAT_BITS,):  # only then a gene, so genomes without it stay as they were
                 self._choices.append(Choice(f"abits:{slot}", self.activation_bits, group="activation_bits"))
+            if self.rank_ratio != (1.0,):
+                self._choices.append(Choice(f"rank:{slot}", self.rank_ratio, group="rank"))
         self._by_name = {c.name: c for c in self._choices}
         self._groups = sorted({c.group for c in self._choices if len(c.options) > 1})
 
@@ -168,6 +174,7 @@ class JointSpace:
                 weight_bits=int(sample[f"bits:{slot}"]),
                 sparsity=float(sample[f"sparsity:{slot}"]),
                 activation_bits=int(sample.get(f"abits:{slot}", FLOAT_BITS)),
+                rank_ratio=float(sample.get(f"rank:{slot}", 1.0)),
             )
             for slot in self.space.all_slots()
         }
@@ -201,6 +208,8 @@ class JointSpace:
             sample[f"sparsity:{slot}"] = lp.sparsity if lp else self.sparsity[0]
             if f"abits:{slot}" in self._by_name:
                 sample[f"abits:{slot}"] = lp.activation_bits if lp else self.activation_bits[0]
+            if f"rank:{slot}" in self._by_name:
+                sample[f"rank:{slot}"] = lp.rank_ratio if lp else self.rank_ratio[0]
         return sample
 
     def contains(self, candidate: Candidate) -> bool:

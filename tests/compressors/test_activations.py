@@ -80,10 +80,8 @@ def test_deployed_file_runs_the_quantized_model_in_onnx_runtime(activation_bits)
     assert sum(n.op_type == "QuantizeLinear" for n in graph.node) >= len(policy.layers)
     weights = {i.name: i for i in graph.initializer if i.name.endswith("weight_quantized")}
     assert weights and all(i.data_type == onnx.TensorProto.UINT8 for i in weights.values())  # U8U8: no saturation
-    assert config == {}  # QDQ groups stay so ONNX Runtime fuses them into integer kernels
+    assert config == {}  # QDQ groups are kept as written
     with torch.no_grad():
         expected = plain(torch.from_numpy(x)).numpy()
     got = run_onnx(onnx_bytes, x, config=config)
-    step = float(np.abs(expected).max()) / 2 ** activation_bits
-    assert np.abs(got - expected).max() < 4 * step  # integer kernels round at their own points
-    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.95
+    np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-3)  # ORT's CPU provider dequantizes: float kernels

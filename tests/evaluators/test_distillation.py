@@ -69,3 +69,15 @@ def test_distill_alpha_is_a_gene_of_the_joint_genome():
     assert alphas == {0.0, 0.7}
     candidate = joint.decode(joint.sample(np.random.default_rng(1)))
     assert joint.decode(joint.encode(candidate)).key == candidate.key
+
+
+def test_a_teacher_checkpoint_with_other_classes_is_refused(tmp_path):
+    import timm
+
+    path = tmp_path / "teacher100.pt"
+    torch.save(timm.create_model("resnet18", num_classes=100, in_chans=1).state_dict(), path)
+    with pytest.raises(SpecError, match=r"compression.teacher.checkpoint: the teacher has 100 output classes.*10 classes"):
+        spec_from_dict({"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(path)}}})
+    good = tmp_path / "teacher10.pt"
+    torch.save(timm.create_model("resnet18", num_classes=10, in_chans=1).state_dict(), good)
+    spec_from_dict({"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(good)}}})
