@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -96,7 +97,7 @@ def main() -> None:
     for row in rows:  # did both modes evaluate the same candidates?
         other = next(r for r in rows if r["seed"] == row["seed"] and r["prefilter"] != row["prefilter"])
         row["same_candidates_as_other_mode"] = row["keys"] == other["keys"]
-    command = "python scripts/bench_budget.py " + " ".join(sys.argv[1:])
+    command = "python scripts/bench_budget.py " + shlex.join(sys.argv[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {"command": command, "machine": platform.machine(), "budgets": base["budgets"], "trials": args.trials, "runs": [{k: v for k, v in r.items() if k != "keys"} for r in rows]}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -94,7 +95,7 @@ def main() -> None:
         from cosearch.hardware.analytic import BitFusionTable
 
         analytic = {"table": Path(args.bitfusion).name, **BitFusionTable(args.bitfusion).leave_one_out()}
-    command = "python scripts/bench_latency.py " + " ".join(sys.argv[1:])
+    command = "python scripts/bench_latency.py " + shlex.join(sys.argv[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {"command": command, "machine": platform.machine(), "python": platform.python_version(), "lut": rows, "analytic_leave_one_out": analytic}
