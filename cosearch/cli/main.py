@@ -251,6 +251,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         measured = sorted(name for name, d in devices.items() if d.kind == "measured")
         raise CosearchError(f"--device {args.device!r}: a measured device to profile on, one of {measured}")
     shape = _input_shape(args.input_shape) if args.input_shape else INPUT_SHAPES[job.task.dataset]
+    out = Path(args.out)
+    if out.is_dir():
+        raise CosearchError(f"--out {out} is a folder; give a file name, e.g. {out / 'lut.json'}")
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the work, so a bad path fails now
     for name, value in (("--max-networks", args.max_networks), ("--calibration", args.calibration), ("--patience", args.patience)):
         if value < 1:
             raise CosearchError(f"{name} {value}: an integer >= 1")
