@@ -43,3 +43,28 @@ def test_weights_off_the_grid_are_refused():
     float_bytes = to_onnx_bytes(model, (1, 8, 8))  # not baked: float weights are not on a 4-bit grid
     with pytest.raises(CosearchError, match="grid"):
         quantize_weight_initializers(float_bytes, model, Policy({"1": LayerPolicy(4, 0.0)}))
+
+
+def test_batch_norms_are_folded_into_their_convs_in_the_deployed_file():
+    from cosearch.hardware.qdq import deployment
+
+    space = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
+    arch = {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}
+    torch.manual_seed(0)
+    model = space.build(arch, (1, 8, 8), 10)
+    for module in model.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(-1.5, 1.5)
+    policy = Policy({slot: LayerPolicy([4, 8, 32][i % 3], 0.0) for i, slot in enumerate(space.layer_slots(arch))})
+    plain = bake(compress(model, policy)).eval()
+    onnx_bytes, config = deployment(plain, policy, (1, 8, 8))
+    graph = onnx.load_from_string(onnx_bytes).graph
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    left = [producer.get(n.input[0]) for n in graph.node if n.op_type == "BatchNormalization"]
+    assert left == ["Add"]  # only the head's BatchNorm, after a sum, stays; every conv's is folded
+    x = np.random.default_rng(1).standard_normal((16, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = plain(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run_onnx(onnx_bytes, x, config=config), expected, atol=1e-4, rtol=1e-4)
