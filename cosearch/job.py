@@ -91,6 +91,7 @@ class CompressionSpec(_Section):
     channel_ratio: list[float] = [0.0]  # share of channels structured pruning removes; 0 = none
     activation_bits: list[int] = [FLOAT_BITS]  # per layer input: 4, 8, or 32 (float)
     rank_ratio: list[float] = [1.0]  # per layer: low-rank factorisation of linear / 1x1 conv; 1 = none
+    channel_importance: str = "l1"  # which channels structured pruning removes: l1 | l2 | taylor
     calibration: str = "minmax"  # activation ranges: minmax | percentile | mse | kl
     learn_activation_scales: bool = False  # LSQ: step sizes trained during fine-tuning
     temperature: float = 4.0
@@ -127,6 +128,8 @@ class CompressionSpec(_Section):
         for i, ratio in enumerate(self.rank_ratio):
             if not 0.0 < ratio <= 1.0:
                 raise SpecError(f"compression.rank_ratio[{i}]", ratio, "a ratio with 0 < rank_ratio <= 1 (1 = not factorised)")
+        if self.channel_importance not in ("l1", "l2", "taylor"):
+            raise SpecError("compression.channel_importance", self.channel_importance, "one of ['l1', 'l2', 'taylor']")
         if self.calibration not in CALIBRATIONS:
             raise SpecError("compression.calibration", self.calibration, f"one of {list(CALIBRATIONS)}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
@@ -394,7 +397,7 @@ class JobSpec(_Section):
         from cosearch.evaluators import EVALUATORS
 
         EVALUATORS.get(self.evaluator.name)
-        fixed = ("space", "data", "training", "devices", "budgets", "teacher_logits", "temperature", "quantization")
+        fixed = ("space", "data", "training", "devices", "budgets", "teacher_logits", "temperature", "compression")
         EVALUATORS.check_params(self.evaluator.name, self.evaluator.params, "evaluator", skip=fixed)
         evaluator = self.make_evaluator()
         provided = evaluator.provides()
@@ -433,11 +436,11 @@ class JobSpec(_Section):
 
         return TrainingSettings(**self.training.model_dump(), seed=self.resources.seed)
 
-    def quantization_settings(self):
-        from cosearch.evaluators.train import QuantizationSettings
+    def compression_settings(self):
+        from cosearch.evaluators.train import CompressionSettings
 
         c = self.compression
-        return QuantizationSettings(calibration=c.calibration, learn_activation_scales=c.learn_activation_scales)
+        return CompressionSettings(c.channel_importance, c.calibration, learn_activation_scales=c.learn_activation_scales)
 
     def make_evaluator(self, teacher_logits: Any = None):
         from cosearch.evaluators import EVALUATORS
@@ -452,7 +455,7 @@ class JobSpec(_Section):
             params["budgets"] = self.goals().constraints
             params["teacher_logits"] = teacher_logits
             params["temperature"] = self.compression.temperature
-            params["quantization"] = self.quantization_settings()
+            params["compression"] = self.compression_settings()
         return _construct(EVALUATORS, self.evaluator, "evaluator", **params)
 
     def to_json(self) -> dict[str, Any]:

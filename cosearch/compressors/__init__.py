@@ -10,10 +10,10 @@ from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
 __all__ = ["ActivationFakeQuant", "add_activation_quantizers", "calibrate", "MagnitudeMask", "PerChannelSymmetricFakeQuant", "bake", "compress", "compression_slots", "factorize", "layers_of_slot", "prune_channels", "reshape", "size_bytes"]
 
 
-def reshape(model, policy, input_shape):
+def reshape(model, policy, input_shape, importance="l1", batch=None):
     """The structural part of a policy: channels pruned, then layers factorised (a copy).
 
-    Shapes depend only on the policy, so a rebuilt network reshaped the same way loads the
-    weights a trained one saved.
+    Shapes depend only on the policy, not on the importance measure or the weights, so a
+    rebuilt network reshaped the same way loads the weights a trained one saved.
     """
-    return factorize(prune_channels(model, policy.channel_ratio, input_shape), policy)
+    return factorize(prune_channels(model, policy.channel_ratio, input_shape, importance, batch), policy)

@@ -15,13 +15,29 @@ import torch
 from torch import nn
 
 
-def prune_channels(model: nn.Module, ratio: float, input_shape: Sequence[int]) -> nn.Module:
-    """A copy of `model` without `ratio` of the channels of every prunable layer (L1 magnitude).
+IMPORTANCES = ("l1", "l2", "taylor")
 
-    Layers that produce the network's output are left whole. The input model is not changed.
+
+def prune_channels(
+    model: nn.Module,
+    ratio: float,
+    input_shape: Sequence[int],
+    importance: str = "l1",
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> nn.Module:
+    """A copy of `model` without `ratio` of the channels of every prunable layer.
+
+    Channels are ranked by `importance`: the L1 or L2 norm of their weights, or first-order
+    Taylor (|weight x gradient| of the cross-entropy on `batch`, images and labels; Molchanov
+    et al. 2019). Layers that produce the network's output are left whole. The input model is
+    not changed.
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"`0 <= channel_ratio < 1` must hold, but got {ratio=}")
+    if importance not in IMPORTANCES:
+        raise ValueError(f"`importance in {IMPORTANCES}` must hold, but got {importance=}")
+    if importance == "taylor" and batch is None:
+        raise ValueError("Taylor importance needs a batch of (images, labels) to take gradients on")
     model = copy.deepcopy(model)
     if ratio == 0.0:
         return model
@@ -33,9 +49,13 @@ def prune_channels(model: nn.Module, ratio: float, input_shape: Sequence[int]) -
     with torch.no_grad():
         outputs = model(example).shape[-1]
     heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == outputs]
-    pruner = tp.pruner.MagnitudePruner(
-        model, example, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=ratio, ignored_layers=heads
-    )
+    scorer = tp.importance.TaylorImportance() if importance == "taylor" else tp.importance.MagnitudeImportance(p=1 if importance == "l1" else 2)
+    pruner = tp.pruner.MagnitudePruner(model, example, importance=scorer, pruning_ratio=ratio, ignored_layers=heads)
+    if importance == "taylor":
+        images, labels = batch
+        model.zero_grad()
+        nn.functional.cross_entropy(model(images), labels).backward()
     pruner.step()
+    model.zero_grad(set_to_none=True)
     model.train(was_training)
     return model

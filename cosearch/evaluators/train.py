@@ -129,11 +129,12 @@ Measure = Callable[[MeasuredDevice, bytes, Sequence[int], dict[str, str]], dict[
 
 
 @dataclass(frozen=True)
-class QuantizationSettings:
-    """How quantized activations get their ranges: calibration before fine-tuning, LSQ during."""
+class CompressionSettings:
+    """How a policy is carried out: which channels go, how activations get their ranges."""
 
+    channel_importance: str = "l1"  # l1 | l2 | taylor
     calibration: str = "minmax"  # minmax | percentile | mse | kl
-    calibration_images: int = 256  # from the training split
+    calibration_images: int = 256  # from the training split; Taylor importance takes its gradients there too
     learn_activation_scales: bool = False  # LSQ
 
 
@@ -156,12 +157,12 @@ class TrainEvaluator(Evaluator):
         teacher_logits: np.ndarray | None = None,
         temperature: float = 4.0,
         prefilter: bool = True,
-        quantization: QuantizationSettings = QuantizationSettings(),
+        compression: CompressionSettings = CompressionSettings(),
     ) -> None:
         if not isinstance(prefilter, bool):
             raise ValueError(f"`prefilter` must be true or false, but got {prefilter!r}")
         self.space, self.data, self.training, self.devices = space, data, training, tuple(devices)
-        self.quantization = quantization
+        self.compression = compression
         self.budgets, self.prefilter = tuple(budgets), prefilter
         self.teacher_logits, self.temperature = teacher_logits, temperature
         # device name -> how to measure there; the controller routes devices on other nodes
@@ -232,10 +233,12 @@ class TrainEvaluator(Evaluator):
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
         # Structure first (channels chosen, layers factorised on trained weights), then masks and bits.
-        q = self.quantization
-        compressed = compress(reshape(model, candidate.policy, data.input_shape), candidate.policy, q.learn_activation_scales)
-        images = torch.from_numpy(data.train.x[: q.calibration_images])
-        calibrate(compressed, torch.split(images, self.training.batch_size), q.calibration)  # activation ranges, post-training
+        c = self.compression
+        images = torch.from_numpy(data.train.x[: c.calibration_images])
+        batch = (images, torch.from_numpy(data.train.y[: c.calibration_images]))
+        shaped = reshape(model, candidate.policy, data.input_shape, c.channel_importance, batch)
+        compressed = compress(shaped, candidate.policy, c.learn_activation_scales)
+        calibrate(compressed, torch.split(images, self.training.batch_size), c.calibration)  # activation ranges, post-training
         if self.training.finetune_epochs > 0:  # quantization-aware fine-tuning
             lr = self.training.finetune_learning_rate
             train_epochs(compressed, data.train, self.training.finetune_epochs, lr, self.training, seed + 1, distillation)
@@ -292,7 +295,7 @@ class TrainEvaluator(Evaluator):
                 "session_config": config, "pytorch_fake_quantized": torch_accuracy,
             }
             if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):
-                how["activations"] = asdict(self.quantization)
+                how["activations"] = asdict(self.compression)
             how["training"] = asdict(self.training)
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))
         except Exception as error:  # a failing candidate is a failed result, never a dead search

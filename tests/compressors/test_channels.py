@@ -35,3 +35,22 @@ def test_channels_really_go_and_shapes_depend_only_on_the_ratio(name):
 def test_ratio_is_checked():
     with pytest.raises(ValueError, match="channel_ratio"):
         prune_channels(torch.nn.Linear(2, 2), 1.0, (2,))
+
+
+@pytest.mark.parametrize("importance", ["l2", "taylor"])
+def test_importance_measures_pick_other_channels_with_the_same_shapes(importance):
+    params, arch = CASES["nb201"]
+    space = SEARCH_SPACES.create("nb201", **params)
+    torch.manual_seed(0)
+    model = space.build(arch, (1, 8, 8), 10)
+    batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
+    by_l1 = prune_channels(model, 0.5, (1, 8, 8))
+    other = prune_channels(model, 0.5, (1, 8, 8), importance, batch)
+    assert {k: v.shape for k, v in other.state_dict().items()} == {k: v.shape for k, v in by_l1.state_dict().items()}
+    assert all(p.grad is None for p in other.parameters())  # Taylor's gradients are not left behind
+    if importance == "taylor":
+        assert any(not torch.equal(a, b) for a, b in zip(other.state_dict().values(), by_l1.state_dict().values()))
+    with pytest.raises(ValueError, match="batch"):
+        prune_channels(model, 0.5, (1, 8, 8), "taylor")
+    with pytest.raises(ValueError, match="importance"):
+        prune_channels(model, 0.5, (1, 8, 8), "l3")
