@@ -29,8 +29,8 @@ def prune_channels(
 
     Channels are ranked by `importance`: the L1 or L2 norm of their weights, or first-order
     Taylor (|weight x gradient| of the cross-entropy on `batch`, images and labels; Molchanov
-    et al. 2019). Layers that produce the network's output are left whole. The input model is
-    not changed.
+    et al. 2019). Layers that produce the network's output, and those inside a module with
+    `structured_pruning = False`, keep their output channels. The input model is not changed.
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"`0 <= channel_ratio < 1` must hold, but got {ratio=}")
@@ -49,6 +49,8 @@ def prune_channels(
     with torch.no_grad():
         outputs = model(example).shape[-1]
     heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == outputs]
+    # A module may opt out (`structured_pruning = False`) when its pruned shapes would depend on weights.
+    heads += [m for block in model.modules() if getattr(block, "structured_pruning", True) is False for m in block.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     scorer = tp.importance.TaylorImportance() if importance == "taylor" else tp.importance.MagnitudeImportance(p=1 if importance == "l1" else 2)
     pruner = tp.pruner.MagnitudePruner(model, example, importance=scorer, pruning_ratio=ratio, ignored_layers=heads)
     if importance == "taylor":

@@ -42,6 +42,10 @@ class Zero(nn.Module):
 class FactorizedReduce(nn.Module):
     """Halve the resolution with two offset stride-2 1x1 convs (so no pixel is skipped)."""
 
+    # Its two convs fill one BatchNorm: channel pruning ranked over both would split the cut
+    # between them by weight, so pruned shapes (and saved weights) would depend on training.
+    structured_pruning = False
+
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.relu = nn.ReLU(inplace=False)
@@ -74,8 +78,11 @@ def make_op(op: str, channels: int, stride: int) -> nn.Module:
 class DartsCell(nn.Module):
     def __init__(self, cell: Cell, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool) -> None:
         super().__init__()
-        self.pre0 = FactorizedReduce(c_prev_prev, channels) if reduction_prev else ReLUConvBN(c_prev_prev, channels, 1, 1, 0)
-        self.pre1 = ReLUConvBN(c_prev, channels, 1, 1, 0)
+        # An input no edge reads gets no preprocessing layer: dead layers would cost size, and
+        # structured pruning (which follows the traced graph) would leave their inputs unpruned.
+        used = {source for _, source in cell}
+        self.pre0 = (FactorizedReduce(c_prev_prev, channels) if reduction_prev else ReLUConvBN(c_prev_prev, channels, 1, 1, 0)) if 0 in used else None
+        self.pre1 = ReLUConvBN(c_prev, channels, 1, 1, 0) if 1 in used else None
         self.edges = []
         for position, (op, source) in enumerate(cell):
             node, side = 2 + position // 2, SIDES[position % 2]
@@ -84,7 +91,7 @@ class DartsCell(nn.Module):
             self.edges.append((f"n{node}{side}", source))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [self.pre0(s0), self.pre1(s1)]
+        states = [self.pre0(s0) if self.pre0 is not None else None, self.pre1(s1) if self.pre1 is not None else None]
         for step in range(STEPS):
             (name_a, src_a), (name_b, src_b) = self.edges[2 * step : 2 * step + 2]
             states.append(getattr(self, name_a)(states[src_a]) + getattr(self, name_b)(states[src_b]))
@@ -101,6 +108,7 @@ class DartsNetwork(nn.Module):
         reductions: Sequence[int],
         stem_multiplier: int,
         num_classes: int,
+        live: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
         c_curr = stem_multiplier * channels
@@ -114,8 +122,8 @@ class DartsNetwork(nn.Module):
             reduction = index in reductions
             if reduction:
                 c_curr *= 2
-            cell = DartsCell(cells["reduce" if reduction else "normal"], c_prev_prev, c_prev, c_curr, reduction, reduction_prev)
-            self.cells.append(cell)
+            alive = live is None or live[index]  # a dead cell (its output unread) keeps its index, nothing else
+            self.cells.append(DartsCell(cells["reduce" if reduction else "normal"], c_prev_prev, c_prev, c_curr, reduction, reduction_prev) if alive else nn.Identity())
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, STEPS * c_curr
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -124,5 +132,5 @@ class DartsNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
+            s0, s1 = s1, (cell(s0, s1) if isinstance(cell, DartsCell) else None)
         return self.classifier(self.pool(s1).flatten(1))

@@ -92,6 +92,21 @@ def edge_slot(cell_index: int, node: int, side: str) -> str:
     return f"cells.{cell_index}.n{node}{side}"
 
 
+def live_cells(cells: Mapping[str, Cell], kinds: Sequence[str]) -> list[bool]:
+    """Whether each cell's output reaches the classifier, cells given by kind in network order.
+
+    Cell k's output is input 1 of cell k+1 and input 0 of cell k+2; a genotype whose cells never
+    read input 1 (or 0) leaves some cells computing nothing that is used. Those are not built:
+    they would cost size and time, and structured pruning, which follows the traced graph,
+    would not see them.
+    """
+    live = [False] * len(kinds)
+    for k in reversed(range(len(kinds))):
+        reads = [j < len(kinds) and live[j] and source in {s for _, s in cells[kinds[j]]} for j, source in ((k + 1, 1), (k + 2, 0))]
+        live[k] = k == len(kinds) - 1 or any(reads)
+    return live
+
+
 @SEARCH_SPACES.register("darts")
 class DartsSpace(SearchSpace):
     """DARTS cells stacked `layers` deep (reductions at 1/3 and 2/3), stem width `channels`."""
@@ -151,13 +166,18 @@ class DartsSpace(SearchSpace):
     def layer_slots(self, arch: Mapping[str, Any]) -> list[str]:
         cells = parse_genotype(arch["genotype"])
         live = set()
+        alive = live_cells(cells, [self.cell_kind(i) for i in range(self.layers)])
         for index in range(self.layers):
+            if not alive[index]:
+                continue
             reduction = self.cell_kind(index) == "reduce"
+            sources = {source for _, source in cells[self.cell_kind(index)]}
+            live |= {f"cells.{index}.pre{source}" for source in (0, 1) if source in sources}  # inputs no edge reads have none
             for position, (op, source) in enumerate(cells[self.cell_kind(index)]):
                 # A strided skip is a FactorizedReduce, which has weights.
                 if op in PARAM_OPS or (op == "skip_connect" and reduction and source < 2):
                     live.add(edge_slot(index, 2 + position // 2, SIDES[position % 2]))
-        return [s for s in self._all_slots if s.count(".") < 2 or s.endswith(("pre0", "pre1")) or s in live]
+        return [s for s in self._all_slots if s.count(".") < 2 or s in live]
 
     def forms(self, arch: Mapping[str, Any]) -> list[Form]:
         """Per cell kind, the smallest writing over relabelings of the intermediate nodes that keep
@@ -220,4 +240,5 @@ class DartsSpace(SearchSpace):
             reductions=self.reductions,
             stem_multiplier=self.stem_multiplier,
             num_classes=num_classes,
+            live=live_cells(parse_genotype(arch["genotype"]), [self.cell_kind(i) for i in range(self.layers)]),
         )
