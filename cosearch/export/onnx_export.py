@@ -51,7 +51,7 @@ def load_model(store: RunStore, result_id: int):
 def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weights: bool = True) -> dict[str, Any]:
     """Write OUT/model.onnx and OUT/card.json; the card's numbers are measured on the written file.
 
-    With `int8_weights`, layers at 2-8 bits are stored as int8 + DequantizeLinear (smaller file);
+    With `int8_weights`, layers at 2-8 bits are stored as int4 / int8 + DequantizeLinear (smaller file);
     otherwise every weight is float32 (runs at full speed with default ONNX Runtime options).
     """
     import onnx
@@ -90,8 +90,8 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
             "file": onnx_path.name,
             "file_bytes": onnx_path.stat().st_size,
             "weights_storage": (
-                "8-bit integers + per-channel DequantizeLinear for layers at 2-8 bits (uint8 with zero point 128 where the "
-                "input is quantized too), float32 for the rest" if int8_weights else "float32 values on each layer's quantization grid"
+                "int4 (2-4 bit layers, opset 21) or 8-bit integers (5-8 bit layers; uint8 with zero point 128 where the "
+                "input is quantized too) + per-channel DequantizeLinear, float32 for the rest" if int8_weights else "float32 values on each layer's quantization grid"
             ),
             "activations": "QuantizeLinear + DequantizeLinear (uint8, per tensor) before layers whose input is quantized" if quantized_inputs else "float",
             "onnx_accuracy": {

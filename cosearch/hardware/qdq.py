@@ -3,8 +3,9 @@
 Each layer quantized to 2-8 bits gets its weights as an 8-bit initializer and a per-output-channel
 `DequantizeLinear` (axis 0) in front of its Conv / Gemm. Weight-only layers are folded into float
 weights on load when the session sets `session.disable_quant_qdq=1`, so they run the float kernels
-while the file holds 1 byte per weight instead of 4. (4-bit values are stored in 8 bits too: ONNX's
-int4 needs opset 21, which the exporter used here does not write.)
+while the file holds 1 byte per weight instead of 4. Layers at 2-4 bits store int4, two weights a
+byte: ONNX's int4 needs opset 21, so such files are converted up from the exporter's opset 17
+(ONNX Runtime 1.31 folds and runs int4 DequantizeLinear; a test checks the outputs).
 
 A layer whose input is quantized as well (QuantizeLinear + DequantizeLinear from the exporter)
 keeps its QDQ groups. Measured: ONNX Runtime's CPU provider runs them as dequantize + float
@@ -22,15 +23,21 @@ import numpy as np
 from cosearch.core.candidate import FLOAT_BITS, Policy
 from cosearch.core.errors import CosearchError
 
+INT4_OPSET = 21
+
 
 def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy) -> bytes:
     """Rewrite the float ONNX of `torch_model` (baked under `policy`) with 8-bit weights + DequantizeLinear."""
+    import ml_dtypes  # numpy's int4, a dependency of onnx
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper, numpy_helper, version_converter
 
     from cosearch.compressors import layers_of_slot
 
     proto = onnx.load_from_string(model_bytes)
+    if any(lp.weight_bits <= 4 for lp in policy.layers.values()):
+        proto = version_converter.convert_version(proto, INT4_OPSET)
+        proto.ir_version = max(proto.ir_version, 10)  # int4 tensors came with IR version 10
     graph = proto.graph
     initializers = {init.name: init for init in graph.initializer}
     dequantize_nodes = []
@@ -49,7 +56,9 @@ def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy
             if not np.allclose(quantized * scale[:, None], flat, rtol=1e-5, atol=1e-7):
                 raise CosearchError(f"weights of {layer!r} are not on a {layer_policy.weight_bits}-bit grid; was the model baked?")
             zero_point = np.zeros(weight.shape[0], dtype=np.int8)
-            if layer_policy.activation_bits != FLOAT_BITS:  # see the module docstring: saturation
+            if layer_policy.weight_bits <= 4:  # |q| <= 7: two a byte, and too small to saturate
+                quantized, zero_point = quantized.astype(ml_dtypes.int4), zero_point.astype(ml_dtypes.int4)
+            elif layer_policy.activation_bits != FLOAT_BITS:  # see the module docstring: saturation
                 quantized = (quantized.astype(np.int16) + 128).astype(np.uint8)
                 zero_point = np.full(weight.shape[0], 128, dtype=np.uint8)
             graph.initializer.remove(initializers[name])

@@ -68,3 +68,22 @@ def test_batch_norms_are_folded_into_their_convs_in_the_deployed_file():
     with torch.no_grad():
         expected = plain(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run_onnx(onnx_bytes, x, config=config), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("activation_bits", [32, 8])
+def test_four_bit_weights_are_stored_two_a_byte(activation_bits):
+    from cosearch.hardware.qdq import deployment
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    files = {}
+    for bits in (4, 8):
+        policy = Policy({"1": LayerPolicy(bits, activation_bits=activation_bits), "3": LayerPolicy(8)})
+        plain = bake(compress(model, policy)).eval()
+        files[bits], config = deployment(plain, policy, (1, 8, 8))
+        x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
+        with torch.no_grad():
+            expected = plain(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(run_onnx(files[bits], x, config=config), expected, atol=1e-4, rtol=1e-4)
+    stored = {i.name: i for i in onnx.load_from_string(files[4]).graph.initializer}
+    assert stored["1.weight_quantized"].data_type == onnx.TensorProto.INT4
+    assert len(files[8]) - len(files[4]) >= 0.45 * 64 * 256  # about half a byte saved per weight
