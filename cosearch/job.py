@@ -91,6 +91,7 @@ class CompressionSpec(_Section):
     channel_ratio: list[float] = [0.0]  # share of channels structured pruning removes; 0 = none
     activation_bits: list[int] = [FLOAT_BITS]  # per layer input: 4, 8, or 32 (float)
     rank_ratio: list[float] = [1.0]  # per layer: low-rank factorisation of linear / 1x1 conv; 1 = none
+    hash_ratio: list[float] = [1.0]  # per layer: hashed weight sharing, distinct weights per weight; 1 = none
     channel_importance: str = "l1"  # which channels structured pruning removes: l1 | l2 | taylor
     calibration: str = "minmax"  # activation ranges: minmax | percentile | mse | kl
     learn_activation_scales: bool = False  # LSQ: step sizes trained during fine-tuning
@@ -128,6 +129,11 @@ class CompressionSpec(_Section):
         for i, ratio in enumerate(self.rank_ratio):
             if not 0.0 < ratio <= 1.0:
                 raise SpecError(f"compression.rank_ratio[{i}]", ratio, "a ratio with 0 < rank_ratio <= 1 (1 = not factorised)")
+        if not self.hash_ratio or len(set(self.hash_ratio)) != len(self.hash_ratio):
+            raise SpecError("compression.hash_ratio", self.hash_ratio, "a non-empty list of distinct values")
+        for i, ratio in enumerate(self.hash_ratio):
+            if not 0.0 < ratio <= 1.0:
+                raise SpecError(f"compression.hash_ratio[{i}]", ratio, "a ratio with 0 < hash_ratio <= 1 (1 = not shared)")
         if self.channel_importance not in ("l1", "l2", "taylor"):
             raise SpecError("compression.channel_importance", self.channel_importance, "one of ['l1', 'l2', 'taylor']")
         if self.calibration not in CALIBRATIONS:
@@ -378,7 +384,7 @@ class JobSpec(_Section):
         from cosearch.search_spaces import JointSpace
 
         c = self.compression
-        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha, c.channel_ratio, c.activation_bits, c.rank_ratio)
+        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha, c.channel_ratio, c.activation_bits, c.rank_ratio, c.hash_ratio)
 
     def validate_strategy(self) -> None:
         from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
@@ -418,7 +424,7 @@ class JobSpec(_Section):
                 raise SpecError(field, metric, f"{devices[device].kind} devices provide {offers}; {base} comes from {kinds or 'no'} devices", problem=f"device {device!r} does not provide {base}")
             raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
         c = self.compression
-        trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0] and c.activation_bits == [FLOAT_BITS] and c.rank_ratio == [1.0]
+        trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0] and c.activation_bits == [FLOAT_BITS] and c.rank_ratio == [1.0] and c.hash_ratio == [1.0]
         if not evaluator.evaluates_policy and not trivial:
             raise SpecError(
                 "compression", self.compression.model_dump(),

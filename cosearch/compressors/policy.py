@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from cosearch.compressors.activations import ActivationFakeQuant, add_input_quantizer
+from cosearch.compressors.hashing import HashedWeights
 from cosearch.compressors.prune import MagnitudeMask
 from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
 from cosearch.core.candidate import FLOAT_BITS, LayerPolicy, Policy
@@ -51,10 +52,11 @@ def _private_copy(model: nn.Module) -> nn.Module:
 
 
 def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = False) -> nn.Module:
-    """A copy of `model` with each slot's weights masked (magnitude) then fake-quantized, and its
-    input fake-quantized where the policy asks (calibrate with `activations.calibrate` next).
+    """A copy of `model` with each slot's weights shared by hashing, masked (magnitude) and
+    fake-quantized, in that order, and its input fake-quantized where the policy asks
+    (calibrate with `activations.calibrate` next).
 
-    Pruning comes first so quantization scales are taken over the weights that remain.
+    Pruning comes before quantization so scales are taken over the weights that remain.
     `learn_activation_scales` makes activation step sizes trainable (LSQ). The input model is
     not changed.
     """
@@ -81,6 +83,8 @@ def add_activation_quantizers(model: nn.Module, policy: Policy, learn_scales: bo
 def _compress_layer(module: nn.Module, layer_policy: LayerPolicy) -> None:
     if parametrize.is_parametrized(module, "weight"):
         raise SpecError("policy.layers", layer_policy, "each layer in at most one slot (these slots overlap)")
+    if layer_policy.hash_ratio < 1:
+        parametrize.register_parametrization(module, "weight", HashedWeights(module.weight, layer_policy.hash_ratio))
     if layer_policy.sparsity > 0:
         parametrize.register_parametrization(module, "weight", MagnitudeMask(module.weight, layer_policy.sparsity))
     if layer_policy.weight_bits != FLOAT_BITS:
@@ -104,8 +108,10 @@ def size_bytes(model: nn.Module, policy: Policy) -> int:
     """Deployed size of the weights under `policy`.
 
     A slot's weights cost `non-zeros x bits`, plus a 1-bit mask when sparse and a float32
-    scale per output channel when quantized. Every other parameter (biases, BatchNorm, which
-    folds into per-channel scale and shift) costs 32 bits. Buffers are not counted.
+    scale per output channel when quantized. A hashed layer costs its buckets in float32 (the
+    layer rebuilds its weights from them and a seed; per-channel rounding of the rebuilt
+    weights does not make the buckets integers) plus its mask. Every other parameter (biases,
+    BatchNorm, which folds into per-channel scale and shift) costs 32 bits. Buffers are not counted.
     """
     plain = bake(model) if any(parametrize.is_parametrized(m) for m in model.modules()) else model
     slot_weights = {}
@@ -120,6 +126,10 @@ def size_bytes(model: nn.Module, policy: Policy) -> int:
             continue
         _, layer_policy = entry
         nonzero = int(torch.count_nonzero(param.detach()))
+        if layer_policy.hash_ratio < 1:
+            bits += HashedWeights.buckets_for(param.numel(), layer_policy.hash_ratio) * FLOAT_BITS
+            bits += param.numel() if layer_policy.sparsity > 0 else 0
+            continue
         if layer_policy.sparsity > 0:
             bits += nonzero * layer_policy.weight_bits + param.numel()
         else:

@@ -23,6 +23,7 @@ class LayerPolicy:
     sparsity: float = 0.0
     activation_bits: int = FLOAT_BITS
     rank_ratio: float = 1.0  # low-rank factorisation of linear / 1x1 conv layers; 1 = none
+    hash_ratio: float = 1.0  # hashed weight sharing: distinct weights kept per weight; 1 = none
 
     def __post_init__(self) -> None:
         if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int):
@@ -35,6 +36,8 @@ class LayerPolicy:
             raise ValueError(f"`activation_bits in {ACTIVATION_BITS}` must hold, but got {self.activation_bits=}")
         if not 0.0 < self.rank_ratio <= 1.0:
             raise ValueError(f"`0 < rank_ratio <= 1` must hold, but got {self.rank_ratio=}")
+        if not 0.0 < self.hash_ratio <= 1.0:
+            raise ValueError(f"`0 < hash_ratio <= 1` must hold, but got {self.hash_ratio=}")
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"weight_bits": self.weight_bits, "sparsity": self.sparsity}
@@ -42,6 +45,8 @@ class LayerPolicy:
             data["activation_bits"] = self.activation_bits
         if self.rank_ratio != 1.0:
             data["rank_ratio"] = self.rank_ratio
+        if self.hash_ratio != 1.0:
+            data["hash_ratio"] = self.hash_ratio
         return data
 
 
@@ -100,6 +105,9 @@ class Policy:
         ranks = [lp.rank_ratio for lp in self.layers.values() if lp.rank_ratio != 1.0]
         if ranks:
             bits += f"; low-rank x{len(ranks)} (mean ratio {sum(ranks) / len(ranks):.2f})"
+        hashed = [lp.hash_ratio for lp in self.layers.values() if lp.hash_ratio != 1.0]
+        if hashed:
+            bits += f"; hashed x{len(hashed)} (mean ratio {sum(hashed) / len(hashed):.2f})"
         mean_sparsity = sum(lp.sparsity for lp in self.layers.values()) / len(self.layers)
         return f"{bits}; sparsity {mean_sparsity:.2f}{distill}"
 

@@ -101,6 +101,7 @@ class JointSpace:
         channel_ratio: Sequence[float] = (0.0,),
         activation_bits: Sequence[int] = (FLOAT_BITS,),
         rank_ratio: Sequence[float] = (1.0,),
+        hash_ratio: Sequence[float] = (1.0,),
     ) -> None:
         for bits in weight_bits:
             LayerPolicy(weight_bits=bits)  # validates
@@ -108,6 +109,8 @@ class JointSpace:
             LayerPolicy(activation_bits=bits)
         for ratio in rank_ratio:
             LayerPolicy(rank_ratio=ratio)
+        for ratio in hash_ratio:
+            LayerPolicy(hash_ratio=ratio)
         for amount in sparsity:
             LayerPolicy(sparsity=amount)
         for alpha in distill_alpha:
@@ -121,6 +124,7 @@ class JointSpace:
         self.channel_ratio = tuple(float(r) for r in channel_ratio)
         self.activation_bits = tuple(activation_bits)
         self.rank_ratio = tuple(float(r) for r in rank_ratio)
+        self.hash_ratio = tuple(float(r) for r in hash_ratio)
         self._choices = list(space.choices())
         self._choices.append(Choice("distill_alpha", self.distill_alpha, group="distill"))
         self._choices.append(Choice("channel_ratio", self.channel_ratio, group="channels"))
@@ -131,6 +135,8 @@ class JointSpace:
                 self._choices.append(Choice(f"abits:{slot}", self.activation_bits, group="activation_bits"))
             if self.rank_ratio != (1.0,):
                 self._choices.append(Choice(f"rank:{slot}", self.rank_ratio, group="rank"))
+            if self.hash_ratio != (1.0,):
+                self._choices.append(Choice(f"hash:{slot}", self.hash_ratio, group="hash"))
         self._by_name = {c.name: c for c in self._choices}
         self._groups = sorted({c.group for c in self._choices if len(c.options) > 1})
 
@@ -175,6 +181,7 @@ class JointSpace:
                 sparsity=float(sample[f"sparsity:{slot}"]),
                 activation_bits=int(sample.get(f"abits:{slot}", FLOAT_BITS)),
                 rank_ratio=float(sample.get(f"rank:{slot}", 1.0)),
+                hash_ratio=float(sample.get(f"hash:{slot}", 1.0)),
             )
             for slot in self.space.all_slots()
         }
@@ -210,6 +217,8 @@ class JointSpace:
                 sample[f"abits:{slot}"] = lp.activation_bits if lp else self.activation_bits[0]
             if f"rank:{slot}" in self._by_name:
                 sample[f"rank:{slot}"] = lp.rank_ratio if lp else self.rank_ratio[0]
+            if f"hash:{slot}" in self._by_name:
+                sample[f"hash:{slot}"] = lp.hash_ratio if lp else self.hash_ratio[0]
         return sample
 
     def contains(self, candidate: Candidate) -> bool:
