@@ -137,6 +137,10 @@ class CompressionSettings:
     calibration_images: int = 256  # from the training split; Taylor importance takes its gradients there too
     learn_activation_scales: bool = False  # LSQ
 
+    def images(self, data) -> np.ndarray:
+        """The calibration images: the first `calibration_images` of the training split."""
+        return data.train.x[: self.calibration_images]
+
 
 @EVALUATORS.register("train")
 class TrainEvaluator(Evaluator):
@@ -234,7 +238,7 @@ class TrainEvaluator(Evaluator):
         start = time.perf_counter()
         # Structure first (channels chosen, layers factorised on trained weights), then masks and bits.
         c = self.compression
-        images = torch.from_numpy(data.train.x[: c.calibration_images])
+        images = torch.from_numpy(c.images(data))
         batch = (images, torch.from_numpy(data.train.y[: c.calibration_images]))
         shaped = reshape(model, candidate.policy, data.input_shape, c.channel_importance, batch)
         compressed = compress(shaped, candidate.policy, c.learn_activation_scales)
@@ -283,7 +287,8 @@ class TrainEvaluator(Evaluator):
             plain = bake(compressed)
             # The accuracy shown is the deployed file's in ONNX Runtime: integer kernels can differ
             # from the fake-quantized PyTorch model (saturation), and this catches it.
-            onnx_bytes, config = deployment(plain, candidate.policy, data.input_shape)
+            c = self.compression  # layer outputs calibrated as the inputs were, so integer kernels run
+            onnx_bytes, config = deployment(plain, candidate.policy, data.input_shape, images=c.images(data), calibration=c.calibration)
             val_accuracy = accuracy(run_onnx(onnx_bytes, data.val.x, config=config), data.val.y)
             metrics = {**costs, "accuracy": val_accuracy, "size_kb": size_bytes(plain, candidate.policy) / 1024}
             timings["accuracy_s"] = time.perf_counter() - start

@@ -149,11 +149,94 @@ def fold_batch_norms(model_bytes: bytes) -> bytes:
     return proto.SerializeToString()
 
 
-def deployment(plain_model, policy: Policy, input_shape, int8_weights: bool = True) -> tuple[bytes, dict[str, str]]:
+def quantize_outputs(model_bytes: bytes, images: np.ndarray, method: str = "minmax") -> bytes:
+    """Quantize the output of every Conv / Gemm whose input is quantized (uint8, per tensor).
+
+    ONNX Runtime runs a layer in integers (QLinearConv) only when its input, weights and output
+    all come through QDQ; an input-only group runs as dequantize + float kernel. Ranges are
+    calibrated by `method` on `images` run through the file itself. A Relu right after the layer
+    is kept inside (quantized after it), as ONNX Runtime's own quantizer does. Measured here on
+    a 32-channel NB201 digits network: 0.25 ms against 0.57 ms without and 0.38 ms in float.
+    The PyTorch model does not fake-quantize these outputs; the deployed file's accuracy is the
+    one the search reports.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from cosearch.compressors.activations import choose_range, scale_and_zero_point
+    from cosearch.hardware.onnx_runtime import INPUT_NAME
+
+    proto = onnx.load_from_string(model_bytes)
+    graph = proto.graph
+    _scalar_qdq_parameters(graph)
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    targets = []  # value to quantize: the layer's output, or that of the Relu right after it
+    for node in graph.node:
+        source = producer.get(node.input[0]) if node.input else None
+        if node.op_type in ("Conv", "Gemm") and source is not None and source.op_type == "DequantizeLinear" and node.output[0] not in outputs:
+            after = consumers.get(node.output[0], [])
+            value = after[0].output[0] if len(after) == 1 and after[0].op_type == "Relu" else node.output[0]
+            if value not in outputs:
+                targets.append(value)
+    if not targets:
+        return model_bytes
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in targets)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    samples = [session.run(None, {INPUT_NAME: images[i : i + 64].astype(np.float32)}) for i in range(0, len(images), 64)]
+    for k, value in enumerate(targets):
+        values = np.concatenate([batch[k].ravel() for batch in samples])
+        scale, zero_point = scale_and_zero_point(*choose_range(values, 8, method), 255)
+        raw = f"{value}__float"
+        for node in graph.node:  # the value's producer writes `raw`; Q + DQ give `value` back
+            node.output[:] = [raw if out == value else out for out in node.output]
+        graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{raw}_scale"), numpy_helper.from_array(np.array(zero_point, np.uint8), f"{raw}_zero_point")])
+        index = next(i for i, node in enumerate(graph.node) if raw in node.output)
+        graph.node.insert(index + 1, helper.make_node("DequantizeLinear", [f"{raw}_q", f"{raw}_scale", f"{raw}_zero_point"], [value], name=f"{raw}_dequantize"))
+        graph.node.insert(index + 1, helper.make_node("QuantizeLinear", [raw, f"{raw}_scale", f"{raw}_zero_point"], [f"{raw}_q"], name=f"{raw}_quantize"))
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _scalar_qdq_parameters(graph) -> None:
+    """Per-tensor scales and zero points as scalars: ONNX Runtime's fused integer ops
+    (QLinearAdd and others) refuse the 1-element vectors the exporter sometimes writes."""
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(a.name == "axis" for a in node.attribute):
+            for name in node.input[1:]:
+                init = initializers.get(name)
+                if init is not None and list(init.dims) == [1]:
+                    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).reshape(()), name))
+
+
+def deployment(
+    plain_model,
+    policy: Policy,
+    input_shape,
+    int8_weights: bool = True,
+    images: np.ndarray | None = None,
+    calibration: str = "minmax",
+    quantized_outputs: bool = True,
+) -> tuple[bytes, dict[str, str]]:
     """The ONNX file of a baked model and the ONNX Runtime session config it is meant to run with.
 
     Weight-only quantization runs fastest with dequantization folded on load; once any layer's
-    input is quantized, the config stays default so the QDQ groups are kept as written.
+    input is quantized, those layers' outputs are quantized too (calibrated on `images`, or on
+    seeded noise when only the graph matters, as for latency) so that ONNX Runtime runs them in
+    integers, and the config stays default so the QDQ groups are kept as written.
+    `quantized_outputs=False` leaves outputs float (the file then computes exactly what the
+    fake-quantized PyTorch model does, in dequantize + float kernels).
     """
     from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE, to_onnx_bytes
 
@@ -161,5 +244,10 @@ def deployment(plain_model, policy: Policy, input_shape, int8_weights: bool = Tr
     if not int8_weights or all(lp.weight_bits == FLOAT_BITS for lp in policy.layers.values()):
         return onnx_bytes, {}
     onnx_bytes = quantize_weight_initializers(onnx_bytes, plain_model, policy)
-    quantized_inputs = any(lp.activation_bits != FLOAT_BITS for lp in policy.layers.values())
-    return onnx_bytes, ({} if quantized_inputs else dict(FOLD_WEIGHT_DEQUANTIZE))
+    if not any(lp.activation_bits != FLOAT_BITS for lp in policy.layers.values()):
+        return onnx_bytes, dict(FOLD_WEIGHT_DEQUANTIZE)
+    if not quantized_outputs:
+        return onnx_bytes, {}
+    if images is None:
+        images = np.random.default_rng(0).standard_normal((64, *input_shape)).astype(np.float32)
+    return quantize_outputs(onnx_bytes, images, calibration), {}

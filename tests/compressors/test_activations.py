@@ -75,7 +75,7 @@ def test_deployed_file_runs_the_quantized_model_in_onnx_runtime(activation_bits)
     x = np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32)
     calibrate(compressed, [torch.from_numpy(x)], "minmax")
     plain = bake(compressed).eval()
-    onnx_bytes, config = deployment(plain, policy, (1, 8, 8))
+    onnx_bytes, config = deployment(plain, policy, (1, 8, 8), quantized_outputs=False)
     graph = onnx.load_from_string(onnx_bytes).graph
     assert sum(n.op_type == "QuantizeLinear" for n in graph.node) >= len(policy.layers)
     weights = {i.name: i for i in graph.initializer if i.name.endswith("weight_quantized")}
@@ -84,4 +84,26 @@ def test_deployed_file_runs_the_quantized_model_in_onnx_runtime(activation_bits)
     with torch.no_grad():
         expected = plain(torch.from_numpy(x)).numpy()
     got = run_onnx(onnx_bytes, x, config=config)
-    np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-3)  # ORT's CPU provider dequantizes: float kernels
+    np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-3)  # inputs only: dequantize + float kernels, exact
+
+
+def test_quantized_outputs_make_onnx_runtime_run_integer_kernels():
+    from cosearch.hardware.lut import optimized_graph
+
+    space = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
+    torch.manual_seed(0)
+    policy = Policy({slot: LayerPolicy(8, 0.0, 8) for slot in space.layer_slots(ARCH)})
+    compressed = compress(space.build(ARCH, (1, 8, 8), 10), policy)
+    x = np.random.default_rng(0).standard_normal((128, 1, 8, 8)).astype(np.float32)
+    calibrate(compressed, [torch.from_numpy(x)], "minmax")
+    plain = bake(compressed).eval()
+    inputs_only, _ = deployment(plain, policy, (1, 8, 8), quantized_outputs=False)
+    both, config = deployment(plain, policy, (1, 8, 8), images=x, calibration="minmax")
+    runs = lambda model: [n.op_type for n in optimized_graph(model, config).graph.node]  # noqa: E731
+    convs = sum(op == "Conv" or op == "FusedConv" for op in runs(inputs_only))
+    assert runs(both).count("QLinearConv") > runs(inputs_only).count("QLinearConv") and runs(both).count("QLinearConv") >= convs - 1
+    with torch.no_grad():
+        expected = plain(torch.from_numpy(x)).numpy()
+    got = run_onnx(both, x, config=config)
+    assert np.abs(got - expected).max() < 0.1 * np.abs(expected).max()  # one more rounding per layer
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
