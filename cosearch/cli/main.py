@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("--input-shape", help="C,H,W (default: the job's dataset, else digits 1,8,8)")
     profile.add_argument("--max-networks", type=int, default=300, help="most networks drawn to find layer configurations")
     profile.add_argument("--patience", type=int, default=40, help="stop after this many networks in a row bring nothing new")
+    profile.add_argument("--passes", type=int, default=3, help="time everything this many times over, keeping the lowest median (robust to a machine that slows down for a while)")
     profile.add_argument("--calibration", type=int, default=40, help="networks also measured whole, to fit the overhead and per-op scales")
     profile.add_argument("--seed", type=int, default=0)
     return parser
@@ -255,7 +256,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise CosearchError(f"--out {out} is a folder; give a file name, e.g. {out / 'lut.json'}")
     out.parent.mkdir(parents=True, exist_ok=True)  # before the work, so a bad path fails now
-    for name, value in (("--max-networks", args.max_networks), ("--calibration", args.calibration), ("--patience", args.patience)):
+    for name, value in (("--max-networks", args.max_networks), ("--calibration", args.calibration), ("--patience", args.patience), ("--passes", args.passes)):
         if value < 1:
             raise CosearchError(f"{name} {value}: an integer >= 1")
     import torch
@@ -272,8 +273,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     with Progress(TextColumn("{task.description}"), console=console, transient=True) as bar:
         task = bar.add_task("drawing networks")
         table = profile(
-            graphs, shape, device.name, device.settings, args.calibration, args.patience,
-            listener=lambda s: bar.update(task, description=f"networks {s['networks']}  layer configurations {s['entries']}  whole networks measured {s['calibrated']}"),
+            graphs, shape, device.name, device.settings, args.calibration, args.patience, args.passes,
+            listener=lambda s: bar.update(task, description=f"{s['stage']}: networks {s['networks']}  layer configurations {s['entries']}"
+                                          + (f"  timed {s['timed']}" if "timed" in s else "")),
         )
     table.source.update(space=job.search_space.name, space_params=job.search_space.params, command=" ".join(sys.argv[1:]))
     table.save(args.out)

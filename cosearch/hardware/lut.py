@@ -183,13 +183,23 @@ def _time_ms(model_bytes: bytes, feed: dict[str, np.ndarray], settings: LatencyS
     return statistics.median(times) * 1e3
 
 
-def time_node(node: Any, graph: GraphNodes, settings: LatencySettings) -> float:
-    """Cost of one node inside a graph, in ms, with the per-run overhead cancelled out."""
-    one, feed = _copies_model(node, graph, 1)
-    many, _ = _copies_model(node, graph, COPIES)
-    with exclusive_measurement():
-        single, multiple = _time_ms(one, feed, settings), _time_ms(many, feed, settings)
-    return max(0.0, (multiple - single) / (COPIES - 1))
+class _NodeTiming:
+    """One node configuration's 1-copy and COPIES-copy graphs, and the lowest median of each so far."""
+
+    def __init__(self, node: Any, graph: GraphNodes):
+        self.one, self.feed = _copies_model(node, graph, 1)
+        self.many, _ = _copies_model(node, graph, COPIES)
+        self.single_ms = self.multiple_ms = float("inf")
+
+    def time(self, settings: LatencySettings) -> _NodeTiming:
+        with exclusive_measurement():
+            self.single_ms = min(self.single_ms, _time_ms(self.one, self.feed, settings))
+            self.multiple_ms = min(self.multiple_ms, _time_ms(self.many, self.feed, settings))
+        return self
+
+    @property
+    def cost_ms(self) -> float:
+        return max(0.0, (self.multiple_ms - self.single_ms) / (COPIES - 1))
 
 
 class MissingLayers(ValueError):
@@ -283,34 +293,48 @@ def profile(
     settings: LatencySettings = LatencySettings(),
     calibration: int = 40,
     patience: int = 40,
+    passes: int = 3,
     listener: Callable[[dict[str, Any]], None] | None = None,
 ) -> LatencyTable:
     """Time every node configuration that `networks` (ONNX models, session configs) contain.
 
     Stops drawing networks once `patience` in a row bring no new configuration. The first
     `calibration` networks are also measured whole, to fit the fixed overhead and scale.
+    Everything is timed in `passes` rounds, one after the other, keeping each item's lowest
+    median: a machine that slows down for a while (other load, a busy neighbour VM) then spoils
+    one round of an item rather than every later prediction that uses it.
     """
-    entries: dict[str, float] = {}
-    sums: list[dict[str, float]] = []
-    measured: list[float] = []
+    if passes < 1:
+        raise ValueError(f"passes {passes}: at least 1")
+    nodes: dict[str, _NodeTiming] = {}
+    whole: list[tuple[bytes, dict[str, str], list[str]]] = []  # calibration networks: file, config, node keys
     seen_without_new = drawn = 0
     start = time.perf_counter()
     for model_bytes, config in networks:
         drawn += 1
         graph = graph_nodes(model_bytes, input_shape, config)
-        new = [key for key in graph.nodes if key not in entries]
+        new = [key for key in graph.nodes if key not in nodes]
         for key in new:
-            entries[key] = time_node(graph.nodes[key], graph, settings)
-        if len(sums) < calibration:
-            sums.append(op_sums(graph.keys, entries))
-            measured.append(measure_latency(model_bytes, input_shape, settings, config)["median_ms"])
+            nodes[key] = _NodeTiming(graph.nodes[key], graph)
+        if len(whole) < calibration:
+            whole.append((model_bytes, config, graph.keys))
         seen_without_new = 0 if new else seen_without_new + 1
         if listener:
-            listener({"networks": drawn, "entries": len(entries), "calibrated": len(sums)})
-        if seen_without_new >= patience and len(sums) >= calibration:
+            listener({"stage": "drawing networks", "networks": drawn, "entries": len(nodes), "calibration": len(whole)})
+        if seen_without_new >= patience and len(whole) >= calibration:
             break
-    if not entries:
+    if not nodes:
         raise ValueError("no networks to profile")
+    measured = [float("inf")] * len(whole)
+    for round_ in range(passes):
+        for done, timing in enumerate(nodes.values()):
+            timing.time(settings)
+            if listener and done % 10 == 0:
+                listener({"stage": f"timing, round {round_ + 1} of {passes}", "networks": drawn, "entries": len(nodes), "timed": done, "calibration": len(whole)})
+        for i, (model_bytes, config, _) in enumerate(whole):
+            measured[i] = min(measured[i], measure_latency(model_bytes, input_shape, settings, config)["median_ms"])
+    entries = {key: timing.cost_ms for key, timing in nodes.items()}
+    sums = [op_sums(keys, entries) for _, _, keys in whole]
     overhead, scales = fit_calibration(sums, measured)
     predicted = np.array([overhead + sum(scales[op] * ms for op, ms in s.items()) for s in sums])
     errors = predicted / np.asarray(measured) - 1
@@ -321,6 +345,7 @@ def profile(
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "networks_drawn": drawn,
+        "passes": passes,
         "calibration": {"networks": len(sums), "within_10pct": float(np.mean(np.abs(errors) <= 0.1)), "note": "in-sample; scripts/bench_latency.py tests fresh networks"},
         "profile_s": round(time.perf_counter() - start, 1),
     }

@@ -87,3 +87,26 @@ def test_quantized_inputs_are_profiled_and_predicted_as_integer_kernels():
     assert any("QLinear" in json.loads(k)[1] or "uint8" in k for k in table.entries)  # ORT's fused int8 nodes
     graph, config = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     assert config == {} and table.predict(graph, config) > 0
+
+
+def test_profile_keeps_the_lowest_of_several_rounds(monkeypatch):
+    """A round slowed by other load must not make it into the table."""
+    import cosearch.hardware.lut as lut
+
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
+    calls = {"n": 0}
+    real = lut._time_ms
+
+    def slow_first_round(model_bytes, feed, settings):
+        calls["n"] += 1
+        return real(model_bytes, feed, settings) * (50.0 if calls["n"] <= 2 else 1.0)  # the first node's first round
+
+    graphs = list(sampled_graphs(joint, SHAPE, 10, seed=0, limit=3))
+    quiet = profile(graphs, SHAPE, "local-cpu", FAST, calibration=3, patience=100, passes=2)
+    monkeypatch.setattr(lut, "_time_ms", slow_first_round)
+    table = profile(graphs, SHAPE, "local-cpu", FAST, calibration=3, patience=100, passes=2)
+    assert table.source["passes"] == 2
+    first = next(iter(table.entries))
+    assert table.entries[first] < 5 * quiet.entries[first] + 1e-3  # the 50x round was dropped
+    with pytest.raises(ValueError, match="passes"):
+        profile(graphs, SHAPE, "local-cpu", FAST, passes=0)
