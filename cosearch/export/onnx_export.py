@@ -93,8 +93,8 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
             "file": onnx_path.name,
             "file_bytes": onnx_path.stat().st_size,
             "weights_storage": (
-                "int4 (2-4 bit layers, opset 21) or 8-bit integers (5-8 bit layers; uint8 with zero point 128 where the "
-                "input is quantized too) + per-channel DequantizeLinear, float32 for the rest" if int8_weights else "float32 values on each layer's quantization grid"
+                "int4 (2-4 bit weight-only layers, opset 21) or 8-bit integers (the rest; uint8 with zero point 128 where the "
+                "input is quantized too) + per-channel DequantizeLinear, float32 for float layers" if int8_weights else "float32 values on each layer's quantization grid"
             ),
             "activations": (
                 "QuantizeLinear + DequantizeLinear (uint8, per tensor) before layers whose input is quantized and after their outputs "
