@@ -328,8 +328,10 @@ class Controller:
             self.state.finished = self.state.evaluated >= self.job.resources.trials or exhausted
             self.store.set_status("finished" if self.state.finished else "stopped")
         except BaseException:
+            # A cooperative cancel (KeyboardInterrupt inside the task) frees a shared cluster's CPUs without
+            # killing worker processes (a CI run once died in this path with force=True; cause not found).
             for ref in in_flight:
-                ray.cancel(ref, force=True)
+                ray.cancel(ref)
             self.store.set_status("stopped")
             raise
         finally:
