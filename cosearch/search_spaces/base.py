@@ -138,13 +138,15 @@ class JointSpace:
             if self.hash_ratio != (1.0,):
                 self._choices.append(Choice(f"hash:{slot}", self.hash_ratio, group="hash"))
         self._by_name = {c.name: c for c in self._choices}
+        self._sizes = np.array([len(c.options) for c in self._choices])
         self._groups = sorted({c.group for c in self._choices if len(c.options) > 1})
 
     def choices(self) -> list[Choice]:
         return list(self._choices)
 
     def sample(self, rng: np.random.Generator) -> Sample:
-        return {c.name: c.options[int(rng.integers(len(c.options)))] for c in self._choices}
+        picks = rng.integers(0, self._sizes)  # one draw for all decisions: genomes have hundreds
+        return {c.name: c.options[int(k)] for c, k in zip(self._choices, picks)}
 
     def mutate(self, sample: Mapping[str, Any], rng: np.random.Generator) -> Sample:
         """Change one decision to another of its options; the group is drawn first, uniformly."""

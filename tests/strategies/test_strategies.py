@@ -128,7 +128,7 @@ class FailSome(Evaluator):
 
 SETTINGS = ["nb201-synthetic", "nb201-table", "toy"]
 
-SMALL = {"regularized_evolution": {"population_size": 10, "sample_size": 3}, "nsga2": {"population_size": 10}}
+SMALL = {"regularized_evolution": {"population_size": 10, "sample_size": 3}, "nsga2": {"population_size": 10}, "gp": {"pool_size": 50}}
 
 
 def make(name: str, seed: int = 0, where: Setting | None = None):

@@ -1,0 +1,311 @@
+"""Bayesian optimisation with Gaussian-process surrogates over the joint genome.
+
+One GP per modelled metric (each objective and each budgeted metric) on an exponentiated
+Hamming kernel. The distance weighs every gene group (architecture, bits, sparsity, ...)
+equally, so that hundreds of per-layer policy genes do not drown the few architecture genes.
+Each ask scores a pool of mutants of the current Pareto set plus random samples: the
+hypervolume that the optimistic prediction (mean + `optimism` std) would add to the front,
+times the probability that the candidate meets the budgets. The best one is proposed.
+Candidates that were asked but not yet told count as told with their predicted mean (the
+"kriging believer"), so parallel asks spread out. The length scale and noise are chosen by
+marginal likelihood on a small grid every `refit_every` results. Two guards keep a few broken
+candidates (a cell cut off from its output scores 10 % accuracy at no latency) from steering the
+search: each objective's worst tail is clipped at `tame_quantile` before fitting, and the
+hypervolume is taken against the `reference_quantile` of what was seen rather than its worst.
+On the NAS-Bench-201 table (benchmarks/strategies.md) both mattered: without them 0.95 of the
+true hypervolume at 150 evaluations, with them 0.98 (5 seeds).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+from scipy.linalg import cho_solve, solve_triangular
+
+from cosearch.core.candidate import Candidate
+from cosearch.core.objectives import Goals
+from cosearch.core.pareto import hypervolume, nondominated_sort, pareto_front
+from cosearch.core.result import Result
+from cosearch.search_spaces.base import JointSpace
+from cosearch.strategies.base import STRATEGIES, Strategy
+
+LENGTH_SCALES = (0.05, 0.1, 0.2, 0.4, 0.8)  # in units of the group-weighted Hamming distance (0..1)
+NOISE_VARIANCES = (1e-3, 1e-2, 1e-1)  # relative to the standardised output's variance of 1
+DEFAULT_HYPERS = (0.2, 1e-2)  # until there are enough results to choose
+CACHE_SIZE = 100_000  # decoded samples kept
+MAX_TRIES = 50  # random proposals that repeat a known candidate are drawn again, at most this often
+
+
+class _GP:
+    """A zero-mean GP on standardised outputs; `features` are group-weighted one-hot rows."""
+
+    def __init__(self, features: np.ndarray, values: np.ndarray, length_scale: float, noise: float) -> None:
+        self.features, self.length_scale = features, length_scale
+        self.mean, self.scale = float(values.mean()), float(values.std()) or 1.0
+        target = (values - self.mean) / self.scale
+        kernel = self.kernel(features) + noise * np.eye(len(values))
+        self.chol = np.linalg.cholesky(kernel)
+        self.alpha = cho_solve((self.chol, True), target)
+        self.log_likelihood = float(-0.5 * target @ self.alpha - np.log(np.diag(self.chol)).sum() - 0.5 * len(target) * math.log(2 * math.pi))
+
+    def kernel(self, other: np.ndarray) -> np.ndarray:
+        distance = np.clip(1.0 - other @ self.features.T, 0.0, None)  # 1 - weight of the genes shared
+        return np.exp(-distance / self.length_scale)
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cross = self.kernel(features)
+        mean = cross @ self.alpha
+        v = solve_triangular(self.chol, cross.T, lower=True)
+        std = np.sqrt(np.clip(1.0 - (v * v).sum(axis=0), 1e-12, None))
+        return self.mean + self.scale * mean, self.scale * std
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
+
+
+def hypervolume_gain(front: np.ndarray, points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Hypervolume each of `points` would add to `front` (minimisation, all bounded by `reference`)."""
+    if front.shape[1] == 1:
+        return np.clip(min(front[:, 0].min(), reference[0]) - points[:, 0], 0.0, None)
+    if front.shape[1] == 2:  # the common case, vectorised: integrate the uncovered staircase
+        front = front[np.argsort(front[:, 0])]
+        starts = np.concatenate([[-np.inf], front[:, 0]])
+        ends = np.concatenate([front[:, 0], [reference[0]]])
+        levels = np.minimum.accumulate(np.minimum(np.concatenate([[reference[1]], front[:, 1]]), reference[1]))
+        width = np.clip(np.minimum(ends, reference[0])[None, :] - np.maximum(starts[None, :], points[:, :1]), 0.0, None)
+        height = np.clip(levels[None, :] - points[:, 1:2], 0.0, None)
+        return (width * height).sum(axis=1)
+    base = hypervolume(front, reference) if len(front) else 0.0
+    return np.array([hypervolume(np.vstack([front, p[None, :]]), reference) - base for p in points])
+
+
+@STRATEGIES.register("gp")
+class GaussianProcessBO(Strategy):
+    def __init__(
+        self,
+        space: JointSpace,
+        goals: Goals,
+        seed: int = 0,
+        initial_samples: int = 10,
+        pool_size: int = 200,
+        optimism: float = 1.0,
+        refit_every: int = 10,
+        reference_quantile: float = 0.9,
+        tame_quantile: float | None = 0.9,
+    ) -> None:
+        if not (isinstance(initial_samples, int) and initial_samples >= 2):
+            raise ValueError(f"`initial_samples >= 2` must hold, but got {initial_samples=}")
+        if not (isinstance(pool_size, int) and pool_size >= 1):
+            raise ValueError(f"`pool_size >= 1` must hold, but got {pool_size=}")
+        if not (isinstance(optimism, (int, float)) and optimism >= 0):
+            raise ValueError(f"`optimism >= 0` must hold, but got {optimism=}")
+        if not (isinstance(refit_every, int) and refit_every >= 1):
+            raise ValueError(f"`refit_every >= 1` must hold, but got {refit_every=}")
+        if not 0.5 <= reference_quantile <= 1.0:
+            raise ValueError(f"`0.5 <= reference_quantile <= 1` must hold, but got {reference_quantile=}")
+        if tame_quantile is not None and not 0.5 <= tame_quantile <= 1.0:
+            raise ValueError(f"`0.5 <= tame_quantile <= 1` (or None) must hold, but got {tame_quantile=}")
+        super().__init__(space, goals, seed)
+        self.reference_quantile = float(reference_quantile)
+        self.tame_quantile = tame_quantile
+        self.initial_samples, self.pool_size = initial_samples, pool_size
+        self.optimism, self.refit_every = float(optimism), refit_every
+        self.asked = 0
+        self.seen: set[str] = set()
+        self.pending: dict[str, dict[str, Any]] = {}  # asked, not yet told: key -> genome
+        # Everything told: (genome, modelled metrics, minimisation vector, violation).
+        self.archive: list[tuple[dict[str, Any], dict[str, float], list[float], float]] = []
+        self.metrics = goals.metrics
+        self._hypers: dict[tuple[str, int], tuple[float, float]] = {}  # (metric, results used) -> choice
+        # One-hot layout: each gene's options get columns weighted so that genes of one group
+        # share an equal part of the distance.
+        genes = [c for c in space.choices() if len(c.options) > 1]
+        groups = sorted({c.group for c in genes})
+        per_group = {g: sum(c.group == g for c in genes) for g in groups}
+        self._genes = [(c.name, {o: i for i, o in enumerate(c.options)}, 1.0 / (len(groups) * per_group[c.group])) for c in genes]
+        self._width = sum(len(options) for _, options, _ in self._genes)
+        self._decoded: dict[tuple, tuple[Candidate, dict[str, Any]]] = {}  # pools repeat mutants; decoding is slow
+
+    def _decode(self, sample: Mapping[str, Any]) -> tuple[Candidate, dict[str, Any]]:
+        """The canonical candidate of `sample` and that candidate's genome (cached)."""
+        key = tuple(sample[name] for name, _, _ in self._genes)
+        if key not in self._decoded:
+            if len(self._decoded) >= CACHE_SIZE:
+                self._decoded.clear()
+            candidate = self.space.decode(sample)
+            self._decoded[key] = (candidate, self.space.encode(candidate))
+        return self._decoded[key]
+
+    # --- surrogate ------------------------------------------------------------------------
+    def _features(self, genomes: list[Mapping[str, Any]]) -> np.ndarray:
+        """One-hot rows holding the square root of each gene's weight, so that the dot product of
+        two rows is the weight of the genes their genomes share (the weights sum to 1)."""
+        out = np.zeros((len(genomes), self._width))
+        for row, genome in enumerate(genomes):
+            column = 0
+            for name, options, weight in self._genes:
+                out[row, column + options[genome[name]]] = math.sqrt(weight)
+                column += len(options)
+        return out
+
+    def _tame(self, metric: str, values: np.ndarray) -> np.ndarray:
+        """An objective's worst tail clipped at its `TAME_QUANTILE`: a few broken candidates (a cell
+        cut off from its output scores 10 % accuracy) would otherwise set the GP's scale."""
+        direction = next((o.direction for o in self.goals.objectives if o.metric == metric), None)
+        if direction is None or self.tame_quantile is None or len(values) < 4:
+            return values
+        if direction == "max":
+            return np.maximum(values, np.quantile(values, 1.0 - self.tame_quantile))
+        return np.minimum(values, np.quantile(values, self.tame_quantile))
+
+    def _fit(self, metric: str) -> _GP | None:
+        rows = [(g, m[metric]) for g, m, _, _ in self.archive if metric in m]
+        if len(rows) < 2:
+            return None
+        features = self._features([g for g, _ in rows])
+        values = self._tame(metric, np.array([v for _, v in rows], dtype=float))
+        used = (len(self.archive) // self.refit_every) * self.refit_every
+        key = (metric, used)
+        if key not in self._hypers:
+            self._hypers[key] = self._choose_hypers(metric, used)
+        length_scale, noise = self._hypers[key]
+        return _GP(features, values, length_scale, noise)
+
+    def _choose_hypers(self, metric: str, used: int) -> tuple[float, float]:
+        """Grid search on marginal likelihood over the first `used` results (a fixed prefix, so a
+        restored strategy chooses the same)."""
+        rows = [(g, m[metric]) for g, m, _, _ in self.archive[:used] if metric in m]
+        if len(rows) < 4:
+            return DEFAULT_HYPERS
+        features = self._features([g for g, _ in rows])
+        values = self._tame(metric, np.array([v for _, v in rows], dtype=float))
+        scored = []
+        for length_scale in LENGTH_SCALES:
+            for noise in NOISE_VARIANCES:
+                try:
+                    scored.append((_GP(features, values, length_scale, noise).log_likelihood, length_scale, noise))
+                except np.linalg.LinAlgError:
+                    continue
+        return max(scored)[1:] if scored else DEFAULT_HYPERS
+
+    # --- proposals ------------------------------------------------------------------------
+    def _random_unseen(self) -> Candidate:
+        return self.first_new(lambda: self.space.decode(self.space.sample(self.rng)), self.seen, MAX_TRIES)
+
+    def _pool(self) -> list[tuple[Candidate, dict[str, Any]]]:
+        """Mutants (one or two changes, sometimes after crossover) of the constrained Pareto set,
+        plus a quarter of random samples; known candidates left out."""
+        values = np.array([a[2] for a in self.archive], dtype=float)
+        violations = np.array([a[3] for a in self.archive], dtype=float)
+        parents = [self.archive[i][0] for i in nondominated_sort(values, violations)[0]]
+        pool: dict[str, tuple[Candidate, dict[str, Any]]] = {}
+        for k in range(self.pool_size):
+            if k < self.pool_size * 3 // 4:
+                child = parents[int(self.rng.integers(len(parents)))]
+                if len(parents) > 1 and self.rng.random() < 0.25:
+                    child = self.space.crossover(child, parents[int(self.rng.integers(len(parents)))], self.rng)
+                for _ in range(1 + int(self.rng.random() < 0.5)):
+                    child = self.space.mutate(child, self.rng)
+            else:
+                child = self.space.sample(self.rng)
+            candidate, genome = self._decode(child)
+            if candidate.key not in self.seen:
+                pool.setdefault(candidate.key, (candidate, genome))
+        return list(pool.values())
+
+    def _predict(self, models: dict[str, _GP | None], genomes: list[Mapping[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        features = self._features(genomes)
+        out = {}
+        for metric, model in models.items():
+            if model is None:  # nothing known yet: flat and uncertain
+                out[metric] = (np.zeros(len(genomes)), np.full(len(genomes), np.inf))
+            else:
+                out[metric] = model.predict(features)
+        return out
+
+    def _vectors(self, predicted: dict[str, tuple[np.ndarray, np.ndarray]], optimism: float) -> np.ndarray:
+        """Minimisation vectors of predictions, moved `optimism` std towards better."""
+        columns = []
+        for objective in self.goals.objectives:
+            mean, std = predicted[objective.metric]
+            std = np.where(np.isfinite(std), std, 0.0)
+            columns.append(-(mean + optimism * std) if objective.direction == "max" else mean - optimism * std)
+        return np.stack(columns, axis=1)
+
+    def _feasibility(self, predicted: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Probability that each prediction meets every budget (independent Gaussians)."""
+        n = len(next(iter(predicted.values()))[0]) if predicted else 0
+        chance = np.ones(n)
+        for constraint in self.goals.constraints:
+            mean, std = predicted[constraint.metric]
+            margin = (constraint.bound - mean) if constraint.op == "<=" else (mean - constraint.bound)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(np.isfinite(std), margin / np.maximum(std, 1e-12), 0.0)
+            chance *= _normal_cdf(z)
+        return chance
+
+    def _propose(self) -> Candidate:
+        pool = self._pool()
+        if not pool:
+            return self._random_unseen()
+        models = {metric: self._fit(metric) for metric in self.metrics}
+        predicted = self._predict(models, [genome for _, genome in pool])
+        chance = self._feasibility(predicted)
+        optimistic = self._vectors(predicted, self.optimism)
+
+        told = np.array([a[2] for a in self.archive if a[3] == 0.0 and np.all(np.isfinite(a[2]))], dtype=float)
+        if len(told) == 0:  # nothing feasible yet: the likeliest to meet the budgets
+            return pool[int(np.argmax(chance))][0]
+        front = told
+        if self.pending:  # kriging believer: pending candidates as if told with their mean
+            believed = self._predict(models, list(self.pending.values()))
+            likely = self._feasibility(believed) >= 0.5
+            front = np.vstack([front, self._vectors(believed, 0.0)[likely]])
+        front = front[pareto_front(front)]
+        # Hypervolume against a quantile of what was seen, so that a few useless extremes (a cell
+        # cut off from its output: 10 % accuracy at no latency) do not set the scale.
+        ideal, worst = told.min(axis=0), np.quantile(told, self.reference_quantile, axis=0)
+        span = np.where(worst > ideal, worst - ideal, 1.0)
+        reference = np.ones(len(ideal))
+        normal_front = (front - ideal) / span
+        normal_pool = (optimistic - ideal) / span
+        gain = hypervolume_gain(normal_front, normal_pool, reference)
+        # Where nothing promises a gain, the one closest to the front (additive epsilon) leads.
+        gap = np.min(np.max(normal_pool[:, None, :] - normal_front[None, :, :], axis=2), axis=1)
+        score = np.where(gain > 0, gain * chance, -gap - (1.0 - chance))
+        return pool[int(np.argmax(score))][0]
+
+    def ask(self) -> Candidate:
+        self.asked += 1
+        warmup = len(self.archive) < self.initial_samples
+        candidate = self._random_unseen() if warmup else self._propose()
+        self.seen.add(candidate.key)
+        self.pending[candidate.key] = self.space.encode(candidate)
+        return candidate
+
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        self.seen.add(candidate.key)
+        self.pending.pop(candidate.key, None)
+        metrics = {m: float(result.metrics[m]) for m in self.metrics if result.status != "failed" and m in result.metrics}
+        vector = self.goals.minimization_vector(result)
+        self.archive.append((self.space.encode(candidate), metrics, vector.tolist(), self.goals.violation(result)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "asked": self.asked,
+            "seen": sorted(self.seen),
+            "pending": self.pending,
+            "archive": [list(a) for a in self.archive],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.asked = state["asked"]
+        self.seen = set(state["seen"])
+        self.pending = {k: dict(g) for k, g in state["pending"].items()}
+        self.archive = [(dict(g), dict(m), list(v), float(w)) for g, m, v, w in state["archive"]]
+        self._hypers = {}

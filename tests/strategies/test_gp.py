@@ -1,0 +1,83 @@
+"""The Gaussian-process strategy's parts: hypervolume gain, the surrogate, parallel asks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cosearch.core import Goals, Objective, Result, hypervolume
+from cosearch.evaluators.synthetic import SyntheticEvaluator
+from cosearch.search_spaces import SEARCH_SPACES, JointSpace
+from cosearch.strategies import STRATEGIES
+from cosearch.strategies.gp import hypervolume_gain
+
+SPACE = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
+JOINT = JointSpace(SPACE)
+TWO = Goals((Objective.parse("accuracy"), Objective.parse("latency_ms")))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_hypervolume_gain_is_the_difference_of_hypervolumes(dims):
+    rng = np.random.default_rng(dims)
+    reference = np.ones(dims)
+    for _ in range(20):
+        front = rng.uniform(0.0, 1.2, size=(int(rng.integers(1, 7)), dims))  # some beyond the reference
+        points = rng.uniform(-0.1, 1.2, size=(15, dims))
+        base = hypervolume(front, reference)
+        expected = [hypervolume(np.vstack([front, p[None, :]]), reference) - base for p in points]
+        np.testing.assert_allclose(hypervolume_gain(front, points, reference), expected, atol=1e-12)
+
+
+def told_strategy(n: int, **params):
+    strategy = STRATEGIES.create("gp", JOINT, TWO, seed=0, **params)
+    evaluator = SyntheticEvaluator(SPACE)
+    for _ in range(n):
+        candidate = strategy.ask()
+        strategy.tell(candidate, evaluator.evaluate(candidate).result)
+    return strategy
+
+
+def test_the_surrogate_fits_what_it_was_told_and_is_unsure_far_away():
+    strategy = told_strategy(30)
+    model = strategy._fit("accuracy")
+    genomes = [a[0] for a in strategy.archive]
+    told = np.array([a[1]["accuracy"] for a in strategy.archive])
+    mean, std = model.predict(strategy._features(genomes))
+    assert np.corrcoef(mean, told)[0, 1] > 0.9
+    fresh = [JOINT.encode(JOINT.decode(JOINT.sample(np.random.default_rng(100 + k)))) for k in range(20)]
+    _, std_fresh = model.predict(strategy._features(fresh))
+    assert np.median(std_fresh) > 2 * np.median(std)
+
+
+def test_parallel_asks_are_distinct_and_believed_until_told():
+    strategy = told_strategy(12)
+    asked = [strategy.ask() for _ in range(4)]
+    assert len({c.key for c in asked}) == 4
+    assert all(JOINT.contains(c) for c in asked)
+    assert set(strategy.pending) == {c.key for c in asked}
+    strategy.tell(asked[0], Result.failed(asked[0], "InjectedFailure"))
+    assert asked[0].key not in strategy.pending
+
+
+def test_a_failed_or_broken_result_does_not_enter_the_surrogate():
+    strategy = told_strategy(12)
+    candidate = strategy.ask()
+    strategy.tell(candidate, Result.failed(candidate, "InjectedFailure"))
+    assert strategy.archive[-1][1] == {}
+    assert strategy.ask() is not None
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"initial_samples": 1}, "initial_samples"),
+        ({"pool_size": 0}, "pool_size"),
+        ({"optimism": -1.0}, "optimism"),
+        ({"refit_every": 0}, "refit_every"),
+        ({"reference_quantile": 0.2}, "reference_quantile"),
+        ({"tame_quantile": 1.5}, "tame_quantile"),
+    ],
+)
+def test_bad_parameters_raise_naming_them(params, message):
+    with pytest.raises(ValueError, match=message):
+        STRATEGIES.create("gp", JOINT, TWO, **params)
