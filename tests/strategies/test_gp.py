@@ -67,6 +67,13 @@ def test_a_failed_or_broken_result_does_not_enter_the_surrogate():
     assert strategy.ask() is not None
 
 
+def test_optimism_defaults_to_less_with_several_objectives_and_can_be_set():
+    one = Goals((Objective.parse("accuracy"),))
+    assert STRATEGIES.create("gp", JOINT, one).optimism == 1.0
+    assert STRATEGIES.create("gp", JOINT, TWO).optimism == 0.5
+    assert STRATEGIES.create("gp", JOINT, TWO, optimism=2).optimism == 2.0
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
