@@ -149,6 +149,9 @@ class CompressionSpec(_Section):
         return any(self.distill_alpha)
 
 
+MAX_SHIFT_PX = 4  # (2 * 4 + 1)^2 = 81 views of each image already
+
+
 class TrainingSpec(_Section):
     epochs: int = 8
     finetune_epochs: int = 2
@@ -156,9 +159,12 @@ class TrainingSpec(_Section):
     learning_rate: float = 3e-3
     finetune_learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    shift_px: int = 0  # also train on the images shifted by up to this many pixels (fixed views, so a teacher labels each once)
 
     @model_validator(mode="after")
     def _ranges(self) -> TrainingSpec:
+        if not 0 <= self.shift_px <= MAX_SHIFT_PX:
+            raise SpecError("training.shift_px", self.shift_px, f"an integer from 0 to {MAX_SHIFT_PX} (pixels)")
         for name in ("epochs", "finetune_epochs"):
             if getattr(self, name) < 0:
                 raise SpecError(f"training.{name}", getattr(self, name), "an integer >= 0")

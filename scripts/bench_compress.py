@@ -15,7 +15,8 @@ of 100 runs, the lowest-median of 3 rounds through all rows). Rows:
   mixed 4/8 QAT             ours: cell convs 4-bit, the rest 8-bit, 8-bit activations, QAT fine-tune
   structured -50 %          half the channels removed (Torch-Pruning, L1), fine-tuned
   low-rank 0.5              1x1 convs and the classifier as SVD factors at rank ratio 0.5, fine-tuned
-  student alone / distilled a narrow network (4 channels) trained alone and with the fp32 network as teacher
+  student alone / distilled a narrow network (4 channels) trained alone and with the fp32 network as teacher,
+                            on the training images and on their shifted views (the teacher labels each view)
 
 Writes OUT/compress.json and OUT/compress.md.
 """
@@ -69,6 +70,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15, help="float training epochs (the student's too)")
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--student-channels", type=int, default=4, help="stem width of the distilled student (the fp32 network is its teacher)")
+    parser.add_argument("--shift-px", type=int, default=1, help="students also train on the images shifted by up to this many pixels")
+    parser.add_argument("--view-epochs", type=int, default=5, help="the students' epochs over the shifted views")
     parser.add_argument("--student-seeds", type=int, default=5, help="seeds for the student alone and distilled (averaged)")
     parser.add_argument("--calibration", default="percentile", help="activation calibration of our PTQ: minmax, percentile, mse or kl")
     parser.add_argument("--rounds", type=int, default=3, help="latency rounds through all rows; the lowest median counts")
@@ -78,6 +81,7 @@ def main() -> None:
 
     from cosearch.compressors import bake, compression_slots, global_magnitude_policy, size_bytes
     from cosearch.core.candidate import Candidate, LayerPolicy, Policy
+    from cosearch.evaluators.data import shifted_views
     from cosearch.evaluators.train import CompressionSettings, DataSettings, TrainEvaluator, TrainingSettings, accuracy, predict, train_epochs
     from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency, run_onnx
     from cosearch.hardware.qdq import deployment
@@ -146,24 +150,30 @@ def main() -> None:
     low_rank = Policy({s: LayerPolicy(rank_ratio=0.5) for s in low_rank_slots})
     compressed_row("low-rank 0.5", low_rank, args.finetune_epochs, f"{len(low_rank_slots)} 1x1 convs and the classifier as SVD factors at rank ratio 0.5, {args.finetune_epochs} epochs fine-tune")
 
-    # Distillation: a narrow student, alone and with the fp32 network as teacher (same seeds).
+    # Distillation: a narrow student, alone and with the fp32 network as teacher (same seeds), on
+    # the training images and on their shifted views (the teacher labels every view; same epochs
+    # for alone and distilled, so the pair differs only in the labels).
     student_space = SEARCH_SPACES.create("nb201", channels=args.student_channels, cells_per_stage=args.cells)
-    teacher_logits = predict(base, data.train.x)
-    for alpha, name in ((0.0, "student alone"), (0.9, "student distilled")):
-        start = time.perf_counter()
-        accuracies, files = [], []
-        for seed in range(args.student_seeds):
-            evaluator = TrainEvaluator(
-                student_space, data_settings, TrainingSettings(epochs=args.epochs, finetune_epochs=0, seed=seed),
-                teacher_logits=teacher_logits, temperature=4.0,
-            )
-            model, _, _ = evaluator.build_trained(Candidate(arch, Policy(distill_alpha=alpha)))
-            onnx_bytes, config = deployment(bake(model), Policy(), shape)
-            accuracies.append(accuracy(run_onnx(onnx_bytes, data.test.x, config=config), data.test.y))
-            files.append((onnx_bytes, config))
-        how = f"NB201 same cell, {args.student_channels} channels, {args.epochs} epochs" + (f", alpha {alpha}, T 4, teacher fp32" if alpha else "")
-        record(name, *files[0], how, start, seed_accuracies=accuracies, accounted_kb=size_bytes(model, Policy()) / 1024)
-        rows[-1]["test_accuracy"] = float(np.mean(accuracies))  # the mean over seeds; the file is seed 0's
+    for shift_px, epochs, suffix in ((0, args.epochs, ""), (args.shift_px, args.view_epochs, ", shifted views")):
+        views = (2 * shift_px + 1) ** 2
+        teacher_logits = predict(base, shifted_views(data.train, shift_px).x)
+        for alpha, name in ((0.0, "student alone"), (0.9, "student distilled")):
+            start = time.perf_counter()
+            accuracies, files = [], []
+            for seed in range(args.student_seeds):
+                evaluator = TrainEvaluator(
+                    student_space, data_settings, TrainingSettings(epochs=epochs, finetune_epochs=0, seed=seed, shift_px=shift_px),
+                    teacher_logits=teacher_logits, temperature=4.0,
+                )
+                model, _, _ = evaluator.build_trained(Candidate(arch, Policy(distill_alpha=alpha)))
+                onnx_bytes, config = deployment(bake(model), Policy(), shape)
+                accuracies.append(accuracy(run_onnx(onnx_bytes, data.test.x, config=config), data.test.y))
+                files.append((onnx_bytes, config))
+            how = f"NB201 same cell, {args.student_channels} channels, {epochs} epochs"
+            how += f" over {views} views (shifts up to {shift_px} px)" if shift_px else ""
+            how += f", alpha {alpha}, T 4, teacher fp32" if alpha else ""
+            record(name + suffix, *files[0], how, start, seed_accuracies=accuracies, accounted_kb=size_bytes(model, Policy()) / 1024)
+            rows[-1]["test_accuracy"] = float(np.mean(accuracies))  # the mean over seeds; the file is seed 0's
 
     settings = LatencySettings()
     rounds = [[measure_latency(b, shape, settings, c) for b, c in deployed.values()] for _ in range(args.rounds)]
@@ -173,13 +183,18 @@ def main() -> None:
 
     by = {r["method"]: r for r in rows}
     fp32 = by["fp32"]
-    teacher, alone, distilled = fp32["test_accuracy"], by["student alone"]["test_accuracy"], by["student distilled"]["test_accuracy"]
+
+    def closes_half_the_gap(suffix: str) -> bool:
+        teacher, alone, distilled = fp32["test_accuracy"], by["student alone" + suffix]["test_accuracy"], by["student distilled" + suffix]["test_accuracy"]
+        return teacher > alone and (distilled - alone) >= 0.5 * (teacher - alone)
+
     goals = {
         "int8 PTQ loses <= 0.5 points": (fp32["test_accuracy"] - by["int8 PTQ"]["test_accuracy"]) * 100 <= 0.5,
         "int8 PTQ >= 3.9x smaller": fp32["size_kb"] / by["int8 PTQ"]["size_kb"] >= 3.9,
         "mixed 4/8 QAT loses <= 1 point": (fp32["test_accuracy"] - by["mixed 4/8 QAT"]["test_accuracy"]) * 100 <= 1.0,
         "structured -50 % >= 1.6x faster": fp32["latency_median_ms"] / by["structured -50 %"]["latency_median_ms"] >= 1.6,
-        "distillation closes >= half the gap": teacher > alone and (distilled - alone) >= 0.5 * (teacher - alone),
+        "distillation closes >= half the gap (training images)": closes_half_the_gap(""),
+        f"distillation closes >= half the gap (shifted views, {args.shift_px} px)": closes_half_the_gap(", shifted views"),
     }
     command = "python scripts/bench_compress.py " + shlex.join(sys.argv[1:])
     out = Path(args.out)

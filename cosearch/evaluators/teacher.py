@@ -1,7 +1,7 @@
 """The distillation teacher: a timm model, loaded from a local checkpoint or trained once per run.
 
-Its logits on the training split are computed once and shipped to every evaluation, so no
-candidate runs the teacher again.
+Its logits on the training split (every shifted view of it when `training.shift_px` is set) are
+computed once and shipped to every evaluation, so no candidate runs the teacher again.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cosearch.evaluators.data import shifted_views
 from cosearch.evaluators.train import DataSettings, TrainingSettings, accuracy, predict, train_epochs
 
 
@@ -23,15 +24,16 @@ def prepare_teacher(model_name: str, checkpoint: str | None, epochs: int, data: 
     torch.set_num_threads(1)
     torch.manual_seed(training.seed)
     dataset = data.load()
+    train = shifted_views(dataset.train, training.shift_px)
     model = timm.create_model(model_name, pretrained=False, num_classes=dataset.num_classes, in_chans=dataset.input_shape[0])
     start = time.perf_counter()
     if checkpoint:
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
         how = f"loaded from {checkpoint}"
     else:
-        train_epochs(model, dataset.train, epochs, training.learning_rate, training, training.seed)
-        how = f"trained {epochs} epochs on the training split"
-    logits = predict(model, dataset.train.x)
+        train_epochs(model, train, epochs, training.learning_rate, training, training.seed)
+        how = f"trained {epochs} epochs on the training split" + (f" (shifts up to {training.shift_px} px)" if training.shift_px else "")
+    logits = predict(model, train.x)
     val_accuracy = accuracy(predict(model, dataset.val.x), dataset.val.y)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)

@@ -15,7 +15,7 @@ from cosearch.core.errors import EvaluationError
 from cosearch.core.objectives import DEFAULT_DEVICE, Constraint
 from cosearch.core.result import Result
 from cosearch.evaluators.base import EVALUATORS, Evaluation, Evaluator
-from cosearch.evaluators.data import Split, load_dataset
+from cosearch.evaluators.data import Split, load_dataset, shifted_views
 from cosearch.hardware.costs import measure_here, predicted_costs
 from cosearch.hardware.layers import bitops, layer_shapes
 from cosearch.hardware.onnx_runtime import run_onnx
@@ -45,6 +45,7 @@ class TrainingSettings:
     finetune_learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    shift_px: int = 0  # train on every shift of the images up to this many pixels; an epoch is a pass over all views
 
 
 def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
@@ -59,7 +60,7 @@ def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
 class Distillation:
     """Soft labels: `alpha * T^2 * KL(student/T || teacher/T) + (1 - alpha) * CE` (Hinton et al. 2015)."""
 
-    teacher_logits: np.ndarray  # (N, classes), row i for training image i
+    teacher_logits: np.ndarray  # (N, classes), row i for training image (or view) i
     alpha: float
     temperature: float
 
@@ -233,7 +234,13 @@ class TrainEvaluator(Evaluator):
         if model is None:
             model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
         distillation = self.distillation(candidate)
-        train_epochs(model, data.train, self.training.epochs, self.training.learning_rate, self.training, seed, distillation)
+        train = shifted_views(data.train, self.training.shift_px)
+        if distillation and len(distillation.teacher_logits) != len(train.y):
+            raise EvaluationError(
+                f"the teacher logits have {len(distillation.teacher_logits)} rows but training has {len(train.y)} images "
+                f"(shift_px {self.training.shift_px}); they must come from the same training split and views"
+            )
+        train_epochs(model, train, self.training.epochs, self.training.learning_rate, self.training, seed, distillation)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
         # Structure first (channels chosen, layers factorised on trained weights), then masks and bits.
@@ -245,7 +252,7 @@ class TrainEvaluator(Evaluator):
         calibrate(compressed, torch.split(images, self.training.batch_size), c.calibration)  # activation ranges, post-training
         if self.training.finetune_epochs > 0:  # quantization-aware fine-tuning
             lr = self.training.finetune_learning_rate
-            train_epochs(compressed, data.train, self.training.finetune_epochs, lr, self.training, seed + 1, distillation)
+            train_epochs(compressed, train, self.training.finetune_epochs, lr, self.training, seed + 1, distillation)
         timings["compress_s"] = time.perf_counter() - start
         return compressed, data, timings
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 
 from cosearch.controller import Controller, RunStore
@@ -111,7 +114,7 @@ def test_teacher_is_prepared_once_and_used(ray_local, tmp_path):
             "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
             "compression": {"weight_bits": [8, 32], "sparsity": [0.0], "distill_alpha": [0.5], "teacher": {"model": "mobilenetv3_small_050", "epochs": 1}},
             "strategy": {"name": "random"},
-            "training": {"epochs": 1, "finetune_epochs": 0},
+            "training": {"epochs": 1, "finetune_epochs": 0, "shift_px": 1},
             "latency": {"warmup_runs": 2, "runs": 30},
             "resources": {"trials": 2, "concurrency": 2},
         }
@@ -121,7 +124,8 @@ def test_teacher_is_prepared_once_and_used(ray_local, tmp_path):
     with RunStore(run_dir) as store:
         info, logits = store.teacher()
         results = store.results()
-    assert info["model"] == "mobilenetv3_small_050" and "trained 1 epochs" in info["how"]
+    assert info["model"] == "mobilenetv3_small_050" and "trained 1 epochs" in info["how"] and "shifts up to 1 px" in info["how"]
+    assert np.load(io.BytesIO(logits)).shape == (9 * len(spec.data_settings().load().train.y), 10)  # one row per shifted view
     assert all(r.result.ok and r.result.candidate.policy.distill_alpha == 0.5 for r in results)
     resumed = Controller.resume(run_dir)
     resumed.run()

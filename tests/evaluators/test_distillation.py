@@ -81,3 +81,39 @@ def test_a_teacher_checkpoint_with_other_classes_is_refused(tmp_path):
     good = tmp_path / "teacher10.pt"
     torch.save(timm.create_model("resnet18", num_classes=10, in_chans=1).state_dict(), good)
     spec_from_dict({"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(good)}}})
+
+
+def test_shifted_views_move_every_image_by_each_offset():
+    from cosearch.evaluators.data import Split, shifted_views
+
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4) + 1.0
+    split = Split(x, np.array([3, 7]))
+    assert shifted_views(split, 0) is split
+    views = shifted_views(split, 1)
+    assert views.x.shape == (18, 1, 4, 4) and views.y.tolist() == [3, 7] * 9
+    np.testing.assert_array_equal(views.x[4 * 2 : 4 * 2 + 2], x)  # the middle view (0, 0) is the images themselves
+    down_right = views.x[8 * 2]  # view 8: (dy, dx) = (1, 1), image 0
+    np.testing.assert_array_equal(down_right[0, 1:, 1:], x[0, 0, :-1, :-1])
+    assert not down_right[0, 0].any() and not down_right[0, :, 0].any()  # zero filled where nothing moved in
+
+
+def test_teacher_logits_must_cover_the_shifted_views():
+    """With shift_px the student trains on the views, so the teacher's logits must be per view."""
+    space = SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1)
+    arch = {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}
+    data = load_dataset("digits", None, 0.2, 0.2, 0)
+    devices = (MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=30)),)
+    training = TrainingSettings(epochs=1, finetune_epochs=0, shift_px=1)
+    per_image = np.eye(10, dtype=np.float32)[data.train.y] * 8.0
+    candidate = Candidate(arch, Policy(distill_alpha=0.5))
+    wrong = TrainEvaluator(space, training=training, devices=devices, teacher_logits=per_image).evaluate(candidate).result
+    assert wrong.status == "failed" and "shift_px 1" in wrong.error and f"{len(per_image)} rows" in wrong.error
+    per_view = np.tile(per_image, (9, 1))
+    right = TrainEvaluator(space, training=training, devices=devices, teacher_logits=per_view).evaluate(candidate).result
+    assert right.status == "ok", right.error
+
+
+@pytest.mark.parametrize("shift_px", [-1, 5])
+def test_shift_px_out_of_range_is_refused(shift_px):
+    with pytest.raises(SpecError, match=rf"training.shift_px: .*{shift_px}.*0 to 4"):
+        spec_from_dict({"training": {"shift_px": shift_px}})
