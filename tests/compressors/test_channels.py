@@ -58,3 +58,14 @@ def test_importance_measures_pick_other_channels_with_the_same_shapes(importance
         prune_channels(model, 0.5, (1, 8, 8), "taylor")
     with pytest.raises(ValueError, match="importance"):
         prune_channels(model, 0.5, (1, 8, 8), "l3")
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "resnet10t"])
+def test_timm_models_lose_channels_across_residuals_and_squeeze_excite(name):
+    timm = pytest.importorskip("timm")
+    model = timm.create_model(name, pretrained=False, num_classes=10, in_chans=3)
+    before = sum(p.numel() for p in model.parameters())
+    pruned = prune_channels(model, 0.5, (3, 32, 32))
+    assert sum(p.numel() for p in pruned.parameters()) < 0.35 * before  # ~ (1 - 0.5)^2 of the conv weights
+    assert pruned.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert sum(p.numel() for p in model.parameters()) == before  # input untouched
