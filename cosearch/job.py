@@ -140,8 +140,6 @@ class CompressionSpec(_Section):
             raise SpecError("compression.calibration", self.calibration, f"one of {list(CALIBRATIONS)}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise SpecError("compression.temperature", self.temperature, "a number > 0")
-        if any(self.distill_alpha) and self.teacher is None:
-            raise SpecError("compression.teacher", None, "a teacher ({model: resnet18}) when any distill_alpha > 0")
         return self
 
     @property
@@ -581,6 +579,15 @@ def _read_yaml(path: Path) -> Any:
     except yaml.YAMLError as error:
         raise SpecError(str(path), "invalid YAML", f"valid YAML ({error})") from None
     return data if data is not None else {}
+
+
+def require_teacher(job: JobSpec, module_given: bool = False) -> None:
+    """A job that distils needs a teacher: named in the job, or a module given to Controller.start."""
+    if job.compression.distills and job.compression.teacher is None and not module_given:
+        raise SpecError(
+            "compression.teacher", None,
+            "a teacher ({model: resnet18}) when any distill_alpha > 0, or a trained module: Controller.start(job, run_dir, teacher=MODULE)",
+        )
 
 
 def load_job(path: str | Path) -> JobSpec:

@@ -98,9 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from cosearch.job import load_job
+    from cosearch.job import load_job, require_teacher
 
     job = load_job(args.job)  # validated before anything is written
+    require_teacher(job)  # from the command line the teacher can only be named, not given as a module
     run_dir = Path(args.run_dir or f"runs/{job.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     args._run_dir = run_dir
     from cosearch.controller import Controller

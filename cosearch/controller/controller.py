@@ -25,7 +25,7 @@ from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
 from cosearch.controller.store import Checkpoint, RunStore, StoredResult
 from cosearch.evaluators.base import Evaluation, Evaluator
-from cosearch.job import JobSpec, spec_from_dict
+from cosearch.job import JobSpec, require_teacher, spec_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +108,23 @@ def _evaluate(evaluator: Evaluator, candidate_json: dict[str, Any]) -> tuple[dic
 
 
 def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
-    import io
-
-    import numpy as np
-
     from cosearch.evaluators.teacher import prepare_teacher
 
     job = spec_from_dict(job_json)
     teacher = job.compression.teacher
-    out = prepare_teacher(teacher.model, teacher.checkpoint, teacher.epochs, job.data_settings(), job.training_settings())
+    return _as_stored(prepare_teacher(teacher.model, teacher.checkpoint, teacher.epochs, job.data_settings(), job.training_settings()))
+
+
+def _as_stored(teacher: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+    """A prepared teacher as the run store keeps it: description, logits (.npy bytes), state."""
+    import io
+
+    import numpy as np
+
+    info = dict(teacher)
     buffer = io.BytesIO()
-    np.save(buffer, out.pop("train_logits"))
-    state = out.pop("state")
-    return out, buffer.getvalue(), state
+    np.save(buffer, info.pop("train_logits"))
+    return info, buffer.getvalue(), info.pop("state")
 
 
 def _measure_on_node(device: Any, onnx_bytes: bytes, input_shape: Any, config: dict[str, str]) -> dict[str, Any]:
@@ -206,16 +210,32 @@ class Controller:
         self._owns_ray = False
 
     @classmethod
-    def start(cls, job: JobSpec, run_dir: str | Path, address: str | None = None, **kwargs: Any) -> Controller:
+    def start(cls, job: JobSpec, run_dir: str | Path, address: str | None = None, teacher: Any = None, **kwargs: Any) -> Controller:
+        """A new run in `run_dir`. `teacher`: a trained torch module to distil from, instead of the
+        job's `compression.teacher`; its logits are stored in the run, so resuming needs it no more."""
         run_dir = Path(run_dir)
         if (run_dir / "cosearch.db").exists():
             raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
+        require_teacher(job, module_given=teacher is not None)
+        if teacher is not None and not job.compression.distills:
+            raise CosearchError("a teacher module was given but no compression.distill_alpha is above 0")
+        teacher_outputs = cls._module_teacher(job, teacher) if teacher is not None else None  # a bad module fails before anything is written
         owns_ray = cls._connect(job, address)  # a missing device fails here, before anything is written
         store = RunStore(run_dir, create=True)
         store.save_job(job.to_json())
+        if teacher_outputs is not None:
+            store.save_teacher(*teacher_outputs)
         controller = cls(job, store, address=address, **kwargs)
         controller._owns_ray = owns_ray
         return controller
+
+    @staticmethod
+    def _module_teacher(job: JobSpec, module: Any) -> tuple[dict[str, Any], bytes, bytes]:
+        from cosearch.evaluators.teacher import teacher_outputs
+
+        start = time.perf_counter()
+        out = teacher_outputs(module, job.data_settings().load(), job.training_settings())
+        return _as_stored({"model": f"{type(module).__name__} (module)", "how": "a trained module given to Controller.start", **out, "seconds": time.perf_counter() - start})
 
     @classmethod
     def resume(cls, run_dir: str | Path, address: str | None = None, **kwargs: Any) -> Controller:
@@ -351,6 +371,8 @@ class Controller:
         import ray
 
         stored = self.store.teacher()
+        if stored is None and self.job.compression.teacher is None:  # a module teacher is stored at start
+            raise CosearchError("this run distils but has no teacher: name one in compression.teacher")
         if stored is None:
             self.state.note = f"preparing teacher {self.job.compression.teacher.model}"
             self.listener(self.state)

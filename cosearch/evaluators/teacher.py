@@ -24,24 +24,31 @@ def prepare_teacher(model_name: str, checkpoint: str | None, epochs: int, data: 
     torch.set_num_threads(1)
     torch.manual_seed(training.seed)
     dataset = data.load()
-    train = shifted_views(dataset.train, training.shift_px)
     model = timm.create_model(model_name, pretrained=False, num_classes=dataset.num_classes, in_chans=dataset.input_shape[0])
     start = time.perf_counter()
     if checkpoint:
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
         how = f"loaded from {checkpoint}"
     else:
+        train = shifted_views(dataset.train, training.shift_px)
         train_epochs(model, train, epochs, training.learning_rate, training, training.seed)
         how = f"trained {epochs} epochs on the training split" + (f" (shifts up to {training.shift_px} px)" if training.shift_px else "")
-    logits = predict(model, train.x)
-    val_accuracy = accuracy(predict(model, dataset.val.x), dataset.val.y)
+    return {"model": model_name, "how": how, **teacher_outputs(model, dataset, training), "seconds": time.perf_counter() - start}
+
+
+def teacher_outputs(model: Any, dataset: Any, training: TrainingSettings) -> dict[str, Any]:
+    """What a run keeps of a trained teacher: logits on every training view, validation accuracy, state."""
+    import torch
+
+    classes = predict(model, dataset.val.x[:1]).shape[-1]
+    if classes != dataset.num_classes:
+        from cosearch.core.errors import SpecError
+
+        raise SpecError("teacher", classes, f"a teacher with the task's {dataset.num_classes} classes", problem=f"the teacher module has {classes} output classes")
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return {
-        "model": model_name,
-        "how": how,
-        "seconds": time.perf_counter() - start,
-        "val_accuracy": val_accuracy,
-        "train_logits": np.asarray(logits, dtype=np.float32),
+        "val_accuracy": accuracy(predict(model, dataset.val.x), dataset.val.y),
+        "train_logits": np.asarray(predict(model, shifted_views(dataset.train, training.shift_px).x), dtype=np.float32),
         "state": buffer.getvalue(),
     }

@@ -54,6 +54,7 @@ CASES = [
     ("rank ratio 0", with_change("compression.rank_ratio", [0.0, 1.0]), ["compression.rank_ratio[0]", "0.0", "0 < rank_ratio <= 1"]),
     ("unknown importance", with_change("compression.channel_importance", "hessian"), ["compression.channel_importance", "hessian", "taylor"]),
     ("unknown calibration", with_change("compression.calibration", "entropy"), ["compression.calibration", "entropy", "kl"]),
+    ("distils without teacher", with_change("compression.distill_alpha", [0.0, 0.5]), ["compression.teacher", "distill_alpha > 0"]),
     ("unknown device", with_change("budgets", ["latency_ms@rpi5 <= 10"]), ["budgets[0]", "latency_ms@rpi5", "unknown device 'rpi5'", "local-cpu"]),
     ("energy without a device", with_change("objectives", ["accuracy", "energy_mj"]), ["objectives[1]", "energy_mj", "analytic device"]),
     (

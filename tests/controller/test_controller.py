@@ -131,3 +131,36 @@ def test_teacher_is_prepared_once_and_used(ray_local, tmp_path):
     resumed.run()
     with RunStore(run_dir) as store:
         assert store.teacher()[0] == info  # not trained again
+
+
+def test_a_teacher_module_is_stored_at_start_and_not_needed_to_resume(ray_local, tmp_path):
+    from cosearch.core import SpecError
+    from cosearch.search_spaces import SEARCH_SPACES
+
+    body = {
+        "name": "kd-module",
+        "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+        "compression": {"weight_bits": [32], "sparsity": [0.0], "distill_alpha": [0.5]},
+        "strategy": {"name": "random"},
+        "training": {"epochs": 1, "finetune_epochs": 0},
+        "latency": {"warmup_runs": 2, "runs": 30},
+        "resources": {"trials": 2, "concurrency": 2},
+    }
+    spec = spec_from_dict(body)
+    arch = {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}
+    space = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
+    with pytest.raises(SpecError, match="compression.teacher"):
+        Controller.start(spec, tmp_path / "none")
+    with pytest.raises(SpecError, match="teacher: the teacher module has 3 output classes.*10 classes"):
+        Controller.start(spec, tmp_path / "bad", teacher=space.build(arch, (1, 8, 8), 3))
+    assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists()  # nothing written
+
+    run_dir = tmp_path / "run"
+    controller = Controller.start(spec, run_dir, teacher=space.build(arch, (1, 8, 8), 10))
+    with RunStore(run_dir) as store:
+        info, logits = store.teacher()  # durable before the search starts
+    assert info["model"] == "NB201Network (module)" and np.load(io.BytesIO(logits)).shape[1] == 10
+    controller.run()
+    with RunStore(run_dir) as store:
+        assert all(r.result.ok for r in store.results())
+    Controller.resume(run_dir).run()  # no module needed: the logits are in the run

@@ -50,7 +50,6 @@ def test_student_learns_from_teacher_logits():
 @pytest.mark.parametrize(
     "compression, fragment",
     [
-        ({"distill_alpha": [0.0, 0.5]}, "compression.teacher"),
         ({"distill_alpha": [1.5], "teacher": {"model": "resnet18"}}, r"compression.distill_alpha\[0\]"),
         ({"distill_alpha": [0.5], "teacher": {"model": "resnet_nope"}}, "compression.teacher.model"),
         ({"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": "/no/such.pt"}}, "compression.teacher.checkpoint"),
@@ -60,6 +59,16 @@ def test_student_learns_from_teacher_logits():
 def test_distillation_settings_are_validated(compression, fragment):
     with pytest.raises(SpecError, match=fragment):
         spec_from_dict({"compression": compression})
+
+
+def test_a_job_that_distils_needs_a_teacher_named_or_given():
+    from cosearch.job import require_teacher
+
+    job = spec_from_dict({"compression": {"distill_alpha": [0.0, 0.5]}})
+    with pytest.raises(SpecError, match=r"compression.teacher.*distill_alpha > 0.*Controller.start\(job, run_dir, teacher=MODULE\)"):
+        require_teacher(job)
+    require_teacher(job, module_given=True)
+    require_teacher(spec_from_dict({"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18"}}}))
 
 
 def test_distill_alpha_is_a_gene_of_the_joint_genome():
