@@ -69,3 +69,31 @@ def test_timm_models_lose_channels_across_residuals_and_squeeze_excite(name):
     assert sum(p.numel() for p in pruned.parameters()) < 0.35 * before  # ~ (1 - 0.5)^2 of the conv weights
     assert pruned.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert sum(p.numel() for p in model.parameters()) == before  # input untouched
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_pruned_networks_export_smaller_and_onnx_runtime_matches_pytorch(name):
+    import numpy as np
+
+    from cosearch.core import Policy
+    from cosearch.hardware import run_onnx
+    from cosearch.hardware.qdq import deployment
+
+    params, arch = CASES[name]
+    space = SEARCH_SPACES.create(name, **params)
+    torch.manual_seed(0)
+    model = space.build(arch, (1, 8, 8), 10).eval()
+    files = {}
+    for ratio in (0.0, 0.5):
+        pruned = prune_channels(model, ratio, (1, 8, 8)).eval()
+        files[ratio], config = deployment(pruned, Policy(channel_ratio=ratio), (1, 8, 8))
+        x = np.random.default_rng(0).standard_normal((8, 1, 8, 8)).astype(np.float32)
+        with torch.no_grad():
+            expected = pruned(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(run_onnx(files[ratio], x, config=config), expected, atol=1e-4, rtol=1e-4)
+    import onnx
+
+    def stored(onnx_bytes):
+        return sum(int(np.prod(i.dims)) for i in onnx.load_from_string(onnx_bytes).graph.initializer)
+
+    assert stored(files[0.5]) < 0.7 * stored(files[0.0])  # the channels are gone from the file, not zeroed
