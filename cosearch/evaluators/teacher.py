@@ -40,7 +40,8 @@ def teacher_outputs(model: Any, dataset: Any, training: TrainingSettings) -> dic
     """What a run keeps of a trained teacher: logits on every training view, validation accuracy, state."""
     import torch
 
-    classes = predict(model, dataset.val.x[:1]).shape[-1]
+    val_logits = predict(model, dataset.val.x)
+    classes = val_logits.shape[-1]
     if classes != dataset.num_classes:
         from cosearch.core.errors import SpecError
 
@@ -48,7 +49,7 @@ def teacher_outputs(model: Any, dataset: Any, training: TrainingSettings) -> dic
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return {
-        "val_accuracy": accuracy(predict(model, dataset.val.x), dataset.val.y),
+        "val_accuracy": accuracy(val_logits, dataset.val.y),
         "train_logits": np.asarray(predict(model, shifted_views(dataset.train, training.shift_px).x), dtype=np.float32),
         "state": buffer.getvalue(),
     }
