@@ -1,8 +1,15 @@
 """Bayesian optimisation with Gaussian-process surrogates over the joint genome.
 
 One GP per modelled metric (each objective and each budgeted metric) on an exponentiated
-Hamming kernel. The distance weighs every gene group (architecture, bits, sparsity, ...)
-equally, so that hundreds of per-layer policy genes do not drown the few architecture genes.
+distance with two parts. The Hamming part weighs every gene group (architecture, bits,
+sparsity, ...) equally, so that hundreds of per-layer policy genes do not drown the few
+architecture genes. The count part compares how many genes take each option, among genes that
+share one option list (NB201's six edges, a DARTS cell's edges, the per-layer bit widths): two
+cells with the same operations on different edges cost about the same and often train alike,
+which position-by-position Hamming distance cannot see. On NAS-Bench-201 (pixel3, seeds the
+benchmark does not use) giving the counts `count_weight=0.6` of the distance took the
+hypervolume at 150 evaluations from 0.983 to 0.986 (seeds 100-109, 200-209) and from 0.982 to
+0.987 (300-319); 0.8 measured the same as 0.6 and 0.3 no gain.
 Each ask scores a pool of mutants of the current Pareto set plus random samples: the
 hypervolume that the optimistic prediction (mean + `optimism` std) would add to the front,
 times the probability that the candidate meets the budgets. The best one is proposed. With
@@ -27,6 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
+from scipy.spatial.distance import cdist
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.objectives import Goals
@@ -43,10 +51,21 @@ MAX_TRIES = 50  # random proposals that repeat a known candidate are drawn again
 
 
 class _GP:
-    """A zero-mean GP on standardised outputs; `features` are group-weighted one-hot rows."""
+    """A zero-mean GP on standardised outputs. `features` are group-weighted one-hot rows, then
+    (from column `counts_at`) option shares per shared option list, of which there are `lists`."""
 
-    def __init__(self, features: np.ndarray, values: np.ndarray, length_scale: float, noise: float) -> None:
+    def __init__(
+        self,
+        features: np.ndarray,
+        values: np.ndarray,
+        length_scale: float,
+        noise: float,
+        counts_at: int,
+        lists: int,
+        count_weight: float,
+    ) -> None:
         self.features, self.length_scale = features, length_scale
+        self.counts_at, self.lists, self.count_weight = counts_at, lists, count_weight
         self.mean, self.scale = float(values.mean()), float(values.std()) or 1.0
         target = (values - self.mean) / self.scale
         kernel = self.kernel(features) + noise * np.eye(len(values))
@@ -55,7 +74,11 @@ class _GP:
         self.log_likelihood = float(-0.5 * target @ self.alpha - np.log(np.diag(self.chol)).sum() - 0.5 * len(target) * math.log(2 * math.pi))
 
     def kernel(self, other: np.ndarray) -> np.ndarray:
-        distance = np.clip(1.0 - other @ self.features.T, 0.0, None)  # 1 - weight of the genes shared
+        at = self.counts_at
+        distance = np.clip(1.0 - other[:, :at] @ self.features[:, :at].T, 0.0, None)  # 1 - weight of the genes shared
+        if self.lists:  # total variation distance between option shares, averaged over the lists
+            counts = cdist(other[:, at:], self.features[:, at:], "cityblock") / (2 * self.lists)
+            distance = (1.0 - self.count_weight) * distance + self.count_weight * counts
         return np.exp(-distance / self.length_scale)
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +122,7 @@ class GaussianProcessBO(Strategy):
         refit_every: int = 10,
         reference_quantile: float = 0.9,
         tame_quantile: float | None = 0.9,
+        count_weight: float = 0.6,
     ) -> None:
         if not (isinstance(initial_samples, int) and initial_samples >= 2):
             raise ValueError(f"`initial_samples >= 2` must hold, but got {initial_samples=}")
@@ -114,6 +138,8 @@ class GaussianProcessBO(Strategy):
             raise ValueError(f"`0.5 <= reference_quantile <= 1` must hold, but got {reference_quantile=}")
         if tame_quantile is not None and not 0.5 <= tame_quantile <= 1.0:
             raise ValueError(f"`0.5 <= tame_quantile <= 1` (or None) must hold, but got {tame_quantile=}")
+        if not 0.0 <= count_weight < 1.0:
+            raise ValueError(f"`0 <= count_weight < 1` must hold, but got {count_weight=}")
         super().__init__(space, goals, seed)
         self.reference_quantile = float(reference_quantile)
         self.tame_quantile = tame_quantile
@@ -133,6 +159,12 @@ class GaussianProcessBO(Strategy):
         per_group = {g: sum(c.group == g for c in genes) for g in groups}
         self._genes = [(c.name, {o: i for i, o in enumerate(c.options)}, 1.0 / (len(groups) * per_group[c.group])) for c in genes]
         self._width = sum(len(options) for _, options, _ in self._genes)
+        # Genes that share one option list (two or more of them): their options are also counted.
+        lists: dict[tuple, list[str]] = {}
+        for name, options, _ in self._genes:
+            lists.setdefault(tuple(options), []).append(name)
+        self._lists = [(dict(zip(options, range(len(options)))), names) for options, names in lists.items() if len(names) > 1]
+        self.count_weight = float(count_weight) if self._lists else 0.0
         self._decoded: dict[tuple, tuple[Candidate, dict[str, Any]]] = {}  # pools repeat mutants; decoding is slow
 
     def _decode(self, sample: Mapping[str, Any]) -> tuple[Candidate, dict[str, Any]]:
@@ -148,14 +180,22 @@ class GaussianProcessBO(Strategy):
     # --- surrogate ------------------------------------------------------------------------
     def _features(self, genomes: list[Mapping[str, Any]]) -> np.ndarray:
         """One-hot rows holding the square root of each gene's weight, so that the dot product of
-        two rows is the weight of the genes their genomes share (the weights sum to 1)."""
-        out = np.zeros((len(genomes), self._width))
+        two rows is the weight of the genes their genomes share (the weights sum to 1); then, per
+        shared option list, the share of its genes taking each option."""
+        out = np.zeros((len(genomes), self._width + sum(len(options) for options, _ in self._lists)))
         for row, genome in enumerate(genomes):
             column = 0
             for name, options, weight in self._genes:
                 out[row, column + options[genome[name]]] = math.sqrt(weight)
                 column += len(options)
+            for options, names in self._lists:
+                for name in names:
+                    out[row, column + options[genome[name]]] += 1.0 / len(names)
+                column += len(options)
         return out
+
+    def _gp(self, features: np.ndarray, values: np.ndarray, length_scale: float, noise: float) -> _GP:
+        return _GP(features, values, length_scale, noise, self._width, len(self._lists), self.count_weight)
 
     def _tame(self, metric: str, values: np.ndarray) -> np.ndarray:
         """An objective's worst tail clipped at `tame_quantile`: a few broken candidates (a cell
@@ -178,7 +218,7 @@ class GaussianProcessBO(Strategy):
         if key not in self._hypers:
             self._hypers[key] = self._choose_hypers(metric, used)
         length_scale, noise = self._hypers[key]
-        return _GP(features, values, length_scale, noise)
+        return self._gp(features, values, length_scale, noise)
 
     def _choose_hypers(self, metric: str, used: int) -> tuple[float, float]:
         """Grid search on marginal likelihood over the first `used` results (a fixed prefix, so a
@@ -192,7 +232,7 @@ class GaussianProcessBO(Strategy):
         for length_scale in LENGTH_SCALES:
             for noise in NOISE_VARIANCES:
                 try:
-                    scored.append((_GP(features, values, length_scale, noise).log_likelihood, length_scale, noise))
+                    scored.append((self._gp(features, values, length_scale, noise).log_likelihood, length_scale, noise))
                 except np.linalg.LinAlgError:
                     continue
         return max(scored)[1:] if scored else DEFAULT_HYPERS

@@ -49,6 +49,34 @@ def test_the_surrogate_fits_what_it_was_told_and_is_unsure_far_away():
     assert np.median(std_fresh) > 2 * np.median(std)
 
 
+def test_count_features_hold_each_shared_option_lists_shares():
+    strategy = told_strategy(5)
+    names = {tuple(names) for _, names in strategy._lists}
+    assert tuple(f"cell.e{a}" for a in ("0_1", "0_2", "1_2", "0_3", "1_3", "2_3")) in names
+    rows = strategy._features([told[0] for told in strategy.archive])
+    column = strategy._width
+    for options, _ in strategy._lists:
+        np.testing.assert_allclose(rows[:, column : column + len(options)].sum(axis=1), 1.0)
+        column += len(options)
+    assert column == rows.shape[1]
+
+
+def test_the_same_operations_on_other_edges_are_nearer_with_counts_and_plain_hamming_without():
+    genome = dict(told_strategy(1).archive[0][0])
+    genome["cell.e0_1"], genome["cell.e2_3"] = "nor_conv_3x3", "avg_pool_3x3"
+    swapped = {**genome, "cell.e0_1": "avg_pool_3x3", "cell.e2_3": "nor_conv_3x3"}
+    similarity = {}
+    for weight in (0.0, 0.6):
+        strategy = STRATEGIES.create("gp", JOINT, TWO, seed=0, count_weight=weight)
+        rows = strategy._features([genome, swapped])
+        model = strategy._gp(rows[:1], np.zeros(1), 1.0, 1e-3)
+        similarity[weight] = float(model.kernel(rows[1:])[0, 0])
+    groups = {c.group for c in JOINT.choices() if len(c.options) > 1}
+    hamming = 2 / (6 * len(groups))  # two of the six cell edges differ; each group weighs the same
+    assert similarity[0.0] == pytest.approx(np.exp(-hamming))
+    assert similarity[0.6] == pytest.approx(np.exp(-0.4 * hamming))  # the op counts are equal
+
+
 def test_parallel_asks_are_distinct_and_believed_until_told():
     strategy = told_strategy(12)
     asked = [strategy.ask() for _ in range(4)]
@@ -83,6 +111,8 @@ def test_optimism_defaults_to_less_with_several_objectives_and_can_be_set():
         ({"refit_every": 0}, "refit_every"),
         ({"reference_quantile": 0.2}, "reference_quantile"),
         ({"tame_quantile": 1.5}, "tame_quantile"),
+        ({"count_weight": 1.0}, "count_weight"),
+        ({"count_weight": -0.1}, "count_weight"),
     ],
 )
 def test_bad_parameters_raise_naming_them(params, message):
