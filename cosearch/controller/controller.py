@@ -389,7 +389,7 @@ class Controller:
 
         try:
             result_json, weights = ray.get(ref)
-            evaluation = Evaluation(Result.from_json(result_json), weights)
+            evaluation = Evaluation(Result.from_json(result_json, candidate), weights)
         except ray.exceptions.RayError as error:  # the worker died even after retries
             evaluation = Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}"))
         result_id = self.store.add(evaluation.result, evaluation.weights)  # 1. durable

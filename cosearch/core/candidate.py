@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -130,7 +131,7 @@ class Candidate:
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", MappingProxyType(json.loads(canonical_json(dict(self.arch)))))
 
-    @property
+    @cached_property  # the controller, store and strategies all ask; hashing the JSON is not free
     def key(self) -> str:
         """Stable identity for de-duplication: a hash of the canonical JSON."""
         return hashlib.sha1(canonical_json(self.to_json()).encode()).hexdigest()[:16]

@@ -50,9 +50,10 @@ class Result:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Result:
+    def from_json(cls, data: Mapping[str, Any], candidate: Candidate | None = None) -> Result:
+        """`candidate`: the one `data` was written for, when the caller holds it (saves rebuilding it)."""
         return cls(
-            candidate=Candidate.from_json(data["candidate"]),
+            candidate=candidate if candidate is not None else Candidate.from_json(data["candidate"]),
             status=data["status"],
             metrics=data.get("metrics", {}),
             error=data.get("error"),

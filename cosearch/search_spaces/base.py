@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -87,6 +88,12 @@ class SearchSpace(ABC):
 
 
 SEARCH_SPACES: Registry[SearchSpace] = Registry("search space")
+
+
+@lru_cache(maxsize=4096)
+def _layer_policy(weight_bits: int, sparsity: float, activation_bits: int, rank_ratio: float, hash_ratio: float) -> LayerPolicy:
+    """Shared, immutable layer policies: a decode builds one per slot, hundreds per candidate."""
+    return LayerPolicy(weight_bits, sparsity, activation_bits, rank_ratio, hash_ratio)
 
 
 class JointSpace:
@@ -178,12 +185,12 @@ class JointSpace:
                 raise SpecError(f"sample[{name!r}]", value, f"one of {list(choice.options)}")
         arch = self.space.arch_from_sample(sample)
         layers = {
-            slot: LayerPolicy(
-                weight_bits=int(sample[f"bits:{slot}"]),
-                sparsity=float(sample[f"sparsity:{slot}"]),
-                activation_bits=int(sample.get(f"abits:{slot}", FLOAT_BITS)),
-                rank_ratio=float(sample.get(f"rank:{slot}", 1.0)),
-                hash_ratio=float(sample.get(f"hash:{slot}", 1.0)),
+            slot: _layer_policy(
+                int(sample[f"bits:{slot}"]),
+                float(sample[f"sparsity:{slot}"]),
+                int(sample.get(f"abits:{slot}", FLOAT_BITS)),
+                float(sample.get(f"rank:{slot}", 1.0)),
+                float(sample.get(f"hash:{slot}", 1.0)),
             )
             for slot in self.space.all_slots()
         }
@@ -196,10 +203,13 @@ class JointSpace:
         self.space.validate_arch(arch)
         best: Candidate | None = None
         best_text = ""
-        for form in self.space.forms(arch):
+        forms = self.space.forms(arch)
+        for form in forms:
             live = set(self.space.layer_slots(form.arch))
             moved = {form.slot_map[s]: lp for s, lp in layers.items() if s in form.slot_map}
             candidate = Candidate(form.arch, Policy({s: lp for s, lp in moved.items() if s in live}, distill_alpha, channel_ratio))
+            if len(forms) == 1:  # most archs: nothing to compare
+                return candidate
             text = canonical_json(candidate.to_json())
             if best is None or text < best_text:
                 best, best_text = candidate, text
