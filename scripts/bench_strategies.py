@@ -31,6 +31,7 @@ import logging
 import platform
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def main() -> None:
     jobs = [(name, seed) for name in args.strategies for seed in range(args.seeds)]
     # Seeds run in worker processes (forked: they share the loaded table); each reports its CPU time.
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        outcomes = dict(zip(jobs, pool.starmap(run_seed, jobs)))
+        outcomes = dict(zip(jobs, pool.starmap(run_seed, jobs, chunksize=1)))  # gp seeds last and slowest: no big chunks
     for name in args.strategies:
         stats: dict[str, list[float]] = {}
         for seed in range(args.seeds):
@@ -152,7 +153,7 @@ def main() -> None:
     overhead = measure_overhead(args, latency_metric)
     report = {
         "command": f"python scripts/bench_strategies.py --table {args.table} --device {args.device} --seeds {args.seeds}",
-        "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version(), "python_speed_ms": python_speed_ms()},
         "table": {"path": Path(args.table).name, "accuracy": args.accuracy, "latency": args.device},
         "reference_point": {"accuracy": float(-reference[0]), "latency_ms": float(reference[1])},
         "latency_budget_ms": latency_budget,
@@ -260,11 +261,17 @@ def tune_overhead(job, trials: int) -> float | None:
         return (time.perf_counter() - start) / trials * 1e3
 
 
+def python_speed_ms() -> float:
+    """Best of 5 runs of a fixed pure-Python loop: the timings below scale with it from machine to machine."""
+    return min(timeit.repeat("sum(range(10**6))", number=1, repeat=5)) * 1e3
+
+
 def write_markdown(path: Path, report: dict) -> None:
     lines = [
         "# Strategies on NAS-Bench-201",
         "",
-        f"Command: `{report['command']}` on {report['machine']['processor']}, Python {report['machine']['python']}.",
+        f"Command: `{report['command']}` on {report['machine']['processor']}, Python {report['machine']['python']}. "
+        f"Machine speed, to compare timings across machines: `sum(range(10**6))` takes {report['machine']['python_speed_ms']:.1f} ms.",
         "",
         f"Table {report['table']['path']}: accuracy `{report['table']['accuracy']}`, latency `{report['table']['latency']}`. "
         f"Reference point: accuracy {report['reference_point']['accuracy']:.2f} %, latency {report['reference_point']['latency_ms']:.3f} ms "
