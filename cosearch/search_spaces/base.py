@@ -201,20 +201,15 @@ class JointSpace:
     ) -> Candidate:
         """The canonical arch, with the policy written the smallest way its symmetries allow."""
         self.space.validate_arch(arch)
-        best: Candidate | None = None
-        best_text = ""
-        forms = self.space.forms(arch)
-        for form in forms:
+        candidates = []
+        for form in self.space.forms(arch):
             live = set(self.space.layer_slots(form.arch))
             moved = {form.slot_map[s]: lp for s, lp in layers.items() if s in form.slot_map}
-            candidate = Candidate(form.arch, Policy({s: lp for s, lp in moved.items() if s in live}, distill_alpha, channel_ratio))
-            if len(forms) == 1:  # most archs: nothing to compare
-                return candidate
-            text = canonical_json(candidate.to_json())
-            if best is None or text < best_text:
-                best, best_text = candidate, text
-        assert best is not None, "a search space must return at least one form"
-        return best
+            candidates.append(Candidate(form.arch, Policy({s: lp for s, lp in moved.items() if s in live}, distill_alpha, channel_ratio)))
+        assert candidates, "a search space must return at least one form"
+        if len(candidates) == 1:  # most archs: nothing to compare, no JSON to write
+            return candidates[0]
+        return min(candidates, key=lambda c: canonical_json(c.to_json()))
 
     def encode(self, candidate: Candidate) -> Sample:
         """A sample that decodes to `candidate`; slots the arch lacks get their first option."""

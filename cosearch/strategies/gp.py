@@ -160,10 +160,11 @@ class GaussianProcessBO(Strategy):
         self._genes = [(c.name, {o: i for i, o in enumerate(c.options)}, 1.0 / (len(groups) * per_group[c.group])) for c in genes]
         self._width = sum(len(options) for _, options, _ in self._genes)
         # Genes that share one option list (two or more of them): their options are also counted.
-        lists: dict[tuple, list[str]] = {}
+        lists: dict[tuple, tuple[dict[Any, int], list[str]]] = {}
         for name, options, _ in self._genes:
-            lists.setdefault(tuple(options), []).append(name)
-        self._lists = [(dict(zip(options, range(len(options)))), names) for options, names in lists.items() if len(names) > 1]
+            lists.setdefault(tuple(options), (options, []))[1].append(name)
+        self._lists = [(options, names) for options, names in lists.values() if len(names) > 1]
+        self._count_width = sum(len(options) for options, _ in self._lists)
         self.count_weight = float(count_weight) if self._lists else 0.0
         self._decoded: dict[tuple, tuple[Candidate, dict[str, Any]]] = {}  # pools repeat mutants; decoding is slow
 
@@ -182,7 +183,7 @@ class GaussianProcessBO(Strategy):
         """One-hot rows holding the square root of each gene's weight, so that the dot product of
         two rows is the weight of the genes their genomes share (the weights sum to 1); then, per
         shared option list, the share of its genes taking each option."""
-        out = np.zeros((len(genomes), self._width + sum(len(options) for options, _ in self._lists)))
+        out = np.zeros((len(genomes), self._width + self._count_width))
         for row, genome in enumerate(genomes):
             column = 0
             for name, options, weight in self._genes:
