@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+import itertools
+import operator
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -145,6 +147,13 @@ class JointSpace:
             if self.hash_ratio != (1.0,):
                 self._choices.append(Choice(f"hash:{slot}", self.hash_ratio, group="hash"))
         self._by_name = {c.name: c for c in self._choices}
+        self._options = {c.name: c.options for c in self._choices}
+        # Per slot the names of its genes (None: not a gene, the default applies); built once, as
+        # decode reads them for every layer of every candidate.
+        self._slot_genes = {
+            slot: (f"bits:{slot}", f"sparsity:{slot}", *(f"{p}:{slot}" if f"{p}:{slot}" in self._by_name else None for p in ("abits", "rank", "hash")))
+            for slot in space.all_slots()
+        }
         self._sizes = np.array([len(c.options) for c in self._choices])
         self._groups = sorted({c.group for c in self._choices if len(c.options) > 1})
 
@@ -152,8 +161,8 @@ class JointSpace:
         return list(self._choices)
 
     def sample(self, rng: np.random.Generator) -> Sample:
-        picks = rng.integers(0, self._sizes)  # one draw for all decisions: genomes have hundreds
-        return {c.name: c.options[int(k)] for c, k in zip(self._choices, picks)}
+        picks = rng.integers(0, self._sizes).tolist()  # one draw for all decisions: genomes have hundreds
+        return dict(zip(self._options, map(operator.getitem, self._options.values(), picks)))
 
     def mutate(self, sample: Mapping[str, Any], rng: np.random.Generator) -> Sample:
         """Change one decision to another of its options; the group is drawn first, uniformly."""
@@ -174,42 +183,55 @@ class JointSpace:
 
     def decode(self, sample: Mapping[str, Any]) -> Candidate:
         """The canonical candidate a sample describes."""
-        missing = [c.name for c in self._choices if c.name not in sample]
-        if missing:
+        if not self._by_name.keys() <= sample.keys():
+            missing = [c.name for c in self._choices if c.name not in sample]
             raise SpecError("sample", missing[:3], "a value for every decision of the space")
-        for name, value in sample.items():
-            choice = self._by_name.get(name)
-            if choice is None:
-                raise SpecError("sample", name, f"decisions of this space, e.g. {list(self._by_name)[:3]}")
-            if value not in choice.options:
-                raise SpecError(f"sample[{name!r}]", value, f"one of {list(choice.options)}")
+        options = self._options
+        # Every value one of its decision's options, checked in C (genomes have hundreds of decisions).
+        if not all(map(operator.contains, map(options.get, sample.keys(), itertools.repeat(())), sample.values())):
+            for name, value in sample.items():
+                if name not in options:
+                    raise SpecError("sample", name, f"decisions of this space, e.g. {list(options)[:3]}")
+                if value not in options[name]:
+                    raise SpecError(f"sample[{name!r}]", value, f"one of {list(options[name])}")
         arch = self.space.arch_from_sample(sample)
-        layers = {
-            slot: _layer_policy(
-                int(sample[f"bits:{slot}"]),
-                float(sample[f"sparsity:{slot}"]),
-                int(sample.get(f"abits:{slot}", FLOAT_BITS)),
-                float(sample.get(f"rank:{slot}", 1.0)),
-                float(sample.get(f"hash:{slot}", 1.0)),
+        self.space.validate_arch(arch)
+
+        def layer_policy(slot: str) -> LayerPolicy:
+            bits, sparsity, abits, rank, hashed = self._slot_genes[slot]
+            return _layer_policy(
+                int(sample[bits]),
+                float(sample[sparsity]),
+                int(sample[abits]) if abits else FLOAT_BITS,
+                float(sample[rank]) if rank else 1.0,
+                float(sample[hashed]) if hashed else 1.0,
             )
-            for slot in self.space.all_slots()
-        }
-        return self.canonical(arch, layers, float(sample["distill_alpha"]), float(sample["channel_ratio"]))
+
+        return self._canonical(arch, layer_policy, float(sample["distill_alpha"]), float(sample["channel_ratio"]))
 
     def canonical(
         self, arch: Mapping[str, Any], layers: Mapping[str, LayerPolicy], distill_alpha: float = 0.0, channel_ratio: float = 0.0
     ) -> Candidate:
         """The canonical arch, with the policy written the smallest way its symmetries allow."""
         self.space.validate_arch(arch)
+        return self._canonical(arch, layers.get, distill_alpha, channel_ratio)
+
+    def _canonical(
+        self, arch: Mapping[str, Any], layer_policy: Callable[[str], LayerPolicy | None], distill_alpha: float, channel_ratio: float
+    ) -> Candidate:
+        """`layer_policy(slot)`: the policy of a slot of `arch`, asked only for slots that stay live."""
         candidates = []
         for form in self.space.forms(arch):
             live = set(self.space.layer_slots(form.arch))
-            moved = {form.slot_map[s]: lp for s, lp in layers.items() if s in form.slot_map}
-            candidates.append(Candidate(form.arch, Policy({s: lp for s, lp in moved.items() if s in live}, distill_alpha, channel_ratio)))
+            moved = {}
+            for source, slot in form.slot_map.items():
+                if slot in live and (lp := layer_policy(source)) is not None:
+                    moved[slot] = lp
+            candidates.append(Candidate(form.arch, Policy(moved, distill_alpha, channel_ratio)))
         assert candidates, "a search space must return at least one form"
         if len(candidates) == 1:  # most archs: nothing to compare, no JSON to write
             return candidates[0]
-        return min(candidates, key=lambda c: canonical_json(c.to_json()))
+        return min(candidates, key=lambda c: c.json_text)
 
     def encode(self, candidate: Candidate) -> Sample:
         """A sample that decodes to `candidate`; slots the arch lacks get their first option."""

@@ -9,6 +9,8 @@ in 3 stages joined by residual reduction blocks, as in the benchmark.
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import networkx as nx
@@ -29,6 +31,15 @@ def edge_name(i: int, j: int) -> str:
 
 def parse_arch_str(text: str) -> dict[tuple[int, int], str]:
     """`|op~0|+|op~0|op~1|+|...|` -> {(i, j): op}; raises SpecError naming the bad part."""
+    return dict(_parse_cached(text)) if isinstance(text, str) else _parse(text)
+
+
+@lru_cache(maxsize=1 << 14)  # NB201 has 15625 cells; every decode parses its cell three times
+def _parse_cached(text: str) -> tuple[tuple[tuple[int, int], str], ...]:
+    return tuple(_parse(text).items())
+
+
+def _parse(text: Any) -> dict[tuple[int, int], str]:
     if not isinstance(text, str):
         raise SpecError("arch.cell", text, "a NAS-Bench-201 string such as '|nor_conv_3x3~0|+|...|'")
     nodes = text.split("+")
@@ -59,13 +70,42 @@ def format_arch_str(ops: Mapping[tuple[int, int], str]) -> str:
 
 
 def live_ops(ops: Mapping[tuple[int, int], str]) -> dict[tuple[int, int], str]:
-    """Set to `none` every edge that is not on a path from the input (0) to the output (3)."""
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(NUM_NODES))
-    graph.add_edges_from(edge for edge, op in ops.items() if op != "none")
-    from_input = nx.descendants(graph, 0) | {0}
-    to_output = nx.ancestors(graph, NUM_NODES - 1) | {NUM_NODES - 1}
+    """Set to `none` every edge that is not on a path from the input (0) to the output (3).
+
+    Edges only go forward, so one pass in node order finds what the input reaches and one pass
+    backwards what reaches the output (4x cheaper than a networkx traversal, per decode)."""
+    from_input = {0}
+    for j in range(1, NUM_NODES):
+        if any(i in from_input and ops[(i, j)] != "none" for i in range(j)):
+            from_input.add(j)
+    to_output = {NUM_NODES - 1}
+    for i in reversed(range(NUM_NODES - 1)):
+        if any(j in to_output and ops[(i, j)] != "none" for j in range(i + 1, NUM_NODES)):
+            to_output.add(i)
     return {(i, j): op if (op != "none" and i in from_input and j in to_output) else "none" for (i, j), op in ops.items()}
+
+
+PERMS = tuple(itertools.permutations(range(1, NUM_NODES - 1)))  # relabelings of the inner nodes
+
+
+def relabeling(perm: tuple[int, ...]) -> dict[int, int]:
+    """Node -> new node: input and output stay, inner nodes move as `perm` says."""
+    return {0: 0, NUM_NODES - 1: NUM_NODES - 1, **dict(zip(range(1, NUM_NODES - 1), perm))}
+
+
+@lru_cache(maxsize=1 << 14)
+def canonical_cell(text: str) -> tuple[str, tuple[tuple[int, ...], ...]]:
+    """Dead edges removed, then the smallest string over relabelings of the inner nodes that keep
+    edges forward; returns it with every relabeling that gives it."""
+    ops = live_ops(parse_arch_str(text))
+    written: dict[tuple[int, ...], str] = {}
+    for perm in PERMS:
+        relabel = relabeling(perm)
+        if any(op != "none" and relabel[i] > relabel[j] for (i, j), op in ops.items()):
+            continue
+        written[perm] = format_arch_str({(min(relabel[i], relabel[j]), max(relabel[i], relabel[j])): op for (i, j), op in ops.items()})
+    smallest = min(written.values())
+    return smallest, tuple(perm for perm, text in written.items() if text == smallest)
 
 
 def cell_graph(ops: Mapping[tuple[int, int], str]) -> nx.DiGraph:
@@ -90,6 +130,10 @@ class NB201Space(SearchSpace):
         self.channels = channels
         self.cells_per_stage = cells_per_stage
         self._all_slots = self._make_slots()
+        # Per slot its cell edge (None outside cells), and per relabeling where each slot moves:
+        # both depend on the space only, so decode does not rebuild them per candidate.
+        self._slot_edges = [(s, s.split(".")[2] if s.startswith("stage") else None) for s in self._all_slots]
+        self._slot_maps = {perm: self._make_slot_map(perm) for perm in PERMS}
 
     # --- genotype -----------------------------------------------------------------------
     def choices(self) -> list[Choice]:
@@ -122,26 +166,22 @@ class NB201Space(SearchSpace):
     def layer_slots(self, arch: Mapping[str, Any]) -> list[str]:
         ops = parse_arch_str(arch["cell"])
         conv_edges = {edge_name(i, j) for (i, j), op in ops.items() if op in CONV_OPS}
-        return [s for s in self._all_slots if not s.startswith("stage") or s.split(".")[2] in conv_edges]
+        return [s for s, edge in self._slot_edges if edge is None or edge in conv_edges]
 
     def forms(self, arch: Mapping[str, Any]) -> list[Form]:
         """Dead edges removed, then the smallest string over relabelings of nodes 1 and 2 that keep
         edges forward (both relabelings when they give the same string)."""
-        ops = live_ops(parse_arch_str(arch["cell"]))
-        forms = []
-        for perm in itertools.permutations(range(1, NUM_NODES - 1)):
-            relabel = {0: 0, NUM_NODES - 1: NUM_NODES - 1, **{old: new for old, new in zip(range(1, NUM_NODES - 1), perm)}}
-            if any(op != "none" and relabel[i] > relabel[j] for (i, j), op in ops.items()):
-                continue
-            moved = {(min(relabel[i], relabel[j]), max(relabel[i], relabel[j])): op for (i, j), op in ops.items()}
-            slot_map = {s: s for s in self._all_slots}
-            for prefix in self._cell_prefixes() if perm != tuple(range(1, NUM_NODES - 1)) else ():
-                for i, j in EDGES:
-                    a, b = sorted((relabel[i], relabel[j]))
-                    slot_map[f"{prefix}.{edge_name(i, j)}.conv"] = f"{prefix}.{edge_name(a, b)}.conv"
-            forms.append(Form({"cell": format_arch_str(moved)}, slot_map))
-        smallest = min(form.arch["cell"] for form in forms)
-        return [form for form in forms if form.arch["cell"] == smallest]
+        smallest, perms = canonical_cell(arch["cell"])
+        return [Form({"cell": smallest}, MappingProxyType(self._slot_maps[perm])) for perm in perms]
+
+    def _make_slot_map(self, perm: tuple[int, ...]) -> dict[str, str]:
+        relabel = relabeling(perm)
+        slot_map = {s: s for s in self._all_slots}
+        for prefix in self._cell_prefixes():
+            for i, j in EDGES:
+                a, b = sorted((relabel[i], relabel[j]))
+                slot_map[f"{prefix}.{edge_name(i, j)}.conv"] = f"{prefix}.{edge_name(a, b)}.conv"
+        return slot_map
 
     def describe(self, arch: Mapping[str, Any]) -> str:
         return str(arch["cell"])

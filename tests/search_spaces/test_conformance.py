@@ -63,6 +63,18 @@ def test_encode_decode_round_trip(joint):
         assert joint.decode(joint.encode(candidate)).key == candidate.key
 
 
+def test_decode_equals_canonical_of_the_whole_policy(joint):
+    # decode reads only the layer genes that stay live; canonical() is given every slot's policy.
+    from cosearch.core.candidate import LayerPolicy
+
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        sample = joint.sample(rng)
+        layers = {slot: LayerPolicy(sample[f"bits:{slot}"], sample[f"sparsity:{slot}"]) for slot in joint.space.all_slots()}
+        arch = joint.space.arch_from_sample(sample)
+        assert joint.decode(sample) == joint.canonical(arch, layers, sample["distill_alpha"], sample["channel_ratio"])
+
+
 def test_seeded_sampler_repeats(joint):
     assert joint.sample(np.random.default_rng(3)) == joint.sample(np.random.default_rng(3))
 
