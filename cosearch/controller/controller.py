@@ -102,9 +102,28 @@ class RunState:
 Listener = Callable[[RunState], None]
 
 
-def _evaluate(evaluator: Evaluator, candidate_json: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
-    evaluation = evaluator.evaluate(Candidate.from_json(candidate_json))
-    return evaluation.result.to_json(), evaluation.weights
+_WORKER_EVALUATORS: dict[str, Evaluator] = {}  # in a Ray worker: the current run's evaluator, by object id
+
+
+def _evaluate(evaluator_box: list[Any], candidate_text: str) -> tuple[dict[str, Any], bytes | None]:
+    """Evaluate the candidate written as `candidate_text` (its canonical JSON); returns the
+    result's JSON without the candidate, which the controller holds, and the weights.
+
+    `evaluator_box` holds the ObjectRef of the run's evaluator. Boxed, Ray passes the ref itself
+    rather than a fresh copy per task, so each worker deserialises the evaluator once per run."""
+    import json
+
+    import ray
+
+    ref = evaluator_box[0]
+    evaluator = _WORKER_EVALUATORS.get(ref.hex())
+    if evaluator is None:
+        _WORKER_EVALUATORS.clear()  # one run at a time keeps the worker's memory flat
+        evaluator = _WORKER_EVALUATORS[ref.hex()] = ray.get(ref)
+    evaluation = evaluator.evaluate(Candidate.from_json(json.loads(candidate_text)))
+    result = evaluation.result.to_json()
+    del result["candidate"]
+    return result, evaluation.weights
 
 
 def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
@@ -337,7 +356,7 @@ class Controller:
                         break
                     self.pending[candidate.key] = candidate
                     self._checkpoint()
-                    in_flight[remote.remote(evaluator_ref, candidate.to_json())] = candidate
+                    in_flight[remote.remote([evaluator_ref], candidate.json_text)] = candidate
                 self.state.running = len(in_flight)
                 self.listener(self.state)
                 if not in_flight:

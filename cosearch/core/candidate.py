@@ -131,10 +131,15 @@ class Candidate:
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", MappingProxyType(json.loads(canonical_json(dict(self.arch)))))
 
+    @cached_property  # the key hashes it and the controller sends it to workers: written once
+    def json_text(self) -> str:
+        """The canonical JSON of `to_json()`: sorted keys, no spaces."""
+        return canonical_json(self.to_json())
+
     @cached_property  # the controller, store and strategies all ask; hashing the JSON is not free
     def key(self) -> str:
         """Stable identity for de-duplication: a hash of the canonical JSON."""
-        return hashlib.sha1(canonical_json(self.to_json()).encode()).hexdigest()[:16]
+        return hashlib.sha1(self.json_text.encode()).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
         return {"arch": dict(self.arch), "policy": self.policy.to_json()}

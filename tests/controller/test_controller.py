@@ -53,6 +53,15 @@ def test_run_stores_exactly_the_trials_and_keeps_going_past_failures(ray_local, 
     assert all(r[2]["error"] for r in rows if r[2]["status"] == "failed")
 
 
+def test_each_run_is_evaluated_by_its_own_evaluator(ray_local, tmp_path):
+    # Workers keep the run's evaluator between tasks; a second run in the same Ray session
+    # must not be answered by the first run's evaluator.
+    Controller.start(job(trials=6, fail_rate=0.0, strategy="random"), tmp_path / "ok").run()
+    Controller.start(job(trials=6, fail_rate=1.0, strategy="random"), tmp_path / "fail").run()
+    assert {r[2]["status"] for r in stored(tmp_path / "ok")[0]} == {"ok"}
+    assert {r[2]["status"] for r in stored(tmp_path / "fail")[0]} == {"failed"}
+
+
 @pytest.mark.parametrize("strategy", ["random", "regularized_evolution"])
 def test_interrupted_run_resumes_with_nothing_lost_or_doubled(ray_local, tmp_path, strategy):
     run_dir = tmp_path / "run"
