@@ -6,10 +6,10 @@ canonicalises candidates on plain Python data. Only `build` touches torch, lazil
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 import itertools
 import operator
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -238,16 +238,16 @@ class JointSpace:
         sample = self.space.sample_from_arch(candidate.arch)
         sample["distill_alpha"] = candidate.policy.distill_alpha
         sample["channel_ratio"] = candidate.policy.channel_ratio
-        for slot in self.space.all_slots():
+        for slot, (bits, sparsity, abits, rank, hashed) in self._slot_genes.items():
             lp = candidate.policy.layers.get(slot)
-            sample[f"bits:{slot}"] = lp.weight_bits if lp else self.weight_bits[0]
-            sample[f"sparsity:{slot}"] = lp.sparsity if lp else self.sparsity[0]
-            if f"abits:{slot}" in self._by_name:
-                sample[f"abits:{slot}"] = lp.activation_bits if lp else self.activation_bits[0]
-            if f"rank:{slot}" in self._by_name:
-                sample[f"rank:{slot}"] = lp.rank_ratio if lp else self.rank_ratio[0]
-            if f"hash:{slot}" in self._by_name:
-                sample[f"hash:{slot}"] = lp.hash_ratio if lp else self.hash_ratio[0]
+            sample[bits] = lp.weight_bits if lp else self.weight_bits[0]
+            sample[sparsity] = lp.sparsity if lp else self.sparsity[0]
+            if abits:
+                sample[abits] = lp.activation_bits if lp else self.activation_bits[0]
+            if rank:
+                sample[rank] = lp.rank_ratio if lp else self.rank_ratio[0]
+            if hashed:
+                sample[hashed] = lp.hash_ratio if lp else self.hash_ratio[0]
         return sample
 
     def contains(self, candidate: Candidate) -> bool:

@@ -31,17 +31,13 @@ def edge_name(i: int, j: int) -> str:
 
 def parse_arch_str(text: str) -> dict[tuple[int, int], str]:
     """`|op~0|+|op~0|op~1|+|...|` -> {(i, j): op}; raises SpecError naming the bad part."""
-    return dict(_parse_cached(text)) if isinstance(text, str) else _parse(text)
+    if not isinstance(text, str):
+        raise SpecError("arch.cell", text, "a NAS-Bench-201 string such as '|nor_conv_3x3~0|+|...|'")
+    return dict(_parse(text))
 
 
 @lru_cache(maxsize=1 << 14)  # NB201 has 15625 cells; every decode parses its cell three times
-def _parse_cached(text: str) -> tuple[tuple[tuple[int, int], str], ...]:
-    return tuple(_parse(text).items())
-
-
-def _parse(text: Any) -> dict[tuple[int, int], str]:
-    if not isinstance(text, str):
-        raise SpecError("arch.cell", text, "a NAS-Bench-201 string such as '|nor_conv_3x3~0|+|...|'")
+def _parse(text: str) -> tuple[tuple[tuple[int, int], str], ...]:
     nodes = text.split("+")
     if len(nodes) != NUM_NODES - 1:
         raise SpecError("arch.cell", text, f"{NUM_NODES - 1} nodes joined by '+'")
@@ -62,7 +58,7 @@ def _parse(text: Any) -> dict[tuple[int, int], str]:
             if i >= j or (i, j) in ops:
                 raise SpecError("arch.cell", part, f"inputs 0..{j - 1} of node {j}, each once")
             ops[(i, j)] = op
-    return ops
+    return tuple(ops.items())
 
 
 def format_arch_str(ops: Mapping[tuple[int, int], str]) -> str:
