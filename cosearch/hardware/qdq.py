@@ -198,7 +198,11 @@ def quantize_outputs(model_bytes: bytes, images: np.ndarray, method: str = "minm
     probe.CopyFrom(proto)
     del probe.graph.output[:]
     probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in targets)
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    # Unoptimised, as ONNX Runtime's own calibrator runs: its fusions (Conv + Add, say) may remove a value
+    # the probe asks for as an output (a BatchNorm folded into a conv that feeds a residual Add).
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     samples = [session.run(None, {INPUT_NAME: images[i : i + 64].astype(np.float32)}) for i in range(0, len(images), 64)]
     for k, value in enumerate(targets):
         values = np.concatenate([batch[k].ravel() for batch in samples])
