@@ -7,6 +7,7 @@ nothing is written before a job validates.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -476,10 +477,7 @@ def _read_profiles(path: str) -> dict[str, DeviceSpec]:
     """The `devices` mapping of a profiles file."""
     if not Path(path).is_file():
         raise SpecError("profiles", path, "an existing YAML file with a `devices:` mapping")
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as error:
-        raise SpecError("profiles", path, f"valid YAML ({error})") from None
+    data = _read_yaml(Path(path))
     if not isinstance(data, dict) or set(data) != {"devices"} or not isinstance(data["devices"], dict):
         raise SpecError("profiles", path, "a YAML file holding one mapping, `devices: {NAME: {kind: ...}}`")
     out = {}
@@ -499,6 +497,11 @@ def _construct(registry, component: _Component, field: str, **fixed: Any):
     except SpecError:
         raise
     except (TypeError, ValueError) as error:
+        # Components word their checks "`RULE` must hold, but got NAME=VALUE": name that field.
+        named = re.search(r"`(.+)` must hold, but got (\w+)=", str(error))
+        if named and named.group(2) in component.params:
+            key = named.group(2)
+            raise SpecError(f"{field}.{key}", component.params[key], named.group(1)) from None
         raise SpecError(field, component.params, str(error)) from None
 
 
@@ -543,12 +546,20 @@ _TYPE_WORDS = {
 
 
 def _section_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at `loc` takes (through lists, Optional and the names of a dict)."""
+    import typing
+
     model: Any = JobSpec
     for part in loc:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields[part].annotation
-        model = annotation
+        fields = getattr(model, "model_fields", None)
+        if fields is not None and part in fields:
+            model = fields[part].annotation
+        elif typing.get_origin(model) in (dict, list):
+            model = typing.get_args(model)[-1]  # a dict's value type, a list's item type
+        else:
+            return []
+        while typing.get_origin(model) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            model = next(a for a in typing.get_args(model) if a is not type(None))
     return sorted(model.model_fields) if hasattr(model, "model_fields") else []
 
 
@@ -571,13 +582,72 @@ def profiling_job(path: str | Path | None, space: str | None = None) -> JobSpec:
     return spec_from_dict(data, str(path or "profile"))
 
 
+MAX_JOB_BYTES = 1 << 20  # a job file is a page of YAML; 1 MiB is far past any real one
+MAX_YAML_NODES = 100_000  # values after aliases are expanded (a "billion laughs" file is tiny on disk)
+MAX_LIST_ITEMS = 10_000
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error, not the last one winning."""
+
+    source = "job file"
+
+
+def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in seen:
+                raise SpecError(
+                    f"{loader.source}, line {key_node.start_mark.line + 1}", key, "each key once per mapping",
+                    problem=f"key given twice (first on line {seen[key] + 1})",
+                )
+            seen[key] = key_node.start_mark.line
+        except TypeError:  # an unhashable key; the schema will name it
+            pass
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _check_size(data: Any, source: str) -> None:
+    """Refuse a parsed job too large to be a job (after aliases), before anything walks it twice."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise SpecError(source, f"over {MAX_YAML_NODES} values", f"a job file of at most {MAX_YAML_NODES} values (with YAML aliases expanded)")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            if len(node) > MAX_LIST_ITEMS:
+                raise SpecError(source, f"a list of {len(node)} items", f"lists of at most {MAX_LIST_ITEMS} items")
+            stack.extend(node)
+
+
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise SpecError("job file", str(path), "an existing YAML file")
+    size = path.stat().st_size
+    if size > MAX_JOB_BYTES:
+        raise SpecError("job file", str(path), f"a YAML file of at most {MAX_JOB_BYTES // 1024} KiB", problem=f"{size} bytes")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(str(path), f"byte {error.object[error.start:error.start + 1]!r} at offset {error.start}", "UTF-8 text", problem="not UTF-8") from None
+    loader = _UniqueKeyLoader(text)
+    loader.source = str(path)
+    try:
+        data = loader.get_single_data()
     except yaml.YAMLError as error:
         raise SpecError(str(path), "invalid YAML", f"valid YAML ({error})") from None
+    finally:
+        loader.dispose()
+    _check_size(data, str(path))
     return data if data is not None else {}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,15 +12,26 @@ from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cosearch.core.errors import CosearchError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
 
-# Off a terminal (CI logs, pipes) rich would wrap at 80 columns; tables read better wider.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `kill`, Ray's `job stop`): stopped like Ctrl-C, resumable."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+# Off a terminal (CI logs, pipes) rich would wrap at 80 columns; tables read better wider. No markup:
+# paths and messages are printed as they are (a run directory named `runs/[test]` stays so).
+console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, highlight=False, markup=False, width=None if sys.stderr.isatty() else 160)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue a stopped or killed search")
     resume.add_argument("run_dir")
     resume.add_argument("--address", help="Ray cluster address (default: the job's, else local Ray)")
+    resume.add_argument(
+        "--reset-strategy", action="store_true",
+        help="when the stored strategy checkpoint cannot be loaded: start the strategy afresh and tell it every stored result",
+    )
 
     status = sub.add_parser("status", help="progress, best so far and failures of a run")
     status.add_argument("run_dir")
@@ -86,15 +102,28 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.command](args)
     except CosearchError as error:
-        err_console.print(f"[red]error:[/red] {error}")
+        err_console.print(Text.assemble(("error: ", "red"), _capped(str(error))))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         run_dir = getattr(args, "_run_dir", None) or getattr(args, "run_dir", None)
-        err_console.print(f"stopped. Nothing done is lost; continue with: cosearch resume {run_dir}")
-        return EXIT_INTERRUPTED
+        if args.command in ("run", "resume"):
+            err_console.print(f"stopped. Nothing done is lost; continue with: cosearch resume {run_dir}")
+        else:
+            err_console.print("stopped")
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+
+
+MAX_MESSAGE_CHARS = 2000  # a message echoing a huge value is cut: the point is the field and the rule
+
+
+def _capped(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[: MAX_MESSAGE_CHARS // 2]} ... [{len(text) - MAX_MESSAGE_CHARS} characters left out] ... {text[-MAX_MESSAGE_CHARS // 2 :]}"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -105,10 +134,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or f"runs/{job.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     args._run_dir = run_dir
     from cosearch.controller import Controller
+    from cosearch.controller.lock import LOCK_NAME, driver_running
+    from cosearch.controller.store import DB_NAME, half_created
 
-    if (run_dir / "cosearch.db").exists():
-        raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CosearchError(f"--run-dir {run_dir} is a file; give a folder (new or empty)")
+    if driver_running(run_dir):
+        raise CosearchError(f"{run_dir} is being driven by another cosearch process; one driver per run: give a new --run-dir")
+    if (run_dir / DB_NAME).exists():
+        if not half_created(run_dir):
+            raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
+        console.print(f"{run_dir} holds a run that never started (no job recorded, nothing evaluated); starting it again there")
+    leftovers = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, "job.yaml"}
+    if run_dir.exists() and any(p.name not in leftovers for p in run_dir.iterdir()):
         raise CosearchError(f"{run_dir} exists and is not empty; give a new --run-dir")
     console.print(f"run directory: {run_dir}")
     return _drive(lambda listener: Controller.start(job, run_dir, address=args.address, listener=listener), run_dir)
@@ -118,7 +156,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from cosearch.controller import Controller
 
     run_dir = Path(args.run_dir)
-    return _drive(lambda listener: Controller.resume(run_dir, address=args.address, listener=listener), run_dir)
+    return _drive(
+        lambda listener: Controller.resume(run_dir, address=args.address, reset_strategy=args.reset_strategy, listener=listener), run_dir
+    )
 
 
 def _drive(make, run_dir: Path) -> int:
@@ -132,6 +172,10 @@ def _drive(make, run_dir: Path) -> int:
     _print_pareto(run_dir, show_all=False)
     if state.skipped:
         console.print(savings_line(state))
+    if state.random_proposals:
+        console.print(f"the strategy kept proposing stored candidates; {state.random_proposals} random candidates were evaluated in their place")
+    if state.reason:
+        console.print(f"{'finished early' if state.finished else 'stopped'}: {state.reason}")
     if not state.finished:
         console.print(f"stopped before {state.total} results; continue with: cosearch resume {run_dir}")
     from cosearch.report.html import write_report
@@ -144,6 +188,7 @@ def _drive(make, run_dir: Path) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from cosearch.cli.progress import savings_line, summary_line
     from cosearch.controller import RunState, RunStore
+    from cosearch.controller.lock import driver_running
     from cosearch.job import spec_from_dict
 
     with RunStore(args.run_dir) as store:
@@ -151,7 +196,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         results = store.results()
         status = store.status()
     state = RunState(job.goals(), job.resources.trials, results=results, started_s=time.time())
-    console.print(f"{args.run_dir}: {status['state']}")
+    word = status["state"]
+    if word == "running" and not driver_running(args.run_dir):
+        word = "stopped (driver not running); continue with: cosearch resume " + str(args.run_dir)
+    console.print(f"{args.run_dir}: {word}")
+    if status.get("reason"):
+        console.print(f"  {status['reason']}")
     console.print(summary_line(state).split("  elapsed")[0])
     if state.skipped:
         console.print(savings_line(state))

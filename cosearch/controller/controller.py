@@ -12,6 +12,7 @@ would dominate cheap evaluations, and a stale checkpoint is made whole by step 2
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -19,17 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
-from cosearch.controller.store import Checkpoint, RunStore, StoredResult
+from cosearch.controller.lock import RunLock
+from cosearch.controller.store import DB_NAME, Checkpoint, CheckpointError, RunStore, StoredResult, half_created
 from cosearch.evaluators.base import Evaluation, Evaluator
 from cosearch.job import JobSpec, require_teacher, spec_from_dict
 
 log = logging.getLogger(__name__)
 
-MAX_DUPLICATE_ASKS = 200  # a strategy that only repeats itself has exhausted the space
+# A strategy asked this many times in a row for only stored or running candidates gets a fresh
+# random proposal in its place (told to it like any result): repeating itself proves nothing.
+MAX_REPEATED_ASKS = 20
+MAX_RANDOM_DRAWS = 1000  # random draws for a new candidate before the space is counted
+ENUMERATE_LIMIT = 20_000  # genomes of a space small enough to count its distinct candidates exactly
 WAIT_TIMEOUT_S = 0.5  # how often the progress display refreshes while evaluations run
 # Results are committed one by one; the strategy checkpoint at most this often (and on exit).
 # An older checkpoint loses nothing: resume tells the strategy every result stored after it.
@@ -47,7 +55,9 @@ class RunState:
     started_s: float = field(default_factory=time.time)
     done_at_start: int = 0
     duplicates: int = 0
+    random_proposals: int = 0  # fresh random candidates given in place of a strategy's repeats
     finished: bool = False
+    reason: str = ""  # why a run ended before `total` results, e.g. the space is used up
     note: str = ""  # what the run is doing besides evaluating, e.g. training the teacher
 
     @property
@@ -197,23 +207,65 @@ def connect_ray(address: str | None, concurrency: int) -> bool:
 
     if ray.is_initialized():
         return False
+    import signal
+    import threading
+
     quiet = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    # ray.init makes SIGTERM a bare sys.exit; the caller's handler (the CLI stops cleanly) stays.
+    on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if address:
         import cosearch
 
+        _check_reachable(address)
         # Ship this cosearch to the cluster's workers; its dependencies must be installed there.
         runtime_env = {"py_modules": [str(Path(cosearch.__file__).parent)]}
-        ray.init(address=address, runtime_env=runtime_env, **quiet)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, **quiet)
+        except ConnectionError as error:  # something listens there, but not a Ray head
+            raise CosearchError(f"--address {address}: no Ray cluster answers there ({str(error)[:200]}); check the address and port") from None
     else:
         ray.init(num_cpus=concurrency, include_dashboard=False, **quiet)
+    if on_sigterm is not None:
+        signal.signal(signal.SIGTERM, on_sigterm)
     return True
+
+
+CONNECT_TIMEOUT_S = 10.0  # a head that does not answer a TCP connect in this long is not there
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on an address where no Ray head listens (ray.init would retry for minutes)."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    if address.startswith("ray://"):
+        raise CosearchError(
+            f"--address {address}: Ray Client (ray://) addresses are not supported (Ray Client needs ray[client], which "
+            "cosearch does not install); give the head's address HOST:6379 from a machine of the cluster, or submit "
+            "the search with `ray job submit --working-dir . -- cosearch run JOB`"
+        )
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise CosearchError(f"--address {address!r}: HOST:PORT of a Ray head node (its GCS port, 6379 unless set), or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise CosearchError(
+            f"--address {address}: no Ray head answers there ({error.strerror or error}, after at most {CONNECT_TIMEOUT_S:.0f} s); "
+            "start one with `ray start --head --port PORT` or check the address"
+        ) from None
 
 
 class Controller:
     """Runs one search in RUN_DIR. Use `start` for a new run and `resume` for a stopped one."""
 
-    def __init__(self, job: JobSpec, store: RunStore, address: str | None = None, listener: Listener | None = None):
+    def __init__(
+        self, job: JobSpec, store: RunStore, address: str | None = None, listener: Listener | None = None, lock: RunLock | None = None
+    ):
         self.job = job
+        self.lock = lock or RunLock(store.run_dir)
+        self.lock.acquire()  # one live driver per run directory
         self.store = store
         self.address = address if address is not None else job.resources.address
         self.listener = listener or (lambda state: None)
@@ -227,24 +279,48 @@ class Controller:
         self._checkpointed_s = 0.0
         self._dirty = False
         self._owns_ray = False
+        self._rng = np.random.default_rng([job.resources.seed, 0x5EED])  # random proposals
+        self._exhausted_count: int | None = None  # distinct candidates of the space, once counted
 
     @classmethod
     def start(cls, job: JobSpec, run_dir: str | Path, address: str | None = None, teacher: Any = None, **kwargs: Any) -> Controller:
         """A new run in `run_dir`. `teacher`: a trained torch module to distil from, instead of the
         job's `compression.teacher`; its logits are stored in the run, so resuming needs it no more."""
         run_dir = Path(run_dir)
-        if (run_dir / "cosearch.db").exists():
+        if (run_dir / DB_NAME).exists() and not half_created(run_dir):
             raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
         require_teacher(job, module_given=teacher is not None)
         if teacher is not None and not job.compression.distills:
             raise CosearchError("a teacher module was given but no compression.distill_alpha is above 0")
         teacher_outputs = cls._module_teacher(job, teacher) if teacher is not None else None  # a bad module fails before anything is written
         owns_ray = cls._connect(job, address)  # a missing device fails here, before anything is written
-        store = RunStore(run_dir, create=True)
-        store.save_job(job.to_json())
-        if teacher_outputs is not None:
-            store.save_teacher(*teacher_outputs)
-        controller = cls(job, store, address=address, **kwargs)
+        created = not run_dir.exists()
+        lock = RunLock(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()  # before the check below, so two starts cannot both pass it
+            if (run_dir / DB_NAME).exists():
+                if not half_created(run_dir):
+                    raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
+                log.warning("%s held a run that never started (no job recorded); replacing it", run_dir)
+                for side in ("", "-wal", "-shm"):
+                    (run_dir / f"{DB_NAME}{side}").unlink(missing_ok=True)
+            store = RunStore(run_dir, create=True)
+            store.save_job(job.to_json())
+            if teacher_outputs is not None:
+                store.save_teacher(*teacher_outputs)
+            controller = cls(job, store, address=address, lock=lock, **kwargs)
+        except BaseException:
+            lock.release()
+            if created and run_dir.is_dir() and not (run_dir / DB_NAME).exists():
+                (run_dir / "driver.lock").unlink(missing_ok=True)
+                if not any(run_dir.iterdir()):
+                    run_dir.rmdir()
+            if owns_ray:
+                import ray
+
+                ray.shutdown()
+            raise
         controller._owns_ray = owns_ray
         return controller
 
@@ -257,13 +333,34 @@ class Controller:
         return _as_stored({"model": f"{type(module).__name__} (module)", "how": "a trained module given to Controller.start", **out, "seconds": time.perf_counter() - start})
 
     @classmethod
-    def resume(cls, run_dir: str | Path, address: str | None = None, **kwargs: Any) -> Controller:
-        store = RunStore(run_dir)
-        job = spec_from_dict(store.job(), str(run_dir))
-        owns_ray = cls._connect(job, address)
-        controller = cls(job, store, address=address, **kwargs)
-        controller._owns_ray = owns_ray
-        controller._restore()
+    def resume(cls, run_dir: str | Path, address: str | None = None, reset_strategy: bool = False, **kwargs: Any) -> Controller:
+        """Continue the run in `run_dir`. `reset_strategy`: ignore the stored strategy checkpoint (one
+        that cannot be loaded) and tell a fresh strategy every stored result instead."""
+        if (Path(run_dir) / DB_NAME).is_file() and not half_created(run_dir):
+            lock = RunLock(run_dir)
+            lock.acquire()  # before anything is read for writing
+        else:
+            lock = None  # RunStore says what the directory is
+        try:
+            store = RunStore(run_dir, write=True)
+            job = spec_from_dict(store.job(), str(run_dir))
+            owns_ray = cls._connect(job, address)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        try:
+            controller = cls(job, store, address=address, lock=lock, **kwargs)
+            controller._owns_ray = owns_ray
+            controller._restore(reset_strategy)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            if owns_ray:
+                import ray
+
+                ray.shutdown()
+            raise
         return controller
 
     @staticmethod
@@ -287,12 +384,20 @@ class Controller:
             evaluator.remote_measure[device.name] = RoutedMeasure()  # type: ignore[attr-defined]
         return evaluator
 
-    def _restore(self) -> None:
-        checkpoint = self.store.checkpoint()
+    def _restore(self, reset_strategy: bool = False) -> None:
+        checkpoint = None if reset_strategy else self.store.checkpoint()
         if checkpoint is not None:
-            self.strategy.load_state_dict(checkpoint.strategy)
+            try:
+                self.strategy.load_state_dict(checkpoint.strategy)
+                pending = {c.key: c for c in map(Candidate.from_json, checkpoint.pending)}
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError, CosearchError) as error:
+                raise CheckpointError(
+                    f"{self.store.run_dir}: the stored checkpoint of strategy {self.job.strategy.name!r} cannot be loaded "
+                    f"({type(error).__name__}: {str(error)[:200]}); `cosearch resume {self.store.run_dir} --reset-strategy` "
+                    "starts the strategy afresh and tells it every stored result (nothing stored is lost)"
+                ) from None
             self.told_id = checkpoint.told_id
-            self.pending = {c.key: c for c in map(Candidate.from_json, checkpoint.pending)}
+            self.pending = pending
         stored = self.store.results()
         self.state.results = list(stored)
         self.known = {item.result.candidate.key: item.result for item in stored}
@@ -314,8 +419,11 @@ class Controller:
         self._dirty = False
 
     def _next_candidate(self, in_flight: set[str]) -> Candidate | None:
-        """A new candidate from the strategy; duplicates of stored ones are answered from the store."""
-        for _ in range(MAX_DUPLICATE_ASKS):
+        """A new candidate: the strategy's, or a random one when it only repeats itself; None only
+        when every distinct candidate of the space is stored or running.
+
+        A repeat of a stored candidate is answered from the store (told again, never evaluated)."""
+        for _ in range(MAX_REPEATED_ASKS):
             candidate = self.strategy.ask()
             stored = self.known.get(candidate.key)
             if stored is not None:
@@ -326,23 +434,51 @@ class Controller:
                 self.state.duplicates += 1
                 continue
             return candidate
-        log.warning("the strategy proposed only known candidates %d times in a row; stopping early", MAX_DUPLICATE_ASKS)
-        return None
+        candidate = self._random_candidate(in_flight)
+        if candidate is not None:
+            self.state.random_proposals += 1
+            log.info("the strategy repeated known candidates %d times in a row; evaluating a random one", MAX_REPEATED_ASKS)
+        return candidate
+
+    def _is_new(self, key: str, in_flight: set[str]) -> bool:
+        return key not in self.known and key not in in_flight and key not in self.pending
+
+    def _random_candidate(self, in_flight: set[str]) -> Candidate | None:
+        """A random candidate not stored or running; None when the space has no other."""
+        space = self.strategy.space
+        for _ in range(MAX_RANDOM_DRAWS):
+            candidate = space.decode(space.sample(self._rng))
+            if self._is_new(candidate.key, in_flight):
+                return candidate
+        # Rarely reached: a space whose distinct candidates are nearly all known. Count them when
+        # it is small enough; otherwise the run stops (not finishes) and says so.
+        choices = space.choices()
+        if math.prod(len(c.options) for c in choices) > ENUMERATE_LIMIT:
+            return None
+        names = [c.name for c in choices]
+        distinct = {}
+        for values in itertools.product(*(c.options for c in choices)):
+            candidate = space.decode(dict(zip(names, values)))
+            distinct.setdefault(candidate.key, candidate)
+        self._exhausted_count = len(distinct)
+        fresh = [c for key, c in distinct.items() if self._is_new(key, in_flight)]
+        return fresh[int(self._rng.integers(len(fresh)))] if fresh else None
 
     def run(self) -> RunState:
         """Evaluate until the job's number of trials is stored. Ctrl-C stops cleanly (resumable)."""
         import ray
 
+        self.lock.acquire()  # held since start / resume; taken again for a second run()
         started_ray = self._connect(self.job, self.address) or self._owns_ray
-        if self.job.compression.distills:
-            self._ensure_teacher()
-        remote = ray.remote(num_cpus=1, max_retries=2)(_evaluate)
-        evaluator_ref = ray.put(self._route(self.evaluator))
         in_flight: dict[Any, Candidate] = {}
-        resubmit = list(self.pending.values())
-        exhausted = False
-        self.store.set_status("running")
         try:
+            if self.job.compression.distills:
+                self._ensure_teacher()
+            remote = ray.remote(num_cpus=1, max_retries=2)(_evaluate)
+            evaluator_ref = ray.put(self._route(self.evaluator))
+            resubmit = list(self.pending.values())
+            exhausted = False
+            self.store.set_status("running")
             while True:
                 stored = self.state.evaluated
                 while (
@@ -364,23 +500,54 @@ class Controller:
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
                 for ref in ready:
                     self._complete(in_flight.pop(ref), ref)
-            self.state.finished = self.state.evaluated >= self.job.resources.trials or exhausted
-            self.store.set_status("finished" if self.state.finished else "stopped")
+            self._finish(exhausted)
         except BaseException:
             # A cooperative cancel (KeyboardInterrupt inside the task) frees a shared cluster's CPUs without
             # killing worker processes (a CI run once died in this path with force=True; cause not found).
             for ref in in_flight:
                 ray.cancel(ref)
-            self.store.set_status("stopped")
+            self._quietly(self.store.set_status, "stopped")  # never hide the error that stopped the run
             raise
         finally:
             if self._dirty:
-                self._checkpoint(force=True)
+                self._quietly(self._checkpoint, True)
             self.state.running = 0
             if started_ray:
                 ray.shutdown()
                 self._owns_ray = False
+            self.lock.release()
         return self.state
+
+    @staticmethod
+    def _quietly(write: Callable[..., Any], *args: Any) -> None:
+        try:
+            write(*args)
+        except CosearchError as error:  # e.g. a full disk; the run is resumable from what is committed
+            log.warning("%s", error)
+
+    def _finish(self, exhausted: bool) -> None:
+        """Finished means `trials` results, or a space whose every distinct candidate is stored."""
+        trials = self.job.resources.trials
+        if self.state.evaluated >= trials:
+            self.state.finished, self.state.reason = True, ""
+        elif exhausted and self._exhausted_count is not None:
+            self.state.finished = True
+            self.state.reason = (
+                f"the search space has only {self._exhausted_count} distinct candidates and all of them are stored "
+                f"({self.state.evaluated} of the {trials} trials asked for)"
+            )
+        else:
+            self.state.finished = False
+            self.state.reason = (
+                f"neither the strategy nor {MAX_RANDOM_DRAWS} random draws found a candidate not yet stored, in a space too "
+                f"large to count; {self.state.evaluated} of {trials} stored (resume to try again)"
+            )
+        self.store.set_status("finished" if self.state.finished else "stopped", self.state.reason)
+
+    def close(self) -> None:
+        """Let go of the run directory (the driver lock and the database)."""
+        self.lock.release()
+        self.store.close()
 
     def _ensure_teacher(self) -> None:
         """Train (or load) the teacher once per run, on a worker; durable before any evaluation uses it."""

@@ -10,11 +10,14 @@ Layout of RUN_DIR:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import yaml
 
@@ -55,25 +58,85 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / DB_NAME).is_file()
 
 
-class RunStore:
-    """Results, weights, checkpoint and job of one run, in RUN_DIR/cosearch.db."""
+def half_created(run_dir: str | Path) -> bool:
+    """A run directory whose database exists but never got its job (a start that died, e.g. on a
+    full disk): nothing was evaluated, so `cosearch run --run-dir` may replace it."""
+    db_path = Path(run_dir) / DB_NAME
+    if not db_path.is_file():
+        return False
+    if db_path.stat().st_size == 0:
+        return True
+    try:
+        db = _connect_read_only(db_path)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "meta" not in tables:
+                return not tables  # an empty database; other tables mean damage, not a half start
+            has_job = db.execute("SELECT 1 FROM meta WHERE name = 'job'").fetchone() is not None
+            has_results = "results" in tables and db.execute("SELECT 1 FROM results LIMIT 1").fetchone() is not None
+            return not has_job and not has_results
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return False
 
-    def __init__(self, run_dir: str | Path, create: bool = False) -> None:
+
+def _connect_read_only(db_path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing. WAL readers need the -shm side file; on read-only storage
+    where it cannot be created, the file is opened immutable (nobody can be writing to it there)."""
+    uri = f"file:{quote(str(db_path.resolve()))}"
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(db_path.parent, os.W_OK):
+            raise
+    db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+    db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    return db
+
+
+class RunStore:
+    """Results, weights, checkpoint and job of one run, in RUN_DIR/cosearch.db.
+
+    `create`: a new run; `write`: the driver of an existing run; otherwise read-only, which works
+    on read-only storage and beside a running driver (`status`, `pareto`, `report`, `export`)."""
+
+    def __init__(self, run_dir: str | Path, create: bool = False, write: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        self.writable = create or write
         db_path = self.run_dir / DB_NAME
         if not create and not db_path.is_file():
             raise RunDirError(f"{self.run_dir}: not a cosearch run directory (no {DB_NAME}); start one with `cosearch run JOB`")
+        if not create and half_created(self.run_dir):
+            raise RunDirError(
+                f"{self.run_dir}: a run that never started (its {DB_NAME} holds no job and no results, e.g. the disk "
+                f"filled while it was created); start it again with `cosearch run JOB --run-dir {self.run_dir}`, which replaces it"
+            )
         if create:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(db_path, isolation_level=None, timeout=30.0)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            if self.writable:
+                self._db = sqlite3.connect(db_path, isolation_level=None, timeout=30.0)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                if create:
+                    self._db.executescript(_SCHEMA)
+            else:
+                self._db = _connect_read_only(db_path)
+            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as error:
-            self._db.close()
+            if hasattr(self, "_db"):
+                self._db.close()
             raise RunDirError(f"{db_path}: not a readable cosearch database ({error})") from None
+        missing = [t for t in ("meta", "results", "weights") if t not in tables]
+        if missing:
+            self._db.close()
+            raise RunDirError(f"{db_path}: the database lacks its {', '.join(missing)} table(s); it was damaged outside cosearch (restore it from a copy)")
         if not create and self._meta("job") is None:
+            self._db.close()
             raise RunDirError(f"{self.run_dir}: the run has no job recorded; it is not a cosearch run")
 
     def close(self) -> None:
@@ -88,16 +151,20 @@ class RunStore:
     # --- job ----------------------------------------------------------------------------
     def _meta(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return _parsed(row[0], f"{self.run_dir / DB_NAME}: the {name!r} entry") if row else None
 
     def _set_meta(self, name: str, value: Any) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, json.dumps(value)))
+        with self._writing():
+            self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, json.dumps(value)))
 
     def save_job(self, job: dict[str, Any]) -> None:
         self._set_meta("schema_version", SCHEMA_VERSION)
         self._set_meta("job", job)
         self._set_meta("created_s", time.time())
-        (self.run_dir / "job.yaml").write_text(yaml.safe_dump(job, sort_keys=False))
+        try:
+            (self.run_dir / "job.yaml").write_text(yaml.safe_dump(job, sort_keys=False))
+        except OSError as error:
+            raise RunDirError(f"{self.run_dir / 'job.yaml'}: cannot write ({error.strerror})") from None
 
     def job(self) -> dict[str, Any]:
         return self._meta("job")
@@ -106,7 +173,7 @@ class RunStore:
     def add(self, result: Result, weights: bytes | None = None) -> int:
         """Store a result (and its weights) in one transaction; returns its id."""
         key = result.candidate.key
-        with self._transaction():
+        with self._writing(), self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO results (key, status, result, created_s) VALUES (?, ?, ?, ?)",
                 (key, result.status, json.dumps(result.to_json()), time.time()),
@@ -117,15 +184,23 @@ class RunStore:
 
     def results(self, after_id: int = 0) -> list[StoredResult]:
         rows = self._db.execute("SELECT id, result, created_s FROM results WHERE id > ? ORDER BY id", (after_id,))
-        return [StoredResult(i, Result.from_json(json.loads(text)), created) for i, text, created in rows]
+        return [self._stored(*row) for row in rows]
 
     def get(self, result_id: int) -> StoredResult | None:
         row = self._db.execute("SELECT id, result, created_s FROM results WHERE id = ?", (result_id,)).fetchone()
-        return StoredResult(row[0], Result.from_json(json.loads(row[1])), row[2]) if row else None
+        return self._stored(*row) if row else None
 
     def by_key(self, key: str) -> StoredResult | None:
         row = self._db.execute("SELECT id, result, created_s FROM results WHERE key = ?", (key,)).fetchone()
-        return StoredResult(row[0], Result.from_json(json.loads(row[1])), row[2]) if row else None
+        return self._stored(*row) if row else None
+
+    def _stored(self, result_id: int, text: str, created_s: float) -> StoredResult:
+        where = f"{self.run_dir / DB_NAME}: result #{result_id}"
+        data = _parsed(text, where)
+        try:
+            return StoredResult(result_id, Result.from_json(data), created_s)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise RunDirError(f"{where} is not a stored result ({type(error).__name__}: {error}); the database was changed outside cosearch") from None
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
@@ -140,11 +215,16 @@ class RunStore:
 
     def checkpoint(self) -> Checkpoint | None:
         data = self._meta("checkpoint")
-        return Checkpoint(data["strategy"], data["told_id"], data["pending"]) if data else None
+        if not data:
+            return None
+        ok = isinstance(data, dict) and isinstance(data.get("strategy"), dict) and isinstance(data.get("told_id"), int) and isinstance(data.get("pending"), list)
+        if not ok:
+            raise CheckpointError(f"{self.run_dir / DB_NAME}: the strategy checkpoint is not of the shape cosearch writes")
+        return Checkpoint(data["strategy"], data["told_id"], data["pending"])
 
     # --- distillation teacher ----------------------------------------------------------
     def save_teacher(self, info: dict[str, Any], train_logits: bytes, state: bytes) -> None:
-        with self._transaction():
+        with self._writing(), self._transaction():
             self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:logits", train_logits))
             self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:state", state))
             self._set_meta("teacher", info)
@@ -155,14 +235,39 @@ class RunStore:
         logits = self.weights("teacher:logits")
         return (info, logits) if info is not None and logits is not None else None
 
-    def set_status(self, status: str) -> None:
-        self._set_meta("status", {"state": status, "at_s": time.time()})
+    def set_status(self, status: str, reason: str = "") -> None:
+        self._set_meta("status", {"state": status, "at_s": time.time(), **({"reason": reason} if reason else {})})
 
     def status(self) -> dict[str, Any]:
         return self._meta("status") or {"state": "unknown"}
 
     def _transaction(self) -> Iterator[None]:
         return _Transaction(self._db)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that fails (a full disk, storage gone read-only) is one clear error; SQLite rolls
+        the transaction back, so what was committed before stays whole."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.OperationalError as error:
+            raise RunDirError(
+                f"{self.run_dir / DB_NAME}: cannot write ({error}); everything committed before is kept: "
+                f"make room (or make the storage writable), then `cosearch resume {self.run_dir}`"
+            ) from None
+
+
+class CheckpointError(RunDirError):
+    """The stored strategy checkpoint cannot be loaded; `cosearch resume --reset-strategy` rebuilds it."""
+
+
+def _parsed(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise RunDirError(f"{where} is not valid JSON ({error}); the database was changed outside cosearch") from None
 
 
 class _Transaction:

@@ -14,8 +14,16 @@ class SpecError(CosearchError):
 
     def __init__(self, field: str, value: Any, allowed: str, problem: str | None = None) -> None:
         self.field, self.value, self.allowed = field, value, allowed
-        what = f"got {value!r}" if problem is None else (problem if value is None else f"{problem} (got {value!r})")
-        super().__init__(f"{field}: {what}; allowed: {allowed}")
+        shown = _short(repr(value))
+        what = f"got {shown}" if problem is None else (problem if value is None else f"{problem} (got {shown})")
+        super().__init__(f"{_short(field)}: {what}; allowed: {_short(allowed, 2 * MAX_VALUE_CHARS)}")
+
+
+MAX_VALUE_CHARS = 300  # a value echoed back in a message is cut to this: what matters is field and rule
+
+
+def _short(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 40]}... ({len(text)} characters in all)"
 
 
 class RunDirError(CosearchError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any, Callable, Generic, TypeVar
 
 from cosearch.core.errors import SpecError
@@ -49,11 +50,41 @@ class Registry(Generic[T]):
         }
 
     def check_params(self, name: str, params: dict[str, Any], field: str, skip: tuple[str, ...] = ()) -> None:
-        """Raise SpecError for a keyword argument that `name` does not take (never drop it silently)."""
+        """Raise SpecError for a keyword argument that `name` does not take (never drop it silently),
+        or whose value is not of the type its signature declares (checked strictly: "5" is no int).
+        Ranges are the component's own to check, in its constructor."""
         allowed = self.parameters(name, skip)
+        hints = _type_hints(self.get(name))
         for key, value in params.items():
             if key not in allowed:
                 raise SpecError(f"{field}.{key}", value, f"parameters of {self.kind} {name!r}: {sorted(allowed)}")
+            annotation = hints.get(key)
+            if annotation is not None and not _fits(annotation, value):
+                raise SpecError(f"{field}.{key}", value, f"a value of type {_type_name(annotation)} ({self.kind} {name!r} parameter)")
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> T:
         return self.get(name)(*args, **kwargs)
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation only means no type check
+        return {}
+
+
+def _fits(annotation: Any, value: Any) -> bool:
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(annotation).validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check (a class of ours): the component checks
+        return True
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
+    return text or str(annotation).replace("typing.", "")

@@ -24,7 +24,7 @@ class SyntheticEvaluator(Evaluator):
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"`0 <= fail_rate <= 1` must hold, but got {fail_rate=}")
-        if delay_s < 0:
+        if not delay_s >= 0:  # NaN too
             raise ValueError(f"`delay_s >= 0` must hold, but got {delay_s=}")
         self.space, self.fail_rate, self.delay_s, self.device = space, fail_rate, delay_s, device
 

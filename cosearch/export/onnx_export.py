@@ -60,15 +60,20 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
     import torch
 
     torch.set_num_threads(1)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CosearchError(f"--out {out_dir} is a file; give a folder for model.onnx and card.json (it is created if missing)")
     with RunStore(run_dir) as store:
         model, stored, job, data = load_model(store, result_id)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CosearchError(f"--out {out_dir}: cannot create the folder ({error.strerror})") from None
     onnx_path = out_dir / "model.onnx"
     policy = stored.result.candidate.policy
     c = job.compression_settings()  # output ranges calibrated exactly as the search's evaluator did
     onnx_bytes, config = deployment(model, policy, data.input_shape, int8_weights, images=c.images(data), calibration=c.calibration)
-    onnx_path.write_bytes(onnx_bytes)
+    _write(onnx_path, onnx_bytes)
     onnx.checker.check_model(str(onnx_path))
     quantized_inputs = any(lp.activation_bits != 32 for lp in policy.layers.values())
 
@@ -120,5 +125,14 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
         raise CosearchError(f"exported ONNX disagrees with PyTorch (max |diff| {max_abs_diff:.2e} > {OUTPUT_ATOL})")
     if quantized_inputs and agreement < QUANTIZED_MIN_AGREEMENT:
         raise CosearchError(f"exported ONNX predicts another class than PyTorch for {1 - agreement:.1%} of validation images (> {1 - QUANTIZED_MIN_AGREEMENT:.0%})")
-    (out_dir / "card.json").write_text(json.dumps(card, indent=2))
+    _write(out_dir / "card.json", json.dumps(card, indent=2).encode())
     return card
+
+
+def _write(path: Path, data: bytes) -> None:
+    if path.is_dir():
+        raise CosearchError(f"{path} is a folder; export writes a file of that name there")
+    try:
+        path.write_bytes(data)
+    except OSError as error:
+        raise CosearchError(f"{path}: cannot write ({error.strerror})") from None

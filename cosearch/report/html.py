@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cosearch.controller.store import RunStore, StoredResult
+from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
 from cosearch.job import spec_from_dict
 from cosearch.report.pareto import pareto_ids
@@ -86,7 +87,10 @@ def progress(results: Sequence[StoredResult], goals: Goals) -> str:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write RUN_DIR/report.html (or `out`); returns its path."""
+    """Write RUN_DIR/report.html (or `out`, a file; missing folders are created); returns its path."""
+    path = Path(out) if out else Path(run_dir) / "report.html"
+    if path.is_dir():
+        raise CosearchError(f"--out {path} is a folder; give a file name, e.g. {path / 'report.html'}")
     with RunStore(run_dir) as store:
         job = spec_from_dict(store.job(), str(run_dir))
         results = store.results()
@@ -131,6 +135,9 @@ Budgets: {html.escape(", ".join(map(str, goals.constraints)) or "none")}. Writte
 {"<h2>Failures</h2><ul>" + "".join(failures) + "</ul>" if failures else ""}
 </body></html>
 """
-    path = Path(out) if out else Path(run_dir) / "report.html"
-    path.write_text(page)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page)
+    except OSError as error:
+        raise CosearchError(f"{path}: cannot write the report ({error.strerror})") from None
     return path

@@ -17,6 +17,14 @@ from cosearch.core.result import Result
 from cosearch.search_spaces.base import JointSpace
 from cosearch.strategies.base import STRATEGIES, Strategy
 
+
+# How a candidate without objective values reaches Optuna: worst values, and a violated constraint
+# larger than any budget's, so it is dominated by every evaluated trial.
+NOT_EVALUATED = "not evaluated"
+NOT_EVALUATED_VALUE = 1e9
+NOT_EVALUATED_VIOLATION = 1e9
+
+
 class OptunaStrategy(Strategy):
     sampler_name = ""
 
@@ -48,16 +56,20 @@ class OptunaStrategy(Strategy):
         self.running.setdefault(candidate.key, []).append(trial.number)
         return candidate
 
-    def _outcome(self, result: Result) -> tuple[Any, list[float] | None, dict[str, float]]:
+    def _outcome(self, result: Result) -> tuple[Any, list[float], dict[str, float]]:
+        """A result as a COMPLETE trial. One without objective values (failed, or never trained) is an
+        infeasible trial, so both samplers rank it last and steer away from it: as a FAIL trial
+        TPE ignores it and proposes the same configuration again (a run once ended at 32 of 120)."""
         import optuna
 
         values = [result.metrics.get(o.metric) for o in self.goals.objectives]
-        if result.status == "failed" or any(v is None for v in values):
-            return optuna.trial.TrialState.FAIL, None, {}
         constraints = {}
         for c in self.goals.constraints:
             measured = result.metrics.get(c.metric)
             constraints[str(c)] = 1.0 if measured is None else (measured - c.bound if c.op == "<=" else c.bound - measured)
+        if result.status == "failed" or any(v is None for v in values):
+            values = [NOT_EVALUATED_VALUE if o.direction == "min" else -NOT_EVALUATED_VALUE for o in self.goals.objectives]
+            constraints[NOT_EVALUATED] = NOT_EVALUATED_VIOLATION
         return optuna.trial.TrialState.COMPLETE, values, constraints
 
     def tell(self, candidate: Candidate, result: Result) -> None:
@@ -109,6 +121,8 @@ class OptunaStrategy(Strategy):
 @STRATEGIES.register("optuna:tpe")
 class OptunaTPE(OptunaStrategy):
     def __init__(self, space: JointSpace, goals: Goals, seed: int = 0, n_startup_trials: int = 10) -> None:
+        if not (isinstance(n_startup_trials, int) and n_startup_trials >= 1):
+            raise ValueError(f"`n_startup_trials >= 1` must hold, but got {n_startup_trials=}")
         super().__init__(space, goals, seed, n_startup_trials=n_startup_trials)
 
     def _make_sampler(self, seed: int) -> Any:
@@ -120,6 +134,8 @@ class OptunaTPE(OptunaStrategy):
 @STRATEGIES.register("optuna:nsga2")
 class OptunaNSGA2(OptunaStrategy):
     def __init__(self, space: JointSpace, goals: Goals, seed: int = 0, population_size: int = 20) -> None:
+        if not (isinstance(population_size, int) and population_size >= 2):
+            raise ValueError(f"`population_size >= 2` must hold, but got {population_size=}")
         super().__init__(space, goals, seed, population_size=population_size)
 
     def _make_sampler(self, seed: int) -> Any:

@@ -70,6 +70,11 @@ CASES = [
     ("too few device runs", with_change("devices", {"x": {"kind": "measured", "runs": 3}}), ["devices.x.runs", "3", ">= 30"]),
     ("bad device name", with_change("devices", {"my dev": {"kind": "measured"}}), ["devices.my dev", "letters"]),
     ("absent profiles file", with_change("profiles", "/nonexistent/profiles.yaml"), ["profiles", "/nonexistent/profiles.yaml", "devices"]),
+    ("unknown key in a device", with_change("devices", {"b": {"kind": "measured", "foo": 1}}), ["devices.b.foo", "unknown key", "statistic"]),
+    ("strategy parameter of the wrong type", with_change("strategy.population_size", "ten"), ["strategy.population_size", "'ten'", "int"]),
+    ("strategy parameter out of range", with_change("strategy", {"name": "optuna:tpe", "n_startup_trials": -3}), ["strategy.n_startup_trials", "-3", ">= 1"]),
+    ("evaluator parameter of the wrong type", {**with_change("evaluator", {"name": "synthetic", "delay_s": "slow"}), "compression": {"weight_bits": [32], "sparsity": [0.0]}}, ["evaluator.delay_s", "'slow'", "float"]),
+    ("a huge value is cut in the message", with_change("name", "x/" * 100_000), ["name", "characters in all"]),
 ]
 
 
@@ -98,6 +103,35 @@ def test_missing_and_invalid_yaml(tmp_path, monkeypatch, capsys):
     assert main(["run", "list.yaml"]) == 2
     assert "mapping" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml", "list.yaml"]
+
+
+def test_job_files_that_are_not_jobs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("latin1.yaml").write_bytes('name: "caf\xe9"\n'.encode("latin-1"))
+    assert main(["run", "latin1.yaml"]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    Path("twice.yaml").write_text("name: a\nname: b\n")
+    assert main(["run", "twice.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "key given twice" in err and "line 2" in err
+    Path("big.yaml").write_text("# " + "x" * (2 << 20) + "\n")
+    assert main(["run", "big.yaml"]) == 2
+    assert "at most 1024 KiB" in capsys.readouterr().err
+    aliases = ["a: &a [" + ",".join(["x"] * 10) + "]"]
+    aliases += [f"{chr(97 + i)}: &{chr(97 + i)} [" + ",".join(["*" + chr(96 + i)] * 10) + "]" for i in range(1, 8)]
+    Path("bomb.yaml").write_text("\n".join(aliases) + "\n")
+    assert main(["run", "bomb.yaml"]) == 2
+    assert "at most 100000 values" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml", "bomb.yaml", "latin1.yaml", "twice.yaml"]
+
+
+@pytest.mark.parametrize("address, fragment", [("127.0.0.1:1", "no Ray head answers"), ("ray://127.0.0.1:10001", "not supported"), ("nonsense", "HOST:PORT")])
+def test_addresses_without_a_cluster_fail_fast(tmp_path, monkeypatch, capsys, address, fragment):
+    monkeypatch.chdir(tmp_path)
+    Path("job.yaml").write_text(yaml.safe_dump({"evaluator": {"name": "synthetic"}, "compression": {"weight_bits": [32], "sparsity": [0.0]}}))
+    assert main(["run", "job.yaml", "--run-dir", "out", "--address", address]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and not Path("out").exists()
 
 
 @pytest.mark.parametrize("command", ["resume", "status", "pareto"])

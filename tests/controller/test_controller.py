@@ -9,6 +9,7 @@ import pytest
 
 from cosearch.controller import Controller, RunStore
 from cosearch.job import spec_from_dict
+from cosearch.strategies import Strategy
 
 pytestmark = pytest.mark.ray
 
@@ -91,7 +92,7 @@ def test_resume_tells_results_the_checkpoint_missed(ray_local, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         Controller.start(job(), run_dir, listener=listener).run()
-    with RunStore(run_dir) as store:
+    with RunStore(run_dir, write=True) as store:
         store.save_checkpoint(early["checkpoint"])  # as if the driver died right after result 3's checkpoint
     controller = Controller.resume(run_dir)
     assert controller.told_id >= 7  # results 4..7 were told from the store
@@ -173,3 +174,69 @@ def test_a_teacher_module_is_stored_at_start_and_not_needed_to_resume(ray_local,
     with RunStore(run_dir) as store:
         assert all(r.result.ok for r in store.results())
     Controller.resume(run_dir).run()  # no module needed: the logits are in the run
+
+
+def test_one_driver_per_run_directory(ray_local, tmp_path):
+    from cosearch.core import CosearchError
+
+    run_dir = tmp_path / "run"
+    first = Controller.start(job(trials=4, fail_rate=0.0, strategy="random"), run_dir)
+    with pytest.raises(CosearchError, match="being driven by another cosearch process"):
+        Controller.resume(run_dir)
+    with pytest.raises(CosearchError, match="already holds a run"):
+        Controller.start(job(trials=4), run_dir)
+    first.run()  # the lock goes with the end of the run
+    again = Controller.resume(run_dir)
+    assert again.state.evaluated == 4
+    again.close()
+
+
+class Repeater(Strategy):
+    """Asks for one candidate forever, as optuna's TPE did for a configuration that had failed."""
+
+    def ask(self):
+        return self.space.decode(self.space.sample(np.random.default_rng(0)))
+
+    def tell(self, candidate, result):
+        pass
+
+
+def test_a_strategy_that_only_repeats_itself_still_gets_its_trials(ray_local, tmp_path):
+    controller = Controller.start(job(trials=10, fail_rate=0.0, strategy="random"), tmp_path / "run")
+    controller.strategy = Repeater(controller.strategy.space, controller.goals)  # not registered: the conformance suite would take it
+    state = controller.run()
+    rows, status = stored(tmp_path / "run")
+    assert status == "finished" and state.finished and not state.reason
+    assert len(rows) == 10 and len({r[1] for r in rows}) == 10
+    assert state.random_proposals == 9  # the strategy's own candidate, then random ones in place of its repeats
+
+
+def test_tpe_that_resamples_a_failure_reaches_the_trials(ray_local, tmp_path):
+    """optuna:tpe with 5 % failures stopped at 70 of 120 results and said "finished" (seed 1)."""
+    spec = job(trials=120, fail_rate=0.05, strategy="optuna:tpe").model_copy(
+        update={"resources": job().resources.model_copy(update={"trials": 120, "seed": 1})}
+    )
+    state = Controller.start(spec, tmp_path / "run").run()
+    rows, status = stored(tmp_path / "run")
+    assert status == "finished" and len(rows) == 120 and len({r[1] for r in rows}) == 120
+    assert any(r[2]["status"] == "failed" for r in rows)
+    assert state.random_proposals < 10  # optuna itself learns to avoid the failures
+
+
+def test_a_used_up_space_finishes_and_says_how_many_candidates_it_has(ray_local, tmp_path):
+    tiny = spec_from_dict(
+        {
+            "name": "tiny",
+            "search_space": {"name": "mobilenet", "stage_channels": [16], "stage_strides": [1], "depths": [1], "widths": [1.0]},
+            "compression": {"weight_bits": [32], "sparsity": [0.0]},
+            "strategy": {"name": "random"},
+            "evaluator": {"name": "synthetic"},
+            "resources": {"trials": 12, "concurrency": 2, "seed": 0},
+        }
+    )
+    state = Controller.start(tiny, tmp_path / "run").run()
+    rows, status = stored(tmp_path / "run")
+    assert len(rows) == 9 and status == "finished" and state.finished
+    assert "only 9 distinct candidates" in state.reason
+    with RunStore(tmp_path / "run") as store:
+        assert "only 9 distinct candidates" in store.status()["reason"]

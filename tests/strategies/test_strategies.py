@@ -241,3 +241,20 @@ def test_unknown_strategy_parameters_raise():
 
 def test_candidate_from_another_space_is_not_contained():
     assert not JOINT.contains(Candidate({"cell": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "x": 1}))
+
+
+@pytest.mark.parametrize("name", ["optuna:tpe", "optuna:nsga2"])
+def test_optuna_learns_from_a_failure_instead_of_ignoring_it(name):
+    """A failed result is an infeasible COMPLETE trial, ranked below every evaluated one. As a FAIL
+    trial TPE ignored it and proposed the same configuration again (a run stopped at 70 of 120)."""
+    import optuna
+
+    strategy = STRATEGIES.create(name, space=JOINT, goals=GOALS, seed=0)
+    first = strategy.ask()
+    strategy.tell(first, Result.failed(first, "boom"))
+    trial = strategy.study.get_trials(deepcopy=False)[-1]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.constraints["not evaluated"] > 0
+    restored = STRATEGIES.create(name, space=JOINT, goals=GOALS, seed=0)
+    restored.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    assert restored.ask().key == strategy.ask().key
