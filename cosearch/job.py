@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Optional
 
@@ -547,8 +549,6 @@ _TYPE_WORDS = {
 
 def _section_fields(loc: tuple[Any, ...]) -> list[str]:
     """The keys the section at `loc` takes (through lists, Optional and the names of a dict)."""
-    import typing
-
     model: Any = JobSpec
     for part in loc:
         fields = getattr(model, "model_fields", None)
@@ -558,7 +558,7 @@ def _section_fields(loc: tuple[Any, ...]) -> list[str]:
             model = typing.get_args(model)[-1]  # a dict's value type, a list's item type
         else:
             return []
-        while typing.get_origin(model) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        while typing.get_origin(model) in (typing.Union, types.UnionType):
             model = next(a for a in typing.get_args(model) if a is not type(None))
     return sorted(model.model_fields) if hasattr(model, "model_fields") else []
 

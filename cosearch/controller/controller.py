@@ -148,8 +148,6 @@ def _as_stored(teacher: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
     """A prepared teacher as the run store keeps it: description, logits (.npy bytes), state."""
     import io
 
-    import numpy as np
-
     info = dict(teacher)
     buffer = io.BytesIO()
     np.save(buffer, info.pop("train_logits"))
@@ -341,15 +339,11 @@ class Controller:
             lock.acquire()  # before anything is read for writing
         else:
             lock = None  # RunStore says what the directory is
+        owns_ray = False
         try:
             store = RunStore(run_dir, write=True)
             job = spec_from_dict(store.job(), str(run_dir))
             owns_ray = cls._connect(job, address)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        try:
             controller = cls(job, store, address=address, lock=lock, **kwargs)
             controller._owns_ray = owns_ray
             controller._restore(reset_strategy)
@@ -553,7 +547,6 @@ class Controller:
         """Train (or load) the teacher once per run, on a worker; durable before any evaluation uses it."""
         import io
 
-        import numpy as np
         import ray
 
         stored = self.store.teacher()

@@ -18,6 +18,7 @@ from pathlib import Path
 from cosearch.core.errors import RunDirError
 
 LOCK_NAME = "driver.lock"
+PEEK_RETRIES = 5
 
 
 class RunLock:
@@ -39,7 +40,14 @@ class RunLock:
         except OSError as error:
             raise RunDirError(f"{self.path.parent}: cannot create {LOCK_NAME} to drive this run ({error.strerror})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for attempt in range(PEEK_RETRIES):  # a reader's `driver_running` peek holds it for microseconds
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == PEEK_RETRIES - 1:
+                        raise
+                    time.sleep(0.05)
         except OSError as error:
             os.close(fd)
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):

@@ -69,16 +69,20 @@ def half_created(run_dir: str | Path) -> bool:
     try:
         db = _connect_read_only(db_path)
         try:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "meta" not in tables:
-                return not tables  # an empty database; other tables mean damage, not a half start
-            has_job = db.execute("SELECT 1 FROM meta WHERE name = 'job'").fetchone() is not None
-            has_results = "results" in tables and db.execute("SELECT 1 FROM results LIMIT 1").fetchone() is not None
-            return not has_job and not has_results
+            return _never_started(db)
         finally:
             db.close()
     except sqlite3.DatabaseError:
         return False
+
+
+def _never_started(db: sqlite3.Connection) -> bool:
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" not in tables:
+        return not tables  # an empty database; other tables mean damage, not a half start
+    has_job = db.execute("SELECT 1 FROM meta WHERE name = 'job'").fetchone() is not None
+    has_results = "results" in tables and db.execute("SELECT 1 FROM results LIMIT 1").fetchone() is not None
+    return not has_job and not has_results
 
 
 def _connect_read_only(db_path: Path) -> sqlite3.Connection:
@@ -110,11 +114,12 @@ class RunStore:
         db_path = self.run_dir / DB_NAME
         if not create and not db_path.is_file():
             raise RunDirError(f"{self.run_dir}: not a cosearch run directory (no {DB_NAME}); start one with `cosearch run JOB`")
-        if not create and half_created(self.run_dir):
-            raise RunDirError(
-                f"{self.run_dir}: a run that never started (its {DB_NAME} holds no job and no results, e.g. the disk "
-                f"filled while it was created); start it again with `cosearch run JOB --run-dir {self.run_dir}`, which replaces it"
-            )
+        never_started = RunDirError(
+            f"{self.run_dir}: a run that never started (its {DB_NAME} holds no job and no results, e.g. the disk "
+            f"filled while it was created); start it again with `cosearch run JOB --run-dir {self.run_dir}`, which replaces it"
+        )
+        if not create and db_path.stat().st_size == 0:
+            raise never_started
         if create:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -127,6 +132,9 @@ class RunStore:
             else:
                 self._db = _connect_read_only(db_path)
             tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not create and _never_started(self._db):
+                self._db.close()
+                raise never_started
         except sqlite3.DatabaseError as error:
             if hasattr(self, "_db"):
                 self._db.close()
