@@ -8,7 +8,9 @@ The state is the list of trials plus the pickled sampler, so a resumed run conti
 from __future__ import annotations
 
 import base64
+import io
 import pickle
+import threading
 from typing import Any
 
 from cosearch.core.candidate import Candidate
@@ -25,6 +27,25 @@ NOT_EVALUATED_VALUE = 1e9
 NOT_EVALUATED_VIOLATION = 1e9
 
 
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+class _LockFreePickler(pickle.Pickler):
+    """Pickles a sampler whose caches are guarded by a lock (Optuna 5.1's GA samplers): a lock holds no
+    state, so a fresh one stands in for it."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _LOCK_TYPES):
+            return (threading.RLock if "RLock" in type(obj).__name__ else threading.Lock), ()
+        return NotImplemented
+
+
+def _pickled(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    _LockFreePickler(buffer).dump(obj)
+    return buffer.getvalue()
+
+
 class OptunaStrategy(Strategy):
     sampler_name = ""
 
@@ -33,6 +54,7 @@ class OptunaStrategy(Strategy):
 
         super().__init__(space, goals, seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.seed = seed
         self.sampler_kwargs = sampler_kwargs
         self.distributions = {
             c.name: optuna.distributions.CategoricalDistribution(list(c.options)) for c in space.choices() if len(c.options) > 1
@@ -99,13 +121,16 @@ class OptunaStrategy(Strategy):
             {"params": t.params, "values": t.values, "state": t.state.name, "system_attrs": t.system_attrs}
             for t in self.study.get_trials(deepcopy=False)
         ]
-        sampler = base64.b64encode(pickle.dumps(self.study.sampler)).decode()  # its RNG and internal state
+        sampler = base64.b64encode(_pickled(self.study.sampler)).decode()  # its RNG and internal state
         return {"trials": trials, "sampler": sampler, "running": self.running}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import optuna
 
-        self._new_study(pickle.loads(base64.b64decode(state["sampler"])))
+        sampler = pickle.loads(base64.b64decode(state["sampler"]))
+        for name, value in vars(self._make_sampler(self.seed)).items():
+            vars(sampler).setdefault(name, value)  # attributes a newer Optuna added since the checkpoint
+        self._new_study(sampler)
         for t in state["trials"]:
             # Trials go back in order, so trial numbers (which `running` refers to) stay the same.
             self.study._storage.create_new_trial(
