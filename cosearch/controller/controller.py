@@ -27,7 +27,7 @@ from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
 from cosearch.controller.lock import RunLock
-from cosearch.controller.store import DB_NAME, Checkpoint, CheckpointError, RunStore, StoredResult, half_created
+from cosearch.controller.store import DB_NAME, Checkpoint, CheckpointError, RunStore, StoredResult, half_created, reset_hint
 from cosearch.evaluators.base import Evaluation, Evaluator
 from cosearch.job import JobSpec, require_teacher, spec_from_dict
 
@@ -387,8 +387,7 @@ class Controller:
             except (KeyError, TypeError, ValueError, AttributeError, IndexError, CosearchError) as error:
                 raise CheckpointError(
                     f"{self.store.run_dir}: the stored checkpoint of strategy {self.job.strategy.name!r} cannot be loaded "
-                    f"({type(error).__name__}: {str(error)[:200]}); `cosearch resume {self.store.run_dir} --reset-strategy` "
-                    "starts the strategy afresh and tells it every stored result (nothing stored is lost)"
+                    f"({type(error).__name__}: {str(error)[:200]}); {reset_hint(self.store.run_dir)}"
                 ) from None
             self.told_id = checkpoint.told_id
             self.pending = pending

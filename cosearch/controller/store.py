@@ -227,7 +227,7 @@ class RunStore:
             return None
         ok = isinstance(data, dict) and isinstance(data.get("strategy"), dict) and isinstance(data.get("told_id"), int) and isinstance(data.get("pending"), list)
         if not ok:
-            raise CheckpointError(f"{self.run_dir / DB_NAME}: the strategy checkpoint is not of the shape cosearch writes")
+            raise CheckpointError(f"{self.run_dir / DB_NAME}: the strategy checkpoint is not of the shape cosearch writes; {reset_hint(self.run_dir)}")
         return Checkpoint(data["strategy"], data["told_id"], data["pending"])
 
     # --- distillation teacher ----------------------------------------------------------
@@ -265,6 +265,10 @@ class RunStore:
                 f"{self.run_dir / DB_NAME}: cannot write ({error}); everything committed before is kept: "
                 f"make room (or make the storage writable), then `cosearch resume {self.run_dir}`"
             ) from None
+
+
+def reset_hint(run_dir: Path) -> str:
+    return f"`cosearch resume {run_dir} --reset-strategy` starts the strategy afresh and tells it every stored result (nothing stored is lost)"
 
 
 class CheckpointError(RunDirError):
