@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from cosearch.controller import RunStore
 
 pytestmark = pytest.mark.ray
 
@@ -140,3 +144,39 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path, session
     assert len({row[1] for row in after}) == 8  # nothing evaluated twice
     time.sleep(1.0)
     assert sessions.pids(driver.pid) == []  # nothing of the killed run outlives the test
+
+
+def _can_mount_read_only() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind / /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs `unshare -m` and mount (root) for a read-only bind mount")
+def test_a_finished_run_on_read_only_storage_can_be_read_and_exported(finished_run, tmp_path):
+    """SQLite's WAL mode wants to create side files beside the database, which read-only storage
+    forbids: the read commands open it immutable there."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir, ignore=shutil.ignore_patterns("driver.lock", "*-wal", "*-shm"))
+    with RunStore(run_dir) as store:
+        pick = next(r.id for r in store.results() if r.result.status == "ok")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    cli = f"{shlex.quote(sys.executable)} -m cosearch.cli.main"
+    r = shlex.quote(str(run_dir))
+    script = f"""set -e
+mount --bind {r} {r} && mount -o remount,bind,ro {r}
+! touch {r}/probe 2>/dev/null
+{cli} status {r}; echo "status=$?"
+{cli} pareto {r}; echo "pareto=$?"
+{cli} report {r} --out {shlex.quote(str(tmp_path / "report.html"))}; echo "report=$?"
+{cli} export {r} --pick {pick} --out {shlex.quote(str(tmp_path / "exp"))}; echo "export=$?"
+{cli} resume {r} || echo "resume=$?"
+"""
+    out = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    for command in ("status", "pareto", "report", "export"):
+        assert f"{command}=0" in out.stdout, out.stdout + out.stderr
+    assert "finished" in out.stdout and "Traceback" not in out.stderr
+    assert "resume=2" in out.stdout and "cannot create driver.lock" in out.stderr and "Read-only" in out.stderr
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "exp" / "model.onnx").is_file()
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
