@@ -36,6 +36,22 @@ def sessions():
     return SimpleNamespace(pids=session_pids, kill=kill_session)
 
 
+class StopAfter:
+    """A run listener that stops the run like Ctrl-C once `n` results are stored."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, state) -> None:
+        if state.evaluated >= self.n:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="session")
+def stop_after():
+    return StopAfter
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the in-process tests; the controller reuses it and leaves it running."""

@@ -27,7 +27,7 @@ NOT_EVALUATED_VALUE = 1e9
 NOT_EVALUATED_VIOLATION = 1e9
 
 
-_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+_FRESH_LOCK = {type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
 
 
 class _LockFreePickler(pickle.Pickler):
@@ -35,9 +35,8 @@ class _LockFreePickler(pickle.Pickler):
     state, so a fresh one stands in for it."""
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, _LOCK_TYPES):
-            return (threading.RLock if "RLock" in type(obj).__name__ else threading.Lock), ()
-        return NotImplemented
+        fresh = _FRESH_LOCK.get(type(obj))
+        return (fresh, ()) if fresh is not None else NotImplemented
 
 
 def _pickled(obj: Any) -> bytes:

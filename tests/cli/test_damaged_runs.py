@@ -28,21 +28,12 @@ JOB = {
 READS = (["status"], ["pareto"], ["resume"])
 
 
-class StopAfter:
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __call__(self, state) -> None:
-        if state.evaluated >= self.n:
-            raise KeyboardInterrupt
-
-
 @pytest.fixture(scope="module")
-def stopped(ray_local, tmp_path_factory):
+def stopped(ray_local, tmp_path_factory, stop_after):
     """A run stopped part way (4 or 5 of 8 stored); each test damages its own copy."""
     run_dir = tmp_path_factory.mktemp("damaged") / "run"
     with pytest.raises(KeyboardInterrupt):
-        Controller.start(spec_from_dict(JOB), run_dir, listener=StopAfter(4)).run()
+        Controller.start(spec_from_dict(JOB), run_dir, listener=stop_after(4)).run()
     return run_dir
 
 

@@ -33,15 +33,6 @@ def stored(run_dir):
         return [(r.id, r.result.candidate.key, r.result.to_json()) for r in store.results()], store.status()["state"]
 
 
-class StopAfter:
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __call__(self, state) -> None:
-        if state.evaluated >= self.n:
-            raise KeyboardInterrupt
-
-
 def test_run_stores_exactly_the_trials_and_keeps_going_past_failures(ray_local, tmp_path):
     # Random search asks the same candidates whatever order results come back in, so the
     # injected failures (a function of each candidate) are the same on every run.
@@ -64,10 +55,10 @@ def test_each_run_is_evaluated_by_its_own_evaluator(ray_local, tmp_path):
 
 
 @pytest.mark.parametrize("strategy", ["random", "regularized_evolution"])
-def test_interrupted_run_resumes_with_nothing_lost_or_doubled(ray_local, tmp_path, strategy):
+def test_interrupted_run_resumes_with_nothing_lost_or_doubled(ray_local, tmp_path, strategy, stop_after):
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        Controller.start(job(strategy=strategy), run_dir, listener=StopAfter(5)).run()
+        Controller.start(job(strategy=strategy), run_dir, listener=stop_after(5)).run()
     before, status = stored(run_dir)
     assert status == "stopped" and 5 <= len(before) < 12
     Controller.resume(run_dir).run()
