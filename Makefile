@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo lint test test-all bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(BIN)/cosearch run examples/digits.yaml
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check cosearch tests scripts
+	$(BIN)/ruff format --check cosearch tests scripts
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

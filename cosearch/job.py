@@ -11,7 +11,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -39,7 +39,7 @@ class _Component(BaseModel):
 
 class TaskSpec(_Section):
     dataset: str = "digits"
-    path: Optional[str] = None
+    path: str | None = None
     val_fraction: float = 0.2
     test_fraction: float = 0.2
 
@@ -67,7 +67,7 @@ class TeacherSpec(_Section):
     """The distillation teacher: a timm model, from a local checkpoint or trained once per run."""
 
     model: str = "resnet18"
-    checkpoint: Optional[str] = None
+    checkpoint: str | None = None
     epochs: int = 10
 
     @model_validator(mode="after")
@@ -78,7 +78,9 @@ class TeacherSpec(_Section):
             close = timm.list_models(f"*{self.model.split('_')[0][:6]}*")[:5]
             raise SpecError("compression.teacher.model", self.model, f"a timm model name, e.g. {close or ['resnet18']}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
-            raise SpecError("compression.teacher.checkpoint", self.checkpoint, "a local state-dict file (nothing is downloaded)")
+            raise SpecError(
+                "compression.teacher.checkpoint", self.checkpoint, "a local state-dict file (nothing is downloaded)"
+            )
         if self.epochs < 1:
             raise SpecError("compression.teacher.epochs", self.epochs, "an integer >= 1")
         return self
@@ -99,7 +101,7 @@ class CompressionSpec(_Section):
     calibration: str = "minmax"  # activation ranges: minmax | percentile | mse | kl
     learn_activation_scales: bool = False  # LSQ: step sizes trained during fine-tuning
     temperature: float = 4.0
-    teacher: Optional[TeacherSpec] = None
+    teacher: TeacherSpec | None = None
 
     @model_validator(mode="after")
     def _choices(self) -> CompressionSpec:
@@ -131,12 +133,16 @@ class CompressionSpec(_Section):
             raise SpecError("compression.rank_ratio", self.rank_ratio, "a non-empty list of distinct values")
         for i, ratio in enumerate(self.rank_ratio):
             if not 0.0 < ratio <= 1.0:
-                raise SpecError(f"compression.rank_ratio[{i}]", ratio, "a ratio with 0 < rank_ratio <= 1 (1 = not factorised)")
+                raise SpecError(
+                    f"compression.rank_ratio[{i}]", ratio, "a ratio with 0 < rank_ratio <= 1 (1 = not factorised)"
+                )
         if not self.hash_ratio or len(set(self.hash_ratio)) != len(self.hash_ratio):
             raise SpecError("compression.hash_ratio", self.hash_ratio, "a non-empty list of distinct values")
         for i, ratio in enumerate(self.hash_ratio):
             if not 0.0 < ratio <= 1.0:
-                raise SpecError(f"compression.hash_ratio[{i}]", ratio, "a ratio with 0 < hash_ratio <= 1 (1 = not shared)")
+                raise SpecError(
+                    f"compression.hash_ratio[{i}]", ratio, "a ratio with 0 < hash_ratio <= 1 (1 = not shared)"
+                )
         if self.channel_importance not in ("l1", "l2", "taylor"):
             raise SpecError("compression.channel_importance", self.channel_importance, "one of ['l1', 'l2', 'taylor']")
         if self.calibration not in CALIBRATIONS:
@@ -160,7 +166,9 @@ class TrainingSpec(_Section):
     learning_rate: float = 3e-3
     finetune_learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    shift_px: int = 0  # also train on the images shifted by up to this many pixels (fixed views, so a teacher labels each once)
+    shift_px: int = (
+        0  # also train on the images shifted by up to this many pixels (fixed views, so a teacher labels each once)
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> TrainingSpec:
@@ -197,13 +205,13 @@ class DeviceSpec(_Section):
     """One device: `kind` and the fields that kind takes (checked per kind in JobSpec)."""
 
     kind: str = "measured"
-    resource: Optional[str] = None  # measured: Ray custom resource of the nodes that have the device
-    threads: Optional[int] = None  # measured: these four default to the `latency` section
-    batch_size: Optional[int] = None
-    warmup_runs: Optional[int] = None
-    runs: Optional[int] = None
+    resource: str | None = None  # measured: Ray custom resource of the nodes that have the device
+    threads: int | None = None  # measured: these four default to the `latency` section
+    batch_size: int | None = None
+    warmup_runs: int | None = None
+    runs: int | None = None
     statistic: str = "median"  # measured: median or p90
-    table: Optional[str] = None  # lut: a `cosearch profile` table; analytic: a BitFusion-style table
+    table: str | None = None  # lut: a `cosearch profile` table; analytic: a BitFusion-style table
     activation_bits: int = 8  # analytic
 
 
@@ -219,7 +227,7 @@ DEVICE_METRIC_KINDS = {"measured": ("latency_ms",), "lut": ("latency_ms",), "ana
 class ResourcesSpec(_Section):
     trials: int = 24
     concurrency: int = 2
-    address: Optional[str] = None
+    address: str | None = None
     seed: int = 0
 
     @model_validator(mode="after")
@@ -243,7 +251,7 @@ class JobSpec(_Section):
     training: TrainingSpec = TrainingSpec()
     latency: LatencySpec = LatencySpec()
     devices: dict[str, DeviceSpec] = {}
-    profiles: Optional[str] = None  # a YAML file with more `devices`, e.g. shared by a team
+    profiles: str | None = None  # a YAML file with more `devices`, e.g. shared by a team
     resources: ResourcesSpec = ResourcesSpec()
 
     @field_validator("name")
@@ -289,7 +297,9 @@ class JobSpec(_Section):
         try:
             state = torch.load(teacher.checkpoint, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file is the same user mistake
-            raise SpecError(field, teacher.checkpoint, f"a state dict saved with torch.save ({type(error).__name__})") from None
+            raise SpecError(
+                field, teacher.checkpoint, f"a state dict saved with torch.save ({type(error).__name__})"
+            ) from None
         expected = model.state_dict()
         if not isinstance(state, dict) or set(state) != set(expected):
             raise SpecError(field, teacher.checkpoint, f"a state dict of timm's {teacher.model!r} (its keys differ)")
@@ -297,13 +307,18 @@ class JobSpec(_Section):
         head = next(name for name, p in model.named_parameters() if p is getattr(classifier, "weight", None))
         if tuple(state[head].shape) != tuple(expected[head].shape):
             raise SpecError(
-                field, teacher.checkpoint,
+                field,
+                teacher.checkpoint,
                 f"a teacher with the task's {classes} classes ({head} {list(expected[head].shape)}), not {list(state[head].shape)}",
                 problem=f"the teacher has {state[head].shape[0]} output classes",
             )
         bad = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
         if bad:
-            raise SpecError(field, teacher.checkpoint, f"weights shaped for {channels}-channel {self.task.dataset} inputs ({bad[0]} differs)")
+            raise SpecError(
+                field,
+                teacher.checkpoint,
+                f"weights shaped for {channels}-channel {self.task.dataset} inputs ({bad[0]} differs)",
+            )
 
     def device_profiles(self) -> dict[str, Any]:
         """Every device this job knows: built in (`local-cpu`), from `profiles`, and declared here."""
@@ -315,7 +330,9 @@ class JobSpec(_Section):
                 specs[name] = (f"profiles ({self.profiles}): devices.{name}", spec, Path(self.profiles).parent)
         for name, spec in self.devices.items():
             if name in specs:
-                raise SpecError(f"devices.{name}", name, f"a name not already declared in {self.profiles}", problem="declared twice")
+                raise SpecError(
+                    f"devices.{name}", name, f"a name not already declared in {self.profiles}", problem="declared twice"
+                )
             specs[name] = (f"devices.{name}", spec, None)
         profiles = builtin_devices(self._latency_settings())
         profiles.update({name: self._device(name, *entry) for name, entry in specs.items()})
@@ -331,18 +348,25 @@ class JobSpec(_Section):
         return LatencySettings(**values)
 
     def _device(self, name: str, field: str, spec: DeviceSpec, base: Path | None):
+        from cosearch.evaluators.data import INPUT_SHAPES
         from cosearch.hardware.analytic import load_bitfusion
         from cosearch.hardware.lut import LatencyTable
-        from cosearch.hardware.profiles import AnalyticDevice, KINDS, LutDevice, MeasuredDevice
-        from cosearch.evaluators.data import INPUT_SHAPES
+        from cosearch.hardware.profiles import KINDS, AnalyticDevice, LutDevice, MeasuredDevice
 
         if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
             raise SpecError(field, name, "a device name of letters, digits, '-', '_' and '.'")
         if spec.kind not in KINDS:
             raise SpecError(f"{field}.kind", spec.kind, f"one of {list(KINDS)}")
-        given = {key for key, info in DeviceSpec.model_fields.items() if getattr(spec, key) != info.default}  # stored jobs hold defaults too
+        given = {
+            key for key, info in DeviceSpec.model_fields.items() if getattr(spec, key) != info.default
+        }  # stored jobs hold defaults too
         for key in sorted(given - {"kind"} - DEVICE_FIELDS[spec.kind]):
-            raise SpecError(f"{field}.{key}", getattr(spec, key), f"fields of a {spec.kind} device: {sorted(DEVICE_FIELDS[spec.kind])}", problem="not used by this kind")
+            raise SpecError(
+                f"{field}.{key}",
+                getattr(spec, key),
+                f"fields of a {spec.kind} device: {sorted(DEVICE_FIELDS[spec.kind])}",
+                problem="not used by this kind",
+            )
         if spec.kind == "measured":
             for key in ("threads", "batch_size", "warmup_runs", "runs"):
                 low = {"warmup_runs": 0, "runs": 30}.get(key, 1)
@@ -362,7 +386,11 @@ class JobSpec(_Section):
             lut = LatencyTable.load(table, f"{field}.table")
             expected = list(INPUT_SHAPES[self.task.dataset])
             if lut.input_shape != expected:
-                raise SpecError(f"{field}.table", table, f"a table profiled at the task's input shape {expected}, not {lut.input_shape}")
+                raise SpecError(
+                    f"{field}.table",
+                    table,
+                    f"a table profiled at the task's input shape {expected}, not {lut.input_shape}",
+                )
             return LutDevice(name, table)
         if spec.activation_bits not in range(2, 9):
             raise SpecError(f"{field}.activation_bits", spec.activation_bits, "an integer 2..8")
@@ -391,7 +419,16 @@ class JobSpec(_Section):
         from cosearch.search_spaces import JointSpace
 
         c = self.compression
-        return JointSpace(self.make_space(), c.weight_bits, c.sparsity, c.distill_alpha, c.channel_ratio, c.activation_bits, c.rank_ratio, c.hash_ratio)
+        return JointSpace(
+            self.make_space(),
+            c.weight_bits,
+            c.sparsity,
+            c.distill_alpha,
+            c.channel_ratio,
+            c.activation_bits,
+            c.rank_ratio,
+            c.hash_ratio,
+        )
 
     def validate_strategy(self) -> None:
         from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
@@ -403,7 +440,7 @@ class JobSpec(_Section):
     def make_strategy(self):
         from cosearch.strategies import STRATEGIES
 
-        kwargs = dict(space=self.make_joint_space(), goals=self.goals(), seed=self.resources.seed)
+        kwargs = {"space": self.make_joint_space(), "goals": self.goals(), "seed": self.resources.seed}
         return _construct(STRATEGIES, self.strategy, "strategy", **kwargs)
 
     def validate_evaluator(self) -> None:
@@ -424,17 +461,38 @@ class JobSpec(_Section):
                 continue
             base, _, device = metric.partition("@")
             if device and device not in known:
-                raise SpecError(field, metric, f"a device this job declares (devices: ...): {sorted(known)}", problem=f"unknown device {device!r}")
+                raise SpecError(
+                    field,
+                    metric,
+                    f"a device this job declares (devices: ...): {sorted(known)}",
+                    problem=f"unknown device {device!r}",
+                )
             if device in devices:
                 kinds = [kind for kind, bases in DEVICE_METRIC_KINDS.items() if base in bases]
                 offers = [m.partition("@")[0] for m in devices[device].metrics()]
-                raise SpecError(field, metric, f"{devices[device].kind} devices provide {offers}; {base} comes from {kinds or 'no'} devices", problem=f"device {device!r} does not provide {base}")
-            raise SpecError(field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}")
+                raise SpecError(
+                    field,
+                    metric,
+                    f"{devices[device].kind} devices provide {offers}; {base} comes from {kinds or 'no'} devices",
+                    problem=f"device {device!r} does not provide {base}",
+                )
+            raise SpecError(
+                field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}"
+            )
         c = self.compression
-        trivial = c.weight_bits == [FLOAT_BITS] and c.sparsity == [0.0] and not c.distills and c.channel_ratio == [0.0] and c.activation_bits == [FLOAT_BITS] and c.rank_ratio == [1.0] and c.hash_ratio == [1.0]
+        trivial = (
+            c.weight_bits == [FLOAT_BITS]
+            and c.sparsity == [0.0]
+            and not c.distills
+            and c.channel_ratio == [0.0]
+            and c.activation_bits == [FLOAT_BITS]
+            and c.rank_ratio == [1.0]
+            and c.hash_ratio == [1.0]
+        )
         if not evaluator.evaluates_policy and not trivial:
             raise SpecError(
-                "compression", self.compression.model_dump(),
+                "compression",
+                self.compression.model_dump(),
                 f"weight_bits: [32], sparsity: [0.0], distill_alpha: [0.0], channel_ratio: [0.0], since the {self.evaluator.name!r} evaluator ignores compression",
             )
 
@@ -453,7 +511,9 @@ class JobSpec(_Section):
         from cosearch.evaluators.train import CompressionSettings
 
         c = self.compression
-        return CompressionSettings(c.channel_importance, c.calibration, learn_activation_scales=c.learn_activation_scales)
+        return CompressionSettings(
+            c.channel_importance, c.calibration, learn_activation_scales=c.learn_activation_scales
+        )
 
     def make_evaluator(self, teacher_logits: Any = None):
         from cosearch.evaluators import EVALUATORS
@@ -577,7 +637,11 @@ def profiling_job(path: str | Path | None, space: str | None = None) -> JobSpec:
         data = {key: full[key] for key in ("task", "search_space", "compression", "latency") if key in full}
         devices = full.get("devices") or {}
         if isinstance(devices, dict):
-            data["devices"] = {name: spec for name, spec in devices.items() if not isinstance(spec, dict) or spec.get("kind", "measured") == "measured"}
+            data["devices"] = {
+                name: spec
+                for name, spec in devices.items()
+                if not isinstance(spec, dict) or spec.get("kind", "measured") == "measured"
+            }
         data["objectives"] = ["accuracy"]
     return spec_from_dict(data, str(path or "profile"))
 
@@ -601,7 +665,9 @@ def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode
         try:
             if key in seen:
                 raise SpecError(
-                    f"{loader.source}, line {key_node.start_mark.line + 1}", key, "each key once per mapping",
+                    f"{loader.source}, line {key_node.start_mark.line + 1}",
+                    key,
+                    "each key once per mapping",
                     problem=f"key given twice (first on line {seen[key] + 1})",
                 )
             seen[key] = key_node.start_mark.line
@@ -620,7 +686,11 @@ def _check_size(data: Any, source: str) -> None:
         node = stack.pop()
         count += 1
         if count > MAX_YAML_NODES:
-            raise SpecError(source, f"over {MAX_YAML_NODES} values", f"a job file of at most {MAX_YAML_NODES} values (with YAML aliases expanded)")
+            raise SpecError(
+                source,
+                f"over {MAX_YAML_NODES} values",
+                f"a job file of at most {MAX_YAML_NODES} values (with YAML aliases expanded)",
+            )
         if isinstance(node, dict):
             stack.extend(node.values())
         elif isinstance(node, list):
@@ -634,11 +704,18 @@ def _read_yaml(path: Path) -> Any:
         raise SpecError("job file", str(path), "an existing YAML file")
     size = path.stat().st_size
     if size > MAX_JOB_BYTES:
-        raise SpecError("job file", str(path), f"a YAML file of at most {MAX_JOB_BYTES // 1024} KiB", problem=f"{size} bytes")
+        raise SpecError(
+            "job file", str(path), f"a YAML file of at most {MAX_JOB_BYTES // 1024} KiB", problem=f"{size} bytes"
+        )
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
-        raise SpecError(str(path), f"byte {error.object[error.start:error.start + 1]!r} at offset {error.start}", "UTF-8 text", problem="not UTF-8") from None
+        raise SpecError(
+            str(path),
+            f"byte {error.object[error.start : error.start + 1]!r} at offset {error.start}",
+            "UTF-8 text",
+            problem="not UTF-8",
+        ) from None
     loader = _UniqueKeyLoader(text)
     loader.source = str(path)
     try:
@@ -655,7 +732,8 @@ def require_teacher(job: JobSpec, module_given: bool = False) -> None:
     """A job that distils needs a teacher: named in the job, or a module given to Controller.start."""
     if job.compression.distills and job.compression.teacher is None and not module_given:
         raise SpecError(
-            "compression.teacher", None,
+            "compression.teacher",
+            None,
             "a teacher ({model: resnet18}) when any distill_alpha > 0, or a trained module: Controller.start(job, run_dir, teacher=MODULE)",
         )
 

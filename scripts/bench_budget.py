@@ -63,12 +63,23 @@ def main() -> None:
     budgets.update({str(Constraint.parse(b)).rsplit(" ", 1)[0]: b for b in args.budget})
     base["budgets"] = list(budgets.values())
     base["resources"] = {**base.get("resources", {}), "trials": args.trials}
-    ray.init(num_cpus=base["resources"].get("concurrency", 2), include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(
+        num_cpus=base["resources"].get("concurrency", 2),
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
     rows = []
     try:
         for seed in (int(s) for s in args.seeds.split(",")):
             for prefilter in (True, False):
-                job = spec_from_dict({**base, "evaluator": {"name": "train", "prefilter": prefilter}, "resources": {**base["resources"], "seed": seed}})
+                job = spec_from_dict(
+                    {
+                        **base,
+                        "evaluator": {"name": "train", "prefilter": prefilter},
+                        "resources": {**base["resources"], "seed": seed},
+                    }
+                )
                 goals = job.goals()
                 with tempfile.TemporaryDirectory() as tmp:
                     start = time.perf_counter()
@@ -86,7 +97,9 @@ def main() -> None:
                     "trained_but_over_budget": sum(r.ok and not goals.feasible(r) for r in results),
                     "feasible": sum(goals.feasible(r) for r in results),
                     "wall_s": round(wall_s, 1),
-                    "training_s": round(sum(r.timings_s["train_s"] + r.timings_s.get("compress_s", 0) for r in trained), 1),
+                    "training_s": round(
+                        sum(r.timings_s["train_s"] + r.timings_s.get("compress_s", 0) for r in trained), 1
+                    ),
                     "hypervolume": front_hypervolume(results, goals, reference_point(goals)),
                     "keys": sorted(r.candidate.key for r in results),
                 }
@@ -100,7 +113,13 @@ def main() -> None:
     command = "python scripts/bench_budget.py " + shlex.join(sys.argv[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = {"command": command, "machine": platform.machine(), "budgets": base["budgets"], "trials": args.trials, "runs": [{k: v for k, v in r.items() if k != "keys"} for r in rows]}
+    data = {
+        "command": command,
+        "machine": platform.machine(),
+        "budgets": base["budgets"],
+        "trials": args.trials,
+        "runs": [{k: v for k, v in r.items() if k != "keys"} for r in rows],
+    }
     (out / "budget.json").write_text(json.dumps(data, indent=1))
     lines = [
         "# Budget pre-filter benchmark",

@@ -56,8 +56,14 @@ def ort_quantize_static(float_bytes: bytes, images: np.ndarray, reduce_range: bo
         source, target = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
         Path(source).write_bytes(float_bytes)
         quantize_static(
-            source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            source,
+            target,
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
         )
         return Path(target).read_bytes()
 
@@ -69,12 +75,25 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=2, help="cells per stage")
     parser.add_argument("--epochs", type=int, default=15, help="float training epochs (the student's too)")
     parser.add_argument("--finetune-epochs", type=int, default=3)
-    parser.add_argument("--student-channels", type=int, default=4, help="stem width of the distilled student (the fp32 network is its teacher)")
-    parser.add_argument("--shift-px", type=int, default=1, help="students also train on the images shifted by up to this many pixels")
+    parser.add_argument(
+        "--student-channels",
+        type=int,
+        default=4,
+        help="stem width of the distilled student (the fp32 network is its teacher)",
+    )
+    parser.add_argument(
+        "--shift-px", type=int, default=1, help="students also train on the images shifted by up to this many pixels"
+    )
     parser.add_argument("--view-epochs", type=int, default=5, help="the students' epochs over the shifted views")
-    parser.add_argument("--student-seeds", type=int, default=5, help="seeds for the student alone and distilled (averaged)")
-    parser.add_argument("--calibration", default="percentile", help="activation calibration of our PTQ: minmax, percentile, mse or kl")
-    parser.add_argument("--rounds", type=int, default=3, help="latency rounds through all rows; the lowest median counts")
+    parser.add_argument(
+        "--student-seeds", type=int, default=5, help="seeds for the student alone and distilled (averaged)"
+    )
+    parser.add_argument(
+        "--calibration", default="percentile", help="activation calibration of our PTQ: minmax, percentile, mse or kl"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="latency rounds through all rows; the lowest median counts"
+    )
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args()
     import torch
@@ -82,7 +101,15 @@ def main() -> None:
     from cosearch.compressors import bake, compression_slots, global_magnitude_policy, size_bytes
     from cosearch.core.candidate import Candidate, LayerPolicy, Policy
     from cosearch.evaluators.data import shifted_views
-    from cosearch.evaluators.train import CompressionSettings, DataSettings, TrainEvaluator, TrainingSettings, accuracy, predict, train_epochs
+    from cosearch.evaluators.train import (
+        CompressionSettings,
+        DataSettings,
+        TrainEvaluator,
+        TrainingSettings,
+        accuracy,
+        predict,
+        train_epochs,
+    )
     from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency, run_onnx
     from cosearch.hardware.qdq import deployment
     from cosearch.search_spaces import SEARCH_SPACES
@@ -100,7 +127,14 @@ def main() -> None:
 
     def record(name: str, onnx_bytes: bytes, config: dict[str, str], how: str, started: float, **extra) -> None:
         test_accuracy = accuracy(run_onnx(onnx_bytes, data.test.x, config=config), data.test.y)
-        row = {"method": name, "test_accuracy": test_accuracy, "size_kb": len(onnx_bytes) / 1024, "how": how, "seconds": round(time.perf_counter() - started, 1), **extra}
+        row = {
+            "method": name,
+            "test_accuracy": test_accuracy,
+            "size_kb": len(onnx_bytes) / 1024,
+            "how": how,
+            "seconds": round(time.perf_counter() - started, 1),
+            **extra,
+        }
         rows.append(row)
         deployed[name] = (onnx_bytes, config)
         print(json.dumps(row), flush=True)
@@ -111,8 +145,14 @@ def main() -> None:
     base = space.build(arch, shape, classes)
     train_epochs(base, data.train, args.epochs, training.learning_rate, training, seed=0)
     base_bytes, base_config = deployment(bake(base), Policy(), shape)
-    record("fp32", base_bytes, base_config, f"NB201 {ARCH}, {args.channels} channels, {args.cells} cells per stage, {args.epochs} epochs", start,
-           accounted_kb=size_bytes(base, Policy()) / 1024)
+    record(
+        "fp32",
+        base_bytes,
+        base_config,
+        f"NB201 {ARCH}, {args.channels} channels, {args.cells} cells per stage, {args.epochs} epochs",
+        start,
+        accounted_kb=size_bytes(base, Policy()) / 1024,
+    )
     slots = sorted(compression_slots(base))
     cell_slots = [s for s in slots if s.startswith("stage")]
 
@@ -121,34 +161,91 @@ def main() -> None:
         start = time.perf_counter()
         quantized = ort_quantize_static(base_bytes, calibration_images, reduce_range)
         name = "ort quantize_static" + ("" if reduce_range else " (defaults, reduce_range=False)")
-        record(name, quantized, {}, "onnxruntime.quantization.quantize_static: QDQ, per-channel, U8S8, min-max on 256 training images", start,
-               accounted_kb=len(quantized) / 1024)
+        record(
+            name,
+            quantized,
+            {},
+            "onnxruntime.quantization.quantize_static: QDQ, per-channel, U8S8, min-max on 256 training images",
+            start,
+            accounted_kb=len(quantized) / 1024,
+        )
 
-    def compressed_row(name: str, policy: Policy, finetune_epochs: int, how: str, calibration: str = args.calibration) -> None:
+    def compressed_row(
+        name: str, policy: Policy, finetune_epochs: int, how: str, calibration: str = args.calibration
+    ) -> None:
         start = time.perf_counter()
         evaluator = TrainEvaluator(
-            space, data_settings, TrainingSettings(epochs=0, finetune_epochs=finetune_epochs),
+            space,
+            data_settings,
+            TrainingSettings(epochs=0, finetune_epochs=finetune_epochs),
             compression=CompressionSettings(calibration=calibration),
         )
         model, _, _ = evaluator.build_trained(Candidate(arch, policy), copy.deepcopy(base))
         plain = bake(model)
         onnx_bytes, config = deployment(plain, policy, shape)
-        record(name, onnx_bytes, config, how, start, policy=policy.summary(), pytorch_accuracy=accuracy(predict(model, data.test.x), data.test.y),
-               accounted_kb=size_bytes(plain, policy) / 1024)
+        record(
+            name,
+            onnx_bytes,
+            config,
+            how,
+            start,
+            policy=policy.summary(),
+            pytorch_accuracy=accuracy(predict(model, data.test.x), data.test.y),
+            accounted_kb=size_bytes(plain, policy) / 1024,
+        )
 
     w8a8 = Policy({s: LayerPolicy(8, activation_bits=8) for s in slots})
-    compressed_row("int8 PTQ", w8a8, 0, f"per-channel symmetric int8 weights, 8-bit activations ({args.calibration} calibration on 256 training images), no training")
-    compressed_row("int8 weights only", Policy({s: LayerPolicy(8) for s in slots}), 0, "per-channel symmetric int8 weights, float activations, no training")
+    compressed_row(
+        "int8 PTQ",
+        w8a8,
+        0,
+        f"per-channel symmetric int8 weights, 8-bit activations ({args.calibration} calibration on 256 training images), no training",
+    )
+    compressed_row(
+        "int8 weights only",
+        Policy({s: LayerPolicy(8) for s in slots}),
+        0,
+        "per-channel symmetric int8 weights, float activations, no training",
+    )
     mixed = Policy({s: LayerPolicy(4 if s in cell_slots else 8, activation_bits=8) for s in slots})
-    compressed_row("mixed 4/8 QAT", mixed, args.finetune_epochs, f"{len(cell_slots)} cell convs 4-bit, {len(slots) - len(cell_slots)} other layers 8-bit, 8-bit activations, {args.finetune_epochs} epochs QAT (STE)")
-    compressed_row("structured -50 %", Policy(channel_ratio=0.5), args.finetune_epochs, f"50 % of channels removed (Torch-Pruning, L1 importance), {args.finetune_epochs} epochs fine-tune")
+    compressed_row(
+        "mixed 4/8 QAT",
+        mixed,
+        args.finetune_epochs,
+        f"{len(cell_slots)} cell convs 4-bit, {len(slots) - len(cell_slots)} other layers 8-bit, 8-bit activations, {args.finetune_epochs} epochs QAT (STE)",
+    )
+    compressed_row(
+        "structured -50 %",
+        Policy(channel_ratio=0.5),
+        args.finetune_epochs,
+        f"50 % of channels removed (Torch-Pruning, L1 importance), {args.finetune_epochs} epochs fine-tune",
+    )
     sparse = global_magnitude_policy(base, Policy(), 0.7)
-    compressed_row("magnitude -70 % global", sparse, args.finetune_epochs, f"the smallest 70 % of all weights removed (one threshold; per layer {min(lp.sparsity for lp in sparse.layers.values()):.0%}-{max(lp.sparsity for lp in sparse.layers.values()):.0%}), {args.finetune_epochs} epochs fine-tune; the file stores zeros densely")
-    compressed_row("hashed 1/4", Policy({s: LayerPolicy(hash_ratio=0.25) for s in cell_slots}), args.finetune_epochs, f"{len(cell_slots)} cell convs share 1 bucket per 4 weights (HashedNets), {args.finetune_epochs} epochs fine-tune; the file stores the expanded weights")
+    compressed_row(
+        "magnitude -70 % global",
+        sparse,
+        args.finetune_epochs,
+        f"the smallest 70 % of all weights removed (one threshold; per layer {min(lp.sparsity for lp in sparse.layers.values()):.0%}-{max(lp.sparsity for lp in sparse.layers.values()):.0%}), {args.finetune_epochs} epochs fine-tune; the file stores zeros densely",
+    )
+    compressed_row(
+        "hashed 1/4",
+        Policy({s: LayerPolicy(hash_ratio=0.25) for s in cell_slots}),
+        args.finetune_epochs,
+        f"{len(cell_slots)} cell convs share 1 bucket per 4 weights (HashedNets), {args.finetune_epochs} epochs fine-tune; the file stores the expanded weights",
+    )
     one_by_one = {edge_name(i, j) for (i, j), op in parse_arch_str(ARCH).items() if op == "nor_conv_1x1"}
-    low_rank_slots = [s for s in slots if s == "classifier" or s.endswith("shortcut.conv") or (s in cell_slots and s.split(".")[2] in one_by_one)]
+    low_rank_slots = [
+        s
+        for s in slots
+        if s == "classifier" or s.endswith("shortcut.conv") or (s in cell_slots and s.split(".")[2] in one_by_one)
+    ]
     low_rank = Policy({s: LayerPolicy(rank_ratio=0.5) for s in low_rank_slots})
-    compressed_row("low-rank 0.5", low_rank, args.finetune_epochs, f"{len(low_rank_slots)} 1x1 convs and the classifier as SVD factors at rank ratio 0.5, {args.finetune_epochs} epochs fine-tune")
+    compressed_row(
+        "low-rank 0.5",
+        low_rank,
+        args.finetune_epochs,
+        f"{len(low_rank_slots)} 1x1 convs and the classifier as SVD factors at rank ratio 0.5, {args.finetune_epochs} epochs fine-tune",
+    )
 
     # Distillation: a narrow student, alone and with the fp32 network as teacher (same seeds), on
     # the training images and on their shifted views (the teacher labels every view; same epochs
@@ -162,8 +259,11 @@ def main() -> None:
             accuracies, files = [], []
             for seed in range(args.student_seeds):
                 evaluator = TrainEvaluator(
-                    student_space, data_settings, TrainingSettings(epochs=epochs, finetune_epochs=0, seed=seed, shift_px=shift_px),
-                    teacher_logits=teacher_logits, temperature=4.0,
+                    student_space,
+                    data_settings,
+                    TrainingSettings(epochs=epochs, finetune_epochs=0, seed=seed, shift_px=shift_px),
+                    teacher_logits=teacher_logits,
+                    temperature=4.0,
                 )
                 model, _, _ = evaluator.build_trained(Candidate(arch, Policy(distill_alpha=alpha)))
                 onnx_bytes, config = deployment(bake(model), Policy(), shape)
@@ -172,7 +272,14 @@ def main() -> None:
             how = f"NB201 same cell, {args.student_channels} channels, {epochs} epochs"
             how += f" over {views} views (shifts up to {shift_px} px)" if shift_px else ""
             how += f", alpha {alpha}, T 4, teacher fp32" if alpha else ""
-            record(name + suffix, *files[0], how, start, seed_accuracies=accuracies, accounted_kb=size_bytes(model, Policy()) / 1024)
+            record(
+                name + suffix,
+                *files[0],
+                how,
+                start,
+                seed_accuracies=accuracies,
+                accounted_kb=size_bytes(model, Policy()) / 1024,
+            )
             rows[-1]["test_accuracy"] = float(np.mean(accuracies))  # the mean over seeds; the file is seed 0's
 
     settings = LatencySettings()
@@ -185,21 +292,36 @@ def main() -> None:
     fp32 = by["fp32"]
 
     def closes_half_the_gap(suffix: str) -> bool:
-        teacher, alone, distilled = fp32["test_accuracy"], by["student alone" + suffix]["test_accuracy"], by["student distilled" + suffix]["test_accuracy"]
+        teacher, alone, distilled = (
+            fp32["test_accuracy"],
+            by["student alone" + suffix]["test_accuracy"],
+            by["student distilled" + suffix]["test_accuracy"],
+        )
         return teacher > alone and (distilled - alone) >= 0.5 * (teacher - alone)
 
     goals = {
         "int8 PTQ loses <= 0.5 points": (fp32["test_accuracy"] - by["int8 PTQ"]["test_accuracy"]) * 100 <= 0.5,
         "int8 PTQ >= 3.9x smaller": fp32["size_kb"] / by["int8 PTQ"]["size_kb"] >= 3.9,
         "mixed 4/8 QAT loses <= 1 point": (fp32["test_accuracy"] - by["mixed 4/8 QAT"]["test_accuracy"]) * 100 <= 1.0,
-        "structured -50 % >= 1.6x faster": fp32["latency_median_ms"] / by["structured -50 %"]["latency_median_ms"] >= 1.6,
+        "structured -50 % >= 1.6x faster": fp32["latency_median_ms"] / by["structured -50 %"]["latency_median_ms"]
+        >= 1.6,
         "distillation closes >= half the gap (training images)": closes_half_the_gap(""),
-        f"distillation closes >= half the gap (shifted views, {args.shift_px} px)": closes_half_the_gap(", shifted views"),
+        f"distillation closes >= half the gap (shifted views, {args.shift_px} px)": closes_half_the_gap(
+            ", shifted views"
+        ),
     }
     command = "python scripts/bench_compress.py " + shlex.join(sys.argv[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"command": command, "machine": platform.machine(), "python": platform.python_version(), "dataset": data.name, "test_images": int(len(data.test.y)), "rows": rows, "goals": goals}
+    summary = {
+        "command": command,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "dataset": data.name,
+        "test_images": len(data.test.y),
+        "rows": rows,
+        "goals": goals,
+    }
     (out / "compress.json").write_text(json.dumps(summary, indent=1))
     lines = [
         "# Compression benchmark",
@@ -208,7 +330,7 @@ def main() -> None:
         "",
         "Every row is its deployed ONNX file: accuracy run in ONNX Runtime on the test split, size on disk, latency in ONNX Runtime",
         f"(CPU, batch 1, 1 thread, 100 runs; the round with the lowest median of {args.rounds}). The students' accuracy is the mean of",
-        f"{args.student_seeds} seeds. \"accounted KB\" is `size_kb` as the search counts it (non-zeros x bits, buckets, scales); ORT's",
+        f'{args.student_seeds} seeds. "accounted KB" is `size_kb` as the search counts it (non-zeros x bits, buckets, scales); ORT\'s',
         "own rows have no policy and show their file size there.",
         "",
         "| method | test accuracy | vs fp32 (points) | file KB | x smaller | accounted KB | latency median ms | p90 ms | x faster |",
@@ -219,7 +341,9 @@ def main() -> None:
             f"| {r['method']} | {r['test_accuracy']:.2%} | {(r['test_accuracy'] - fp32['test_accuracy']) * 100:+.2f} | {r['size_kb']:.1f} "
             f"| {fp32['size_kb'] / r['size_kb']:.2f} | {r['accounted_kb']:.1f} | {r['latency_median_ms']:.3f} | {r['latency_p90_ms']:.3f} | {fp32['latency_median_ms'] / r['latency_median_ms']:.2f} |"
         )
-    lines += ["", "Goals (from the issue):", ""] + [f"- {goal}: {'met' if ok else 'NOT met'}" for goal, ok in goals.items()]
+    lines += ["", "Goals (from the issue):", ""] + [
+        f"- {goal}: {'met' if ok else 'NOT met'}" for goal, ok in goals.items()
+    ]
     lines += ["", "What each row is:", ""] + [f"- {r['method']}: {r['how']}" for r in rows]
     (out / "compress.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

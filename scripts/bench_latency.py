@@ -25,16 +25,25 @@ import numpy as np
 SPACES = ("nb201", "darts", "enas", "mobilenet")
 
 
-def bench_space(name: str, input_shape: tuple[int, ...], candidates: int, channel_ratio: list[float], passes: int) -> dict:
+def bench_space(
+    name: str, input_shape: tuple[int, ...], candidates: int, channel_ratio: list[float], passes: int
+) -> dict:
     from cosearch.hardware.lut import profile, sampled_graphs
     from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency
     from cosearch.job import spec_from_dict
 
-    job = spec_from_dict({"search_space": {"name": name}, "compression": {"weight_bits": [32], "sparsity": [0.0], "channel_ratio": channel_ratio}})
+    job = spec_from_dict(
+        {
+            "search_space": {"name": name},
+            "compression": {"weight_bits": [32], "sparsity": [0.0], "channel_ratio": channel_ratio},
+        }
+    )
     joint = job.make_joint_space()
     settings = LatencySettings()
     start = time.perf_counter()
-    table = profile(sampled_graphs(joint, input_shape, 10, seed=0, limit=300), input_shape, "local-cpu", settings, passes=passes)
+    table = profile(
+        sampled_graphs(joint, input_shape, 10, seed=0, limit=300), input_shape, "local-cpu", settings, passes=passes
+    )
     profile_s = time.perf_counter() - start
     predicted, graphs, missing = [], [], 0
     start = time.perf_counter()
@@ -78,7 +87,12 @@ def main() -> None:
     parser.add_argument("--input-shape", default="3,32,32")
     parser.add_argument("--spaces", default=",".join(SPACES))
     parser.add_argument("--channel-ratio", default="0,0.25,0.5", help="channel pruning shares the candidates draw from")
-    parser.add_argument("--passes", type=int, default=3, help="rounds of timing, profile and measurement alike; the lowest median counts")
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=3,
+        help="rounds of timing, profile and measurement alike; the lowest median counts",
+    )
     parser.add_argument("--digits", action="store_true", help="also nb201 at the digits input 1x8x8 (overhead-bound)")
     parser.add_argument("--bitfusion", help="BitFusion table, e.g. ../shared/data/apq/bitfusion_lut.json")
     parser.add_argument("--out", default="benchmarks")
@@ -99,7 +113,13 @@ def main() -> None:
     command = "python scripts/bench_latency.py " + shlex.join(sys.argv[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = {"command": command, "machine": platform.machine(), "python": platform.python_version(), "lut": rows, "analytic_leave_one_out": analytic}
+    data = {
+        "command": command,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "lut": rows,
+        "analytic_leave_one_out": analytic,
+    }
     (out / "latency.json").write_text(json.dumps(data, indent=1))
     lines = [
         "# Latency prediction benchmark",
@@ -108,7 +128,7 @@ def main() -> None:
         "",
         "Per space: a per-layer table profiled here (`cosearch profile`), then fresh random candidates (channel pruning",
         f"{args.channel_ratio}) predicted from it and measured with ONNX Runtime (batch 1, 1 thread, median of 100 runs).",
-        f"Profile and measurement alike take the lowest median of {args.passes} rounds through all items; \"1-round spread\" is the p95 of how much",
+        f'Profile and measurement alike take the lowest median of {args.passes} rounds through all items; "1-round spread" is the p95 of how much',
         "a candidate's slowest round exceeded its fastest: the noise a single measurement would have carried.",
         "",
         "| space | input | layer configs | profile s | candidates | within ±10 % | within ±5 % | RMSE ms | mean measured ms | error p5 / p50 / p95 | 1-round spread p95 |",

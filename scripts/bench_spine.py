@@ -26,7 +26,9 @@ def run_demo(job: Path, run_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_latency_ms(models: dict[str, tuple[str, dict]], input_shape, rounds: int = 20, runs: int = 50, warmup: int = 50) -> dict[str, dict[str, float]]:
+def interleaved_latency_ms(
+    models: dict[str, tuple[str, dict]], input_shape, rounds: int = 20, runs: int = 50, warmup: int = 50
+) -> dict[str, dict[str, float]]:
     """Median and p90 per model, alternating models round by round so drift hits all alike."""
     from cosearch.hardware.onnx_runtime import INPUT_NAME, session
 
@@ -43,7 +45,8 @@ def interleaved_latency_ms(models: dict[str, tuple[str, dict]], input_shape, rou
                 sess.run(None, feed)
                 samples[name].append((time.perf_counter() - start) * 1e3)
     return {
-        name: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90)), "runs": len(v)} for name, v in samples.items()
+        name: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90)), "runs": len(v)}
+        for name, v in samples.items()
     }
 
 
@@ -61,8 +64,14 @@ def ort_quantize_static(fp32_path: Path, out_path: Path, calibration: np.ndarray
     prepared = out_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(prepared))
     quantize_static(
-        str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
+        str(prepared),
+        str(out_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        reduce_range=reduce_range,
     )
 
 
@@ -155,12 +164,15 @@ def main() -> None:
         "",
         "ONNX Runtime, batch 1, 1 thread, models interleaved round by round. The ORT baselines quantize the float32",
         "export of the same trained model (per-channel int8 weights, uint8 activations, 256 training images to calibrate).",
-        "\"Dequantize folded\" is the session config `session.disable_quant_qdq=1`, which the card recommends.",
+        '"Dequantize folded" is the session config `session.disable_quant_qdq=1`, which the card recommends.',
         "",
         "| model | test accuracy | file KB | median ms | p90 ms |",
         "|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {r['model']} | {r['test_accuracy']:.2%} | {r['file_kb']:.1f} | {r['median_ms']:.4f} | {r['p90_ms']:.4f} |" for r in rows]
+    lines += [
+        f"| {r['model']} | {r['test_accuracy']:.2%} | {r['file_kb']:.1f} | {r['median_ms']:.4f} | {r['p90_ms']:.4f} |"
+        for r in rows
+    ]
     (out / "spine.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

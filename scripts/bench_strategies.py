@@ -83,7 +83,9 @@ def run_seed(name: str, seed: int) -> tuple[dict[str, list[tuple[bool, float, fl
     runs = {}
     for key, goals in _SHARED["scenarios"].items():
         results = search(name, _SHARED["space"], goals, _SHARED["evaluator"], seed, max(BUDGETS))
-        runs[key] = [(r.ok, r.metrics.get("accuracy", 0.0), r.metrics.get(_SHARED["latency_metric"], 0.0)) for r in results]
+        runs[key] = [
+            (r.ok, r.metrics.get("accuracy", 0.0), r.metrics.get(_SHARED["latency_metric"], 0.0)) for r in results
+        ]
     return runs, time.process_time() - start
 
 
@@ -96,7 +98,9 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGY_PARAMS))
     parser.add_argument("--workers", type=int, default=2, help="processes running seeds side by side")
     parser.add_argument("--overhead-trials", type=int, default=300)
-    parser.add_argument("--overhead-repeats", type=int, default=5, help="searches timed per framework; the median is reported")
+    parser.add_argument(
+        "--overhead-repeats", type=int, default=5, help="searches timed per framework; the median is reported"
+    )
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args()
     args.table = str(Path(args.table).resolve())  # Ray Tune runs trials in their own folders
@@ -114,7 +118,12 @@ def main() -> None:
     reference = np.array([-np.percentile(all_acc, 10), np.percentile(all_lat, 90)])
     latency_budget = float(np.median(all_lat))
     rows_by_arch = {a: i for i, a in enumerate(columns["arch_str"])}
-    reachable = sorted({space.canonical({"cell": format_arch_str(dict(zip(EDGES, ops)))}, {}).arch["cell"] for ops in itertools.product(OPS, repeat=6)})
+    reachable = sorted(
+        {
+            space.canonical({"cell": format_arch_str(dict(zip(EDGES, ops)))}, {}).arch["cell"]
+            for ops in itertools.product(OPS, repeat=6)
+        }
+    )
     reach_idx = np.array([rows_by_arch[a] for a in reachable])
     reach_points = np.stack([-all_acc[reach_idx], all_lat[reach_idx]], axis=1)
     true_hv = hypervolume(reach_points, reference)
@@ -134,14 +143,18 @@ def main() -> None:
     jobs = [(name, seed) for name in args.strategies for seed in range(args.seeds)]
     # Seeds run in worker processes (forked: they share the loaded table); each reports its CPU time.
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        outcomes = dict(zip(jobs, pool.starmap(run_seed, jobs, chunksize=1)))  # gp seeds last and slowest: no big chunks
+        outcomes = dict(
+            zip(jobs, pool.starmap(run_seed, jobs, chunksize=1))
+        )  # gp seeds last and slowest: no big chunks
     for name in args.strategies:
         stats: dict[str, list[float]] = {}
         for seed in range(args.seeds):
             runs, _ = outcomes[(name, seed)]
             for budget in BUDGETS:
                 points = np.array([[-acc * 100, lat] for ok, acc, lat in runs["A"][:budget] if ok])
-                stats.setdefault(f"hv_{budget}", []).append(hypervolume(points, reference) / true_hv if len(points) else 0.0)
+                stats.setdefault(f"hv_{budget}", []).append(
+                    hypervolume(points, reference) / true_hv if len(points) else 0.0
+                )
                 b = [acc * 100 for ok, acc, lat in runs["B"][:budget] if ok and lat <= latency_budget]
                 stats.setdefault(f"regret_{budget}", []).append(best_under_budget - (max(b) if b else 0.0))
                 c = [acc * 100 for ok, acc, _ in runs["C"][:budget] if ok]
@@ -149,12 +162,18 @@ def main() -> None:
         cpu_s = sum(outcomes[(name, seed)][1] for seed in range(args.seeds))
         timing[name] = cpu_s / (args.seeds * len(scenarios) * max(BUDGETS)) * 1e3
         table[name] = stats
-        print(name, {k: round(float(np.mean(v)), 4) for k, v in stats.items()}, f"{timing[name]:.2f} ms/eval", flush=True)
+        print(
+            name, {k: round(float(np.mean(v)), 4) for k, v in stats.items()}, f"{timing[name]:.2f} ms/eval", flush=True
+        )
 
     overhead = measure_overhead(args, latency_metric)
     report = {
         "command": f"python scripts/bench_strategies.py --table {args.table} --device {args.device} --seeds {args.seeds}",
-        "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version(), "python_speed_ms": python_speed_ms()},
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "python_speed_ms": python_speed_ms(),
+        },
         "table": {"path": Path(args.table).name, "accuracy": args.accuracy, "latency": args.device},
         "reference_point": {"accuracy": float(-reference[0]), "latency_ms": float(reference[1])},
         "latency_budget_ms": latency_budget,
@@ -163,7 +182,8 @@ def main() -> None:
         "best_accuracy_under_budget": best_under_budget,
         "best_accuracy": best_overall,
         "strategies": {
-            name: {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in stats.items()} | {"strategy_ms_per_eval": timing[name]}
+            name: {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in stats.items()}
+            | {"strategy_ms_per_eval": timing[name]}
             for name, stats in table.items()
         },
         "overhead": overhead,
@@ -189,7 +209,11 @@ def measure_overhead(args, latency_metric: str) -> dict:
             "search_space": {"name": "nb201", "channels": 16, "cells_per_stage": 5},
             "compression": {"weight_bits": [32], "sparsity": [0.0]},
             "strategy": {"name": "random"},
-            "evaluator": {"name": "table", "path": args.table, "metrics": {"accuracy": args.accuracy, latency_metric: args.device}},
+            "evaluator": {
+                "name": "table",
+                "path": args.table,
+                "metrics": {"accuracy": args.accuracy, latency_metric: args.device},
+            },
             "objectives": ["accuracy", latency_metric],
             "resources": {"trials": args.overhead_trials, "concurrency": 2},
         }
@@ -260,8 +284,14 @@ def tune_overhead(job, trials: int) -> float | None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         tune.run(
-            trainable, search_alg=StrategySearcher(), num_samples=trials, max_concurrent_trials=2,
-            reuse_actors=True, verbose=0, storage_path=tmp, resources_per_trial={"cpu": 1},
+            trainable,
+            search_alg=StrategySearcher(),
+            num_samples=trials,
+            max_concurrent_trials=2,
+            reuse_actors=True,
+            verbose=0,
+            storage_path=tmp,
+            resources_per_trial={"cpu": 1},
         )
         return (time.perf_counter() - start) / trials * 1e3
 
@@ -301,7 +331,11 @@ def write_markdown(path: Path, report: dict) -> None:
             f"{s['best_150']['mean']:.2f} | {s['strategy_ms_per_eval']:.2f} |"
         )
     o = report["overhead"]
-    tune = "not installed" if o["ray_tune_ms_per_eval"] is None else f"{o['ray_tune_ms_per_eval']:.1f} ms per evaluation ({_range(o['ray_tune_runs_ms_per_eval'])})"
+    tune = (
+        "not installed"
+        if o["ray_tune_ms_per_eval"] is None
+        else f"{o['ray_tune_ms_per_eval']:.1f} ms per evaluation ({_range(o['ray_tune_runs_ms_per_eval'])})"
+    )
     lines += [
         "",
         f"Controller overhead, {o['trials']} table evaluations at concurrency {o['concurrency']} on local Ray, median of "

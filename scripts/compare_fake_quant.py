@@ -38,12 +38,16 @@ def main() -> None:
         for bits in (2, 4, 8):
             weight = (torch.randn(shape) * 0.05).requires_grad_()
             ours = PerChannelSymmetricFakeQuant(bits)
-            theirs = IntxFakeQuantizer(IntxFakeQuantizeConfig(getattr(torch, f"int{bits}"), granularity="per_channel", is_symmetric=True))
+            theirs = IntxFakeQuantizer(
+                IntxFakeQuantizeConfig(getattr(torch, f"int{bits}"), granularity="per_channel", is_symmetric=True)
+            )
             flat = lambda w, q=theirs: q(w.flatten(1)).view_as(w)  # noqa: E731  (torchao takes 2-D weights)
             a, b = ours(weight), flat(weight)
             differ = (a != b).float().mean().item()
             mse = [((q - weight) ** 2).mean().item() for q in (a, b)]
-            print(f"| {'x'.join(map(str, shape))} | {bits} | {differ:.1%} | {mse[0]:.2e} | {mse[1]:.2e} | {timed(ours, weight):.2f} | {timed(flat, weight):.2f} |")
+            print(
+                f"| {'x'.join(map(str, shape))} | {bits} | {differ:.1%} | {mse[0]:.2e} | {mse[1]:.2e} | {timed(ours, weight):.2f} | {timed(flat, weight):.2f} |"
+            )
 
 
 if __name__ == "__main__":

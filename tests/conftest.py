@@ -58,8 +58,12 @@ def ray_local():
     ray = pytest.importorskip("ray")
     # "device:test-board" stands for a node that has a device (tests of latency routing).
     ray.init(
-        num_cpus=2, resources={"device:test-board": 1}, include_dashboard=False, log_to_driver=False,
-        logging_level=logging.WARNING, configure_logging=False,
+        num_cpus=2,
+        resources={"device:test-board": 1},
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        configure_logging=False,
     )
     yield ray
     ray.shutdown()

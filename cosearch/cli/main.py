@@ -7,8 +7,8 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +27,7 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum, frame) -> None:
     raise Terminated()
+
 
 # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; tables read better wider. No markup:
 # paths and messages are printed as they are (a run directory named `runs/[test]` stays so).
@@ -51,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir")
     resume.add_argument("--address", help="Ray cluster address (default: the job's, else local Ray)")
     resume.add_argument(
-        "--reset-strategy", action="store_true",
+        "--reset-strategy",
+        action="store_true",
         help="when the stored strategy checkpoint cannot be loaded: start the strategy afresh and tell it every stored result",
     )
 
@@ -63,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     pareto.add_argument("--all", action="store_true", help="every result, failed and infeasible ones too")
     pareto.add_argument("--device", help="the set for one device: objectives and budgets on other devices are left out")
     pareto.add_argument(
-        "--budget", action="append", default=[], metavar="BUDGET",
+        "--budget",
+        action="append",
+        default=[],
+        metavar="BUDGET",
         help="a budget replacing the job's on the same metric, e.g. 'latency_ms@rpi4 <= 5' (repeatable)",
     )
 
@@ -73,15 +78,19 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write model.onnx and card.json for one result")
     export.add_argument("run_dir")
-    export.add_argument("--pick", type=int, required=True, metavar="ID", help="result id, as `cosearch pareto` lists it")
+    export.add_argument(
+        "--pick", type=int, required=True, metavar="ID", help="result id, as `cosearch pareto` lists it"
+    )
     export.add_argument("--out", help="output folder (default: RUN_DIR/export-ID)")
     export.add_argument(
-        "--float-weights", action="store_true",
+        "--float-weights",
+        action="store_true",
         help="store every weight as float32 (larger file, full speed with default ONNX Runtime options)",
     )
 
     profile = sub.add_parser(
-        "profile", help="measure a per-layer latency table of a search space on this machine's device",
+        "profile",
+        help="measure a per-layer latency table of a search space on this machine's device",
         description="Times every distinct layer configuration (ONNX Runtime node after its own fusions) of a space's "
         "networks on this machine, plus whole networks to fit the fixed overhead, and writes a table that "
         "`devices: {NAME: {kind: lut, table: FILE}}` predicts from. Run it on the machine that has the device.",
@@ -89,19 +98,37 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("--out", required=True, help="table file to write (JSON)")
     profile.add_argument("--device", default="local-cpu", help="a measured device: local-cpu or one the --job declares")
     profile.add_argument("--space", help="search space (default: the job's, else nb201)")
-    profile.add_argument("--job", help="job file: its space and parameters, channel ratios, dataset input shape, devices")
+    profile.add_argument(
+        "--job", help="job file: its space and parameters, channel ratios, dataset input shape, devices"
+    )
     profile.add_argument("--input-shape", help="C,H,W (default: the job's dataset, else digits 1,8,8)")
-    profile.add_argument("--max-networks", type=int, default=300, help="most networks drawn to find layer configurations")
-    profile.add_argument("--patience", type=int, default=40, help="stop after this many networks in a row bring nothing new")
-    profile.add_argument("--passes", type=int, default=3, help="time everything this many times over, keeping the lowest median (robust to a machine that slows down for a while)")
-    profile.add_argument("--calibration", type=int, default=40, help="networks also measured whole, to fit the overhead and per-op scales")
+    profile.add_argument(
+        "--max-networks", type=int, default=300, help="most networks drawn to find layer configurations"
+    )
+    profile.add_argument(
+        "--patience", type=int, default=40, help="stop after this many networks in a row bring nothing new"
+    )
+    profile.add_argument(
+        "--passes",
+        type=int,
+        default=3,
+        help="time everything this many times over, keeping the lowest median (robust to a machine that slows down for a while)",
+    )
+    profile.add_argument(
+        "--calibration",
+        type=int,
+        default=40,
+        help="networks also measured whole, to fit the overhead and per-op scales",
+    )
     profile.add_argument("--seed", type=int, default=0)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.command](args)
@@ -140,11 +167,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         raise CosearchError(f"--run-dir {run_dir} is a file; give a folder (new or empty)")
     if driver_running(run_dir):
-        raise CosearchError(f"{run_dir} is being driven by another cosearch process; one driver per run: give a new --run-dir")
+        raise CosearchError(
+            f"{run_dir} is being driven by another cosearch process; one driver per run: give a new --run-dir"
+        )
     if (run_dir / DB_NAME).exists():
         if not half_created(run_dir):
             raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
-        console.print(f"{run_dir} holds a run that never started (no job recorded, nothing evaluated); starting it again there")
+        console.print(
+            f"{run_dir} holds a run that never started (no job recorded, nothing evaluated); starting it again there"
+        )
     leftovers = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, "job.yaml"}
     if run_dir.exists() and any(p.name not in leftovers for p in run_dir.iterdir()):
         raise CosearchError(f"{run_dir} exists and is not empty; give a new --run-dir")
@@ -157,7 +188,10 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     return _drive(
-        lambda listener: Controller.resume(run_dir, address=args.address, reset_strategy=args.reset_strategy, listener=listener), run_dir
+        lambda listener: Controller.resume(
+            run_dir, address=args.address, reset_strategy=args.reset_strategy, listener=listener
+        ),
+        run_dir,
     )
 
 
@@ -173,7 +207,9 @@ def _drive(make, run_dir: Path) -> int:
     if state.skipped:
         console.print(savings_line(state))
     if state.random_proposals:
-        console.print(f"the strategy kept proposing stored candidates; {state.random_proposals} random candidates were evaluated in their place")
+        console.print(
+            f"the strategy kept proposing stored candidates; {state.random_proposals} random candidates were evaluated in their place"
+        )
     if state.reason:
         console.print(f"{'finished early' if state.finished else 'stopped'}: {state.reason}")
     if not state.finished:
@@ -238,7 +274,9 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
     if show_all:
         table.add_column("status")
         table.add_column("pareto")
-    metrics = [o.metric for o in goals.objectives] + [c.metric for c in goals.constraints if c.metric not in {o.metric for o in goals.objectives}]
+    metrics = [o.metric for o in goals.objectives] + [
+        c.metric for c in goals.constraints if c.metric not in {o.metric for o in goals.objectives}
+    ]
     for metric in metrics:
         table.add_column(metric.replace("@", "\n@"), justify="right")
     table.add_column("compression")
@@ -248,7 +286,10 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
     for row in rows(chosen, goals, space.describe):
         cells = [str(row.id)]
         if show_all:
-            cells += [row.status if row.status != "ok" or row.feasible else "over budget", "*" if row.id in front else ""]
+            cells += [
+                row.status if row.status != "ok" or row.feasible else "over budget",
+                "*" if row.id in front else "",
+            ]
         for metric in metrics:
             value = row.metrics.get(metric)
             cells.append("-" if value is None else (f"{value:.2%}" if metric == "accuracy" else f"{value:.4g}"))
@@ -296,7 +337,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     # Only the sections profiling needs: a job may name the very table this command writes.
     job = profiling_job(args.job, args.space)
     if args.space and args.job and args.space != job.search_space.name:
-        raise CosearchError(f"--space {args.space} differs from the job's search space {job.search_space.name!r}; give one")
+        raise CosearchError(
+            f"--space {args.space} differs from the job's search space {job.search_space.name!r}; give one"
+        )
     devices = job.device_profiles()
     device = devices.get(args.device)
     if device is None or device.kind != "measured":
@@ -307,7 +350,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise CosearchError(f"--out {out} is a folder; give a file name, e.g. {out / 'lut.json'}")
     out.parent.mkdir(parents=True, exist_ok=True)  # before the work, so a bad path fails now
-    for name, value in (("--max-networks", args.max_networks), ("--calibration", args.calibration), ("--patience", args.patience), ("--passes", args.passes)):
+    for name, value in (
+        ("--max-networks", args.max_networks),
+        ("--calibration", args.calibration),
+        ("--patience", args.patience),
+        ("--passes", args.passes),
+    ):
         if value < 1:
             raise CosearchError(f"{name} {value}: an integer >= 1")
     import torch
@@ -317,18 +365,31 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     joint = job.make_joint_space()
     graphs = sampled_graphs(joint, shape, 10, args.seed, args.max_networks)
-    console.print(f"profiling {job.search_space.name} at input {list(shape)} on {device.name} "
-                  f"({device.settings.threads} thread, batch {device.settings.batch_size}); this machine must have the device")
+    console.print(
+        f"profiling {job.search_space.name} at input {list(shape)} on {device.name} "
+        f"({device.settings.threads} thread, batch {device.settings.batch_size}); this machine must have the device"
+    )
     from rich.progress import Progress, TextColumn
 
     with Progress(TextColumn("{task.description}"), console=console, transient=True) as bar:
         task = bar.add_task("drawing networks")
         table = profile(
-            graphs, shape, device.name, device.settings, args.calibration, args.patience, args.passes,
-            listener=lambda s: bar.update(task, description=f"{s['stage']}: networks {s['networks']}  layer configurations {s['entries']}"
-                                          + (f"  timed {s['timed']}" if "timed" in s else "")),
+            graphs,
+            shape,
+            device.name,
+            device.settings,
+            args.calibration,
+            args.patience,
+            args.passes,
+            listener=lambda s: bar.update(
+                task,
+                description=f"{s['stage']}: networks {s['networks']}  layer configurations {s['entries']}"
+                + (f"  timed {s['timed']}" if "timed" in s else ""),
+            ),
         )
-    table.source.update(space=job.search_space.name, space_params=job.search_space.params, command=" ".join(sys.argv[1:]))
+    table.source.update(
+        space=job.search_space.name, space_params=job.search_space.params, command=" ".join(sys.argv[1:])
+    )
     table.save(args.out)
     fit = table.source["calibration"]
     console.print(

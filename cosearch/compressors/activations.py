@@ -10,7 +10,8 @@ fine-tuning then trains through it with a straight-through estimator, or learns 
 
 from __future__ import annotations
 
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ class ActivationFakeQuant(nn.Module):
         if self.learnable:
             grad_factor = 1.0 / float(np.sqrt(x[0].numel() * self.qmax))  # LSQ's gradient scale
             scale = self.scale.abs() + 1e-8
-            return torch._fake_quantize_learnable_per_tensor_affine(x, scale, self.zero_point.float(), 0, self.qmax, grad_factor)
+            return torch._fake_quantize_learnable_per_tensor_affine(
+                x, scale, self.zero_point.float(), 0, self.qmax, grad_factor
+            )
         scale = self.scale.float()
         if self.qmax < 255:
             # Below 8 bits: clip to the narrow grid, then an 8-bit fake quantize with the same scale
@@ -99,7 +102,9 @@ def _fake_quant(values: np.ndarray, low: float, high: float, qmax: int) -> np.nd
     return (np.clip(np.round(values / scale) + zero_point, 0, qmax) - zero_point) * scale
 
 
-def choose_range(samples: np.ndarray, bits: int, method: Calibration, extremes: tuple[float, float] | None = None) -> tuple[float, float]:
+def choose_range(
+    samples: np.ndarray, bits: int, method: Calibration, extremes: tuple[float, float] | None = None
+) -> tuple[float, float]:
     """The clipping range [low, high] of a tensor from calibration samples."""
     low, high = extremes if extremes is not None else (float(samples.min()), float(samples.max()))
     qmax = 2**bits - 1
@@ -186,7 +191,7 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], method: Calibra
     finally:
         for quantizer in quantizers.values():
             quantizer.observing = False
-    for name, quantizer in quantizers.items():
+    for _name, quantizer in quantizers.items():
         try:
             quantizer.finish_calibration(method)
         except ValueError:  # a layer the calibration data never reached keeps scale 1

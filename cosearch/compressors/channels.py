@@ -9,11 +9,10 @@ exactly the shapes of a trained, pruned one, which is how saved weights are load
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
-
 
 IMPORTANCES = ("l1", "l2", "taylor")
 
@@ -50,8 +49,18 @@ def prune_channels(
         outputs = model(example).shape[-1]
     heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == outputs]
     # A module may opt out (`structured_pruning = False`) when its pruned shapes would depend on weights.
-    heads += [m for block in model.modules() if getattr(block, "structured_pruning", True) is False for m in block.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    scorer = tp.importance.TaylorImportance() if importance == "taylor" else tp.importance.MagnitudeImportance(p=1 if importance == "l1" else 2)
+    heads += [
+        m
+        for block in model.modules()
+        if getattr(block, "structured_pruning", True) is False
+        for m in block.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    scorer = (
+        tp.importance.TaylorImportance()
+        if importance == "taylor"
+        else tp.importance.MagnitudeImportance(p=1 if importance == "l1" else 2)
+    )
     pruner = tp.pruner.MagnitudePruner(model, example, importance=scorer, pruning_ratio=ratio, ignored_layers=heads)
     if importance == "taylor":
         images, labels = batch

@@ -21,7 +21,13 @@ from cosearch.core.candidate import Policy
 def factorizable(module: nn.Module) -> bool:
     if isinstance(module, nn.Linear):
         return True
-    return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1 and module.stride == (1, 1) and module.padding in ((0, 0), 0, "valid")
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and module.groups == 1
+        and module.stride == (1, 1)
+        and module.padding in ((0, 0), 0, "valid")
+    )
 
 
 def rank_for(module: nn.Module, rank_ratio: float) -> int | None:
@@ -47,7 +53,10 @@ def factorize_layer(module: nn.Module, rank: int) -> nn.Sequential:
         # transposed, renamed weight, which int8 storage could not find by name.
         first, second = nn.Linear(weight.shape[1], rank, bias=True), nn.Linear(rank, weight.shape[0], bias=has_bias)
     else:
-        first, second = nn.Conv2d(weight.shape[1], rank, 1, bias=False), nn.Conv2d(rank, weight.shape[0], 1, bias=has_bias)
+        first, second = (
+            nn.Conv2d(weight.shape[1], rank, 1, bias=False),
+            nn.Conv2d(rank, weight.shape[0], 1, bias=has_bias),
+        )
     with torch.no_grad():
         first.weight.copy_(first_weight.reshape(first.weight.shape))
         second.weight.copy_(second_weight.reshape(second.weight.shape))

@@ -31,7 +31,9 @@ def layers_of_slot(model: nn.Module, slot: str) -> dict[str, nn.Module]:
     """
     modules = dict(model.named_modules())
     if slot not in modules:
-        raise SpecError("policy.layers", slot, f"module names of this model, e.g. {sorted(compression_slots(model))[:4]}")
+        raise SpecError(
+            "policy.layers", slot, f"module names of this model, e.g. {sorted(compression_slots(model))[:4]}"
+        )
     if isinstance(modules[slot], SLOT_TYPES):
         return {slot: modules[slot]}
     return {f"{slot}.{name}": m for name, m in modules[slot].named_modules() if isinstance(m, SLOT_TYPES)}
@@ -67,7 +69,9 @@ def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = F
     return add_activation_quantizers(model, policy, learn_activation_scales, copy=False)
 
 
-def add_activation_quantizers(model: nn.Module, policy: Policy, learn_scales: bool = False, copy: bool = True) -> nn.Module:
+def add_activation_quantizers(
+    model: nn.Module, policy: Policy, learn_scales: bool = False, copy: bool = True
+) -> nn.Module:
     """(A copy of) `model` whose layers quantize their inputs where `policy` says so.
 
     Used alone to rebuild a baked model before loading its saved state (scales included).

@@ -45,9 +45,12 @@ def global_magnitude_policy(model: nn.Module, policy: Policy, sparsity: float) -
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"`0 <= sparsity < 1` must hold, but got {sparsity=}")
     slots = list(policy.layers) or sorted(compression_slots(model))
-    weights = {slot: torch.cat([m.weight.detach().abs().flatten() for m in layers_of_slot(model, slot).values()]) for slot in slots}
+    weights = {
+        slot: torch.cat([m.weight.detach().abs().flatten() for m in layers_of_slot(model, slot).values()])
+        for slot in slots
+    }
     everything = torch.cat(list(weights.values()))
-    pruned = int(round(sparsity * everything.numel()))
+    pruned = round(sparsity * everything.numel())
     threshold = torch.kthvalue(everything, pruned).values if pruned else everything.new_tensor(-1.0)
     layers = {}
     for slot, magnitudes in weights.items():

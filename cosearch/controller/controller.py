@@ -16,18 +16,27 @@ import itertools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from cosearch.controller.lock import RunLock
+from cosearch.controller.store import (
+    DB_NAME,
+    Checkpoint,
+    CheckpointError,
+    RunStore,
+    StoredResult,
+    half_created,
+    reset_hint,
+)
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
-from cosearch.controller.lock import RunLock
-from cosearch.controller.store import DB_NAME, Checkpoint, CheckpointError, RunStore, StoredResult, half_created, reset_hint
 from cosearch.evaluators.base import Evaluation, Evaluator
 from cosearch.job import JobSpec, require_teacher, spec_from_dict
 
@@ -75,11 +84,19 @@ class RunState:
 
     def skipped_by(self, stage: str) -> int:
         """Never-trained candidates caught by `predicted` (cheap) or `measured` costs."""
-        return sum(1 for r in self.results if r.result.status == "infeasible" and r.result.measured.get("over_budget_stage") == stage)
+        return sum(
+            1
+            for r in self.results
+            if r.result.status == "infeasible" and r.result.measured.get("over_budget_stage") == stage
+        )
 
     def training_saved_s(self) -> float | None:
         """Training time the never-trained candidates would have cost, at the trained ones' mean."""
-        trained = [r.result.timings_s["train_s"] + r.result.timings_s.get("compress_s", 0.0) for r in self.results if "train_s" in r.result.timings_s]
+        trained = [
+            r.result.timings_s["train_s"] + r.result.timings_s.get("compress_s", 0.0)
+            for r in self.results
+            if "train_s" in r.result.timings_s
+        ]
         return self.skipped * sum(trained) / len(trained) if trained else None
 
     @property
@@ -141,7 +158,9 @@ def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, b
 
     job = spec_from_dict(job_json)
     teacher = job.compression.teacher
-    return _as_stored(prepare_teacher(teacher.model, teacher.checkpoint, teacher.epochs, job.data_settings(), job.training_settings()))
+    return _as_stored(
+        prepare_teacher(teacher.model, teacher.checkpoint, teacher.epochs, job.data_settings(), job.training_settings())
+    )
 
 
 def _as_stored(teacher: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
@@ -208,7 +227,7 @@ def connect_ray(address: str | None, concurrency: int) -> bool:
     import signal
     import threading
 
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": False}
     # ray.init makes SIGTERM a bare sys.exit; the caller's handler (the CLI stops cleanly) stays.
     on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if address:
@@ -220,7 +239,9 @@ def connect_ray(address: str | None, concurrency: int) -> bool:
         try:
             ray.init(address=address, runtime_env=runtime_env, **quiet)
         except ConnectionError as error:  # something listens there, but not a Ray head
-            raise CosearchError(f"--address {address}: no Ray cluster answers there ({str(error)[:200]}); check the address and port") from None
+            raise CosearchError(
+                f"--address {address}: no Ray cluster answers there ({str(error)[:200]}); check the address and port"
+            ) from None
     else:
         ray.init(num_cpus=concurrency, include_dashboard=False, **quiet)
     if on_sigterm is not None:
@@ -245,7 +266,9 @@ def _check_reachable(address: str) -> None:
         )
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise CosearchError(f"--address {address!r}: HOST:PORT of a Ray head node (its GCS port, 6379 unless set), or auto")
+        raise CosearchError(
+            f"--address {address!r}: HOST:PORT of a Ray head node (its GCS port, 6379 unless set), or auto"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as error:
@@ -259,7 +282,12 @@ class Controller:
     """Runs one search in RUN_DIR. Use `start` for a new run and `resume` for a stopped one."""
 
     def __init__(
-        self, job: JobSpec, store: RunStore, address: str | None = None, listener: Listener | None = None, lock: RunLock | None = None
+        self,
+        job: JobSpec,
+        store: RunStore,
+        address: str | None = None,
+        listener: Listener | None = None,
+        lock: RunLock | None = None,
     ):
         self.job = job
         self.lock = lock or RunLock(store.run_dir)
@@ -281,7 +309,9 @@ class Controller:
         self._exhausted_count: int | None = None  # distinct candidates of the space, once counted
 
     @classmethod
-    def start(cls, job: JobSpec, run_dir: str | Path, address: str | None = None, teacher: Any = None, **kwargs: Any) -> Controller:
+    def start(
+        cls, job: JobSpec, run_dir: str | Path, address: str | None = None, teacher: Any = None, **kwargs: Any
+    ) -> Controller:
         """A new run in `run_dir`. `teacher`: a trained torch module to distil from, instead of the
         job's `compression.teacher`; its logits are stored in the run, so resuming needs it no more."""
         run_dir = Path(run_dir)
@@ -290,7 +320,9 @@ class Controller:
         require_teacher(job, module_given=teacher is not None)
         if teacher is not None and not job.compression.distills:
             raise CosearchError("a teacher module was given but no compression.distill_alpha is above 0")
-        teacher_outputs = cls._module_teacher(job, teacher) if teacher is not None else None  # a bad module fails before anything is written
+        teacher_outputs = (
+            cls._module_teacher(job, teacher) if teacher is not None else None
+        )  # a bad module fails before anything is written
         owns_ray = cls._connect(job, address)  # a missing device fails here, before anything is written
         created = not run_dir.exists()
         lock = RunLock(run_dir)
@@ -328,10 +360,19 @@ class Controller:
 
         start = time.perf_counter()
         out = teacher_outputs(module, job.data_settings().load(), job.training_settings())
-        return _as_stored({"model": f"{type(module).__name__} (module)", "how": "a trained module given to Controller.start", **out, "seconds": time.perf_counter() - start})
+        return _as_stored(
+            {
+                "model": f"{type(module).__name__} (module)",
+                "how": "a trained module given to Controller.start",
+                **out,
+                "seconds": time.perf_counter() - start,
+            }
+        )
 
     @classmethod
-    def resume(cls, run_dir: str | Path, address: str | None = None, reset_strategy: bool = False, **kwargs: Any) -> Controller:
+    def resume(
+        cls, run_dir: str | Path, address: str | None = None, reset_strategy: bool = False, **kwargs: Any
+    ) -> Controller:
         """Continue the run in `run_dir`. `reset_strategy`: ignore the stored strategy checkpoint (one
         that cannot be loaded) and tell a fresh strategy every stored result instead."""
         if (Path(run_dir) / DB_NAME).is_file() and not half_created(run_dir):
@@ -430,7 +471,9 @@ class Controller:
         candidate = self._random_candidate(in_flight)
         if candidate is not None:
             self.state.random_proposals += 1
-            log.info("the strategy repeated known candidates %d times in a row; evaluating a random one", MAX_REPEATED_ASKS)
+            log.info(
+                "the strategy repeated known candidates %d times in a row; evaluating a random one", MAX_REPEATED_ASKS
+            )
         return candidate
 
     def _is_new(self, key: str, in_flight: set[str]) -> bool:
@@ -479,7 +522,9 @@ class Controller:
                     and stored + len(in_flight) < self.job.resources.trials
                     and not (exhausted and not resubmit)
                 ):
-                    candidate = resubmit.pop(0) if resubmit else self._next_candidate({c.key for c in in_flight.values()})
+                    candidate = (
+                        resubmit.pop(0) if resubmit else self._next_candidate({c.key for c in in_flight.values()})
+                    )
                     if candidate is None:
                         exhausted = True
                         break
@@ -584,5 +629,9 @@ class Controller:
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "--:--"
-    seconds = int(round(seconds))
-    return f"{seconds // 60:d}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600:d}h{seconds % 3600 // 60:02d}m"
+    seconds = round(seconds)
+    return (
+        f"{seconds // 60:d}:{seconds % 60:02d}"
+        if seconds < 3600
+        else f"{seconds // 3600:d}h{seconds % 3600 // 60:02d}m"
+    )

@@ -38,7 +38,9 @@ class RunLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as error:
-            raise RunDirError(f"{self.path.parent}: cannot create {LOCK_NAME} to drive this run ({error.strerror})") from None
+            raise RunDirError(
+                f"{self.path.parent}: cannot create {LOCK_NAME} to drive this run ({error.strerror})"
+            ) from None
         try:
             for attempt in range(PEEK_RETRIES):  # a reader's `driver_running` peek holds it for microseconds
                 try:
@@ -52,8 +54,10 @@ class RunLock:
             os.close(fd)
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise RunDirError(f"{self.path}: cannot lock the run directory ({error.strerror})") from None
-            raise RunDirError(f"{self.path.parent} is being driven by another cosearch process ({_holder(self.path)}); "
-                              f"one driver per run: wait for it, or stop it and `cosearch resume {self.path.parent}`") from None
+            raise RunDirError(
+                f"{self.path.parent} is being driven by another cosearch process ({_holder(self.path)}); "
+                f"one driver per run: wait for it, or stop it and `cosearch resume {self.path.parent}`"
+            ) from None
         # Who holds it, for the refusal message of the next driver; the lock itself is the flock.
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since_s": time.time()}).encode())

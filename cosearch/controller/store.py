@@ -13,10 +13,11 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import yaml
@@ -113,7 +114,9 @@ class RunStore:
         self.writable = create or write
         db_path = self.run_dir / DB_NAME
         if not create and not db_path.is_file():
-            raise RunDirError(f"{self.run_dir}: not a cosearch run directory (no {DB_NAME}); start one with `cosearch run JOB`")
+            raise RunDirError(
+                f"{self.run_dir}: not a cosearch run directory (no {DB_NAME}); start one with `cosearch run JOB`"
+            )
         never_started = RunDirError(
             f"{self.run_dir}: a run that never started (its {DB_NAME} holds no job and no results, e.g. the disk "
             f"filled while it was created); start it again with `cosearch run JOB --run-dir {self.run_dir}`, which replaces it"
@@ -142,7 +145,9 @@ class RunStore:
         missing = [t for t in ("meta", "results", "weights") if t not in tables]
         if missing:
             self._db.close()
-            raise RunDirError(f"{db_path}: the database lacks its {', '.join(missing)} table(s); it was damaged outside cosearch (restore it from a copy)")
+            raise RunDirError(
+                f"{db_path}: the database lacks its {', '.join(missing)} table(s); it was damaged outside cosearch (restore it from a copy)"
+            )
         if not create and self._meta("job") is None:
             self._db.close()
             raise RunDirError(f"{self.run_dir}: the run has no job recorded; it is not a cosearch run")
@@ -208,7 +213,9 @@ class RunStore:
         try:
             return StoredResult(result_id, Result.from_json(data), created_s)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise RunDirError(f"{where} is not a stored result ({type(error).__name__}: {error}); the database was changed outside cosearch") from None
+            raise RunDirError(
+                f"{where} is not a stored result ({type(error).__name__}: {error}); the database was changed outside cosearch"
+            ) from None
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
@@ -219,21 +226,33 @@ class RunStore:
 
     # --- strategy checkpoint ------------------------------------------------------------
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._set_meta("checkpoint", {"strategy": checkpoint.strategy, "told_id": checkpoint.told_id, "pending": checkpoint.pending})
+        self._set_meta(
+            "checkpoint",
+            {"strategy": checkpoint.strategy, "told_id": checkpoint.told_id, "pending": checkpoint.pending},
+        )
 
     def checkpoint(self) -> Checkpoint | None:
         data = self._meta("checkpoint")
         if not data:
             return None
-        ok = isinstance(data, dict) and isinstance(data.get("strategy"), dict) and isinstance(data.get("told_id"), int) and isinstance(data.get("pending"), list)
+        ok = (
+            isinstance(data, dict)
+            and isinstance(data.get("strategy"), dict)
+            and isinstance(data.get("told_id"), int)
+            and isinstance(data.get("pending"), list)
+        )
         if not ok:
-            raise CheckpointError(f"{self.run_dir / DB_NAME}: the strategy checkpoint is not of the shape cosearch writes; {reset_hint(self.run_dir)}")
+            raise CheckpointError(
+                f"{self.run_dir / DB_NAME}: the strategy checkpoint is not of the shape cosearch writes; {reset_hint(self.run_dir)}"
+            )
         return Checkpoint(data["strategy"], data["told_id"], data["pending"])
 
     # --- distillation teacher ----------------------------------------------------------
     def save_teacher(self, info: dict[str, Any], train_logits: bytes, state: bytes) -> None:
         with self._writing(), self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:logits", train_logits))
+            self._db.execute(
+                "INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:logits", train_logits)
+            )
             self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:state", state))
             self._set_meta("teacher", info)
 

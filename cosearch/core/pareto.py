@@ -31,8 +31,10 @@ def domination_matrix(values: np.ndarray, violations: np.ndarray | None = None) 
     feasible = violations == 0.0
     both_feasible = feasible[:, None] & feasible[None, :]
     both_infeasible = ~feasible[:, None] & ~feasible[None, :]
-    return (both_feasible & pareto) | (feasible[:, None] & ~feasible[None, :]) | (
-        both_infeasible & (violations[:, None] < violations[None, :])
+    return (
+        (both_feasible & pareto)
+        | (feasible[:, None] & ~feasible[None, :])
+        | (both_infeasible & (violations[:, None] < violations[None, :]))
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from cosearch.core.errors import SpecError
 
@@ -60,7 +61,11 @@ class Registry(Generic[T]):
                 raise SpecError(f"{field}.{key}", value, f"parameters of {self.kind} {name!r}: {sorted(allowed)}")
             annotation = hints.get(key)
             if annotation is not None and not _fits(annotation, value):
-                raise SpecError(f"{field}.{key}", value, f"a value of type {_type_name(annotation)} ({self.kind} {name!r} parameter)")
+                raise SpecError(
+                    f"{field}.{key}",
+                    value,
+                    f"a value of type {_type_name(annotation)} ({self.kind} {name!r} parameter)",
+                )
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> T:
         return self.get(name)(*args, **kwargs)

@@ -64,7 +64,9 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fr
 
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
     val_share = val_fraction / (1.0 - test_fraction)
-    x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=val_share, stratify=y_rest, random_state=seed)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=val_share, stratify=y_rest, random_state=seed
+    )
     return Split(x_train, y_train), Split(x_val, y_val), Split(x_test, y_test)
 
 
@@ -94,7 +96,9 @@ def check_dataset_path(dataset: str, path: str | None) -> None:
     if dataset == "cifar10":
         folder = Path(path) if path else None
         if folder is None or not (folder / "data_batch_1").is_file() or not (folder / "test_batch").is_file():
-            raise SpecError("task.path", path, "a local 'cifar-10-batches-py' folder with data_batch_1..5 and test_batch")
+            raise SpecError(
+                "task.path", path, "a local 'cifar-10-batches-py' folder with data_batch_1..5 and test_batch"
+            )
         return
     raise SpecError("task.dataset", dataset, f"one of {list(DATASETS)}")
 

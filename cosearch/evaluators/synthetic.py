@@ -42,7 +42,9 @@ class SyntheticEvaluator(Evaluator):
         sparsity = [candidate.policy.get(s).sparsity for s in slots]
         capacity = len(slots) / max(1, len(self.space.all_slots()))
         precision = float(np.mean([min(b, 8) / 8 for b in bits])) if bits else 1.0
-        accuracy = 0.5 + 0.3 * capacity + 0.15 * precision - 0.15 * float(np.mean(sparsity or [0])) + 0.005 * rng.random()
+        accuracy = (
+            0.5 + 0.3 * capacity + 0.15 * precision - 0.15 * float(np.mean(sparsity or [0])) + 0.005 * rng.random()
+        )
         latency_ms = 0.2 + 1.5 * capacity + 0.05 * rng.random()
         size_kb = sum(b * (1 - s) for b, s in zip(bits, sparsity)) / FLOAT_BITS
         metrics = {"accuracy": accuracy, f"latency_ms@{self.device}": latency_ms, "size_kb": size_kb}

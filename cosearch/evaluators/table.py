@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -71,7 +71,9 @@ class TableEvaluator(Evaluator):
         if key_column not in header:
             raise SpecError("evaluator.key_column", key_column, f"a column of the table: {header[:8]}...")
         if not metrics:
-            raise SpecError("evaluator.metrics", metrics, "a mapping of metric to column, e.g. {accuracy: c10_test_200ep}")
+            raise SpecError(
+                "evaluator.metrics", metrics, "a mapping of metric to column, e.g. {accuracy: c10_test_200ep}"
+            )
         if noise_std < 0:
             raise SpecError("evaluator.noise_std", noise_std, "a number >= 0")
         self.space, self.path, self.key_column, self.arch_field = space, str(path), key_column, arch_field
@@ -103,5 +105,7 @@ class TableEvaluator(Evaluator):
         if self.noise_std:
             rng = np.random.default_rng([self.seed, int(candidate.key, 16)])
             metrics = {m: v + float(rng.normal(0.0, self.noise_std)) for m, v in metrics.items()}
-        measured = {m: {"table": Path(self.path).name, "column": c, "scale": self.scale[m]} for m, c in self.columns.items()}
+        measured = {
+            m: {"table": Path(self.path).name, "column": c, "scale": self.scale[m]} for m, c in self.columns.items()
+        }
         return Evaluation(Result(candidate, "ok", metrics, measured=measured))

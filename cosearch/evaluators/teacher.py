@@ -16,7 +16,9 @@ from cosearch.evaluators.data import shifted_views
 from cosearch.evaluators.train import DataSettings, TrainingSettings, accuracy, predict, train_epochs
 
 
-def prepare_teacher(model_name: str, checkpoint: str | None, epochs: int, data: DataSettings, training: TrainingSettings) -> dict[str, Any]:
+def prepare_teacher(
+    model_name: str, checkpoint: str | None, epochs: int, data: DataSettings, training: TrainingSettings
+) -> dict[str, Any]:
     """Train (or load) the teacher; returns its training-split logits, validation accuracy and state."""
     import timm
     import torch
@@ -24,7 +26,9 @@ def prepare_teacher(model_name: str, checkpoint: str | None, epochs: int, data: 
     torch.set_num_threads(1)
     torch.manual_seed(training.seed)
     dataset = data.load()
-    model = timm.create_model(model_name, pretrained=False, num_classes=dataset.num_classes, in_chans=dataset.input_shape[0])
+    model = timm.create_model(
+        model_name, pretrained=False, num_classes=dataset.num_classes, in_chans=dataset.input_shape[0]
+    )
     start = time.perf_counter()
     if checkpoint:
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
@@ -32,8 +36,15 @@ def prepare_teacher(model_name: str, checkpoint: str | None, epochs: int, data: 
     else:
         train = shifted_views(dataset.train, training.shift_px)
         train_epochs(model, train, epochs, training.learning_rate, training, training.seed)
-        how = f"trained {epochs} epochs on the training split" + (f" (shifts up to {training.shift_px} px)" if training.shift_px else "")
-    return {"model": model_name, "how": how, **teacher_outputs(model, dataset, training), "seconds": time.perf_counter() - start}
+        how = f"trained {epochs} epochs on the training split" + (
+            f" (shifts up to {training.shift_px} px)" if training.shift_px else ""
+        )
+    return {
+        "model": model_name,
+        "how": how,
+        **teacher_outputs(model, dataset, training),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def teacher_outputs(model: Any, dataset: Any, training: TrainingSettings) -> dict[str, Any]:
@@ -45,7 +56,12 @@ def teacher_outputs(model: Any, dataset: Any, training: TrainingSettings) -> dic
     if classes != dataset.num_classes:
         from cosearch.core.errors import SpecError
 
-        raise SpecError("teacher", classes, f"a teacher with the task's {dataset.num_classes} classes", problem=f"the teacher module has {classes} output classes")
+        raise SpecError(
+            "teacher",
+            classes,
+            f"a teacher with the task's {dataset.num_classes} classes",
+            problem=f"the teacher module has {classes} output classes",
+        )
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return {

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,8 @@ from cosearch.evaluators.data import Split, load_dataset, shifted_views
 from cosearch.hardware.costs import measure_here, predicted_costs
 from cosearch.hardware.layers import bitops, layer_shapes
 from cosearch.hardware.onnx_runtime import run_onnx
-from cosearch.hardware.qdq import deployment
 from cosearch.hardware.profiles import DeviceProfile, MeasuredDevice
+from cosearch.hardware.qdq import deployment
 from cosearch.search_spaces.base import SearchSpace
 
 
@@ -111,7 +112,9 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
 
     model.eval()
     with torch.no_grad():
-        return np.concatenate([model(torch.from_numpy(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+        return np.concatenate(
+            [model(torch.from_numpy(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        )
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -203,18 +206,25 @@ class TrainEvaluator(Evaluator):
         metrics = {"size_kb": size_bytes(plain, candidate.policy) / 1024, "bitops": bitops(layers)}
         how: dict[str, Any] = {
             "size_kb": {"how": "non-zeros x weight bits + 1-bit masks + fp32 scales per channel + fp32 others"},
-            "bitops": {"how": "sum of MACs x weight bits x input activation bits (float = 32) over conv / linear layers"},
+            "bitops": {
+                "how": "sum of MACs x weight bits x input activation bits (float = 32) over conv / linear layers"
+            },
         }
         device_metrics, device_how = predicted_costs(self.devices, onnx_bytes, layers, config)
         return {**metrics, **device_metrics}, {**how, **device_how}
 
-    def measured_costs(self, onnx_bytes: bytes, config: dict[str, str], input_shape) -> tuple[dict[str, float], dict[str, Any]]:
+    def measured_costs(
+        self, onnx_bytes: bytes, config: dict[str, str], input_shape
+    ) -> tuple[dict[str, float], dict[str, Any]]:
         metrics, how = {}, {}
         for device in self.devices:
             if isinstance(device, MeasuredDevice):
                 out = self.remote_measure.get(device.name, measure_here)(device, onnx_bytes, input_shape, config)
                 metrics[f"latency_ms@{device.name}"] = out["value_ms"]
-                how[f"latency_ms@{device.name}"] = {**out, "graph": "the candidate's deployed ONNX file, measured before training"}
+                how[f"latency_ms@{device.name}"] = {
+                    **out,
+                    "graph": "the candidate's deployed ONNX file, measured before training",
+                }
         return metrics, how
 
     def over_budget(self, metrics: dict[str, float]) -> list[str]:
@@ -249,7 +259,9 @@ class TrainEvaluator(Evaluator):
         batch = (images, torch.from_numpy(data.train.y[: c.calibration_images]))
         shaped = reshape(model, candidate.policy, data.input_shape, c.channel_importance, batch)
         compressed = compress(shaped, candidate.policy, c.learn_activation_scales)
-        calibrate(compressed, torch.split(images, self.training.batch_size), c.calibration)  # activation ranges, post-training
+        calibrate(
+            compressed, torch.split(images, self.training.batch_size), c.calibration
+        )  # activation ranges, post-training
         if self.training.finetune_epochs > 0:  # quantization-aware fine-tuning
             lr = self.training.finetune_learning_rate
             train_epochs(compressed, train, self.training.finetune_epochs, lr, self.training, seed + 1, distillation)
@@ -295,7 +307,9 @@ class TrainEvaluator(Evaluator):
             # The accuracy shown is the deployed file's in ONNX Runtime: integer kernels can differ
             # from the fake-quantized PyTorch model (saturation), and this catches it.
             c = self.compression  # layer outputs calibrated as the inputs were, so integer kernels run
-            onnx_bytes, config = deployment(plain, candidate.policy, data.input_shape, images=c.images(data), calibration=c.calibration)
+            onnx_bytes, config = deployment(
+                plain, candidate.policy, data.input_shape, images=c.images(data), calibration=c.calibration
+            )
             val_accuracy = accuracy(run_onnx(onnx_bytes, data.val.x, config=config), data.val.y)
             metrics = {**costs, "accuracy": val_accuracy, "size_kb": size_bytes(plain, candidate.policy) / 1024}
             timings["accuracy_s"] = time.perf_counter() - start
@@ -303,13 +317,16 @@ class TrainEvaluator(Evaluator):
             if not all(math.isfinite(v) for v in metrics.values()):
                 raise EvaluationError(f"non-finite metrics {metrics}")
             how["accuracy"] = {
-                "split": "val", "samples": int(len(data.val.y)), "model": "the deployed ONNX file in ONNX Runtime",
-                "session_config": config, "pytorch_fake_quantized": torch_accuracy,
+                "split": "val",
+                "samples": len(data.val.y),
+                "model": "the deployed ONNX file in ONNX Runtime",
+                "session_config": config,
+                "pytorch_fake_quantized": torch_accuracy,
             }
             if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):
                 how["activations"] = asdict(self.compression)
             how["training"] = asdict(self.training)
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))
-        except Exception as error:  # a failing candidate is a failed result, never a dead search
+        except Exception as error:  # noqa: BLE001 - a failing candidate is a failed result, never a dead search
             timings = {"total_s": time.perf_counter() - start_all}
             return Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}", timings))

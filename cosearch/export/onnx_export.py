@@ -30,7 +30,9 @@ def load_model(store: RunStore, result_id: int):
 
     stored = store.get(result_id)
     if stored is None:
-        raise CosearchError(f"no result with id {result_id} in {store.run_dir}; see `cosearch pareto {store.run_dir} --all`")
+        raise CosearchError(
+            f"no result with id {result_id} in {store.run_dir}; see `cosearch pareto {store.run_dir} --all`"
+        )
     if not stored.result.ok:
         raise CosearchError(f"result {result_id} is {stored.result.status} ({stored.result.error}); pick an ok one")
     weights = store.weights(stored.result.candidate.key)
@@ -62,7 +64,9 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
     torch.set_num_threads(1)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise CosearchError(f"--out {out_dir} is a file; give a folder for model.onnx and card.json (it is created if missing)")
+        raise CosearchError(
+            f"--out {out_dir} is a file; give a folder for model.onnx and card.json (it is created if missing)"
+        )
     with RunStore(run_dir) as store:
         model, stored, job, data = load_model(store, result_id)
     try:
@@ -72,7 +76,9 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
     onnx_path = out_dir / "model.onnx"
     policy = stored.result.candidate.policy
     c = job.compression_settings()  # output ranges calibrated exactly as the search's evaluator did
-    onnx_bytes, config = deployment(model, policy, data.input_shape, int8_weights, images=c.images(data), calibration=c.calibration)
+    onnx_bytes, config = deployment(
+        model, policy, data.input_shape, int8_weights, images=c.images(data), calibration=c.calibration
+    )
     _write(onnx_path, onnx_bytes)
     onnx.checker.check_model(str(onnx_path))
     quantized_inputs = any(lp.activation_bits != 32 for lp in policy.layers.values())
@@ -84,7 +90,9 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
     agreement = float((torch_val.argmax(axis=1) == onnx_val.argmax(axis=1)).mean())
     settings = LatencySettings(**job.latency.model_dump())
     latency = measure_latency(str(onnx_path), data.input_shape, settings)
-    latency_folded = measure_latency(str(onnx_path), data.input_shape, settings, FOLD_WEIGHT_DEQUANTIZE) if config else None
+    latency_folded = (
+        measure_latency(str(onnx_path), data.input_shape, settings, FOLD_WEIGHT_DEQUANTIZE) if config else None
+    )
     result = stored.result
     card = {
         "id": stored.id,
@@ -99,16 +107,20 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
             "file_bytes": onnx_path.stat().st_size,
             "weights_storage": (
                 "int4 (2-4 bit weight-only layers, opset 21) or 8-bit integers (the rest; uint8 with zero point 128 where the "
-                "input is quantized too) + per-channel DequantizeLinear, float32 for float layers" if int8_weights else "float32 values on each layer's quantization grid"
+                "input is quantized too) + per-channel DequantizeLinear, float32 for float layers"
+                if int8_weights
+                else "float32 values on each layer's quantization grid"
             ),
             "activations": (
                 "QuantizeLinear + DequantizeLinear (uint8, per tensor) before layers whose input is quantized and after their outputs "
-                "(calibrated on the search's calibration images), so ONNX Runtime runs them as integer kernels" if quantized_inputs else "float"
+                "(calibrated on the search's calibration images), so ONNX Runtime runs them as integer kernels"
+                if quantized_inputs
+                else "float"
             ),
             "onnx_accuracy": {
                 "val": accuracy(onnx_val, data.val.y),
                 "test": accuracy(onnx_test, data.test.y),
-                "samples": {"val": int(len(data.val.y)), "test": int(len(data.test.y))},
+                "samples": {"val": len(data.val.y), "test": len(data.test.y)},
                 "dataset": data.name,
             },
             "pytorch_accuracy_val": accuracy(torch_val, data.val.y),
@@ -124,7 +136,9 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
     if not quantized_inputs and max_abs_diff > OUTPUT_ATOL:
         raise CosearchError(f"exported ONNX disagrees with PyTorch (max |diff| {max_abs_diff:.2e} > {OUTPUT_ATOL})")
     if quantized_inputs and agreement < QUANTIZED_MIN_AGREEMENT:
-        raise CosearchError(f"exported ONNX predicts another class than PyTorch for {1 - agreement:.1%} of validation images (> {1 - QUANTIZED_MIN_AGREEMENT:.0%})")
+        raise CosearchError(
+            f"exported ONNX predicts another class than PyTorch for {1 - agreement:.1%} of validation images (> {1 - QUANTIZED_MIN_AGREEMENT:.0%})"
+        )
     _write(out_dir / "card.json", json.dumps(card, indent=2).encode())
     return card
 

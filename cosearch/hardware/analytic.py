@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -58,7 +58,9 @@ class BitFusionTable:
         except (OSError, ValueError) as error:
             raise SpecError("devices.table", self.path, f"a readable JSON lookup table ({error})") from None
         if not isinstance(raw, dict):
-            raise SpecError("devices.table", self.path, 'a JSON object of "(cin, cout, H, k, stride, pad, groups)-W4A8" keys')
+            raise SpecError(
+                "devices.table", self.path, 'a JSON object of "(cin, cout, H, k, stride, pad, groups)-W4A8" keys'
+            )
         self.exact: dict[tuple[tuple[int, ...], int, int], tuple[float, float]] = {}
         groups: dict[tuple[int, int, bool, int, int], list[_Entry]] = {}
         for key, value in raw.items():
@@ -68,13 +70,22 @@ class BitFusionTable:
                 shape, wb, ab = _parse_key(key)
                 latency, energy = float(value["latency"]), float(value["energy"])
             except (ValueError, TypeError, KeyError):
-                raise SpecError("devices.table", self.path, f'keys like "(cin, cout, H, k, stride, pad, groups)-W4A8" with latency and energy, not {key!r}') from None
-            cin, cout, size, k, stride, pad, g = shape
+                raise SpecError(
+                    "devices.table",
+                    self.path,
+                    f'keys like "(cin, cout, H, k, stride, pad, groups)-W4A8" with latency and energy, not {key!r}',
+                ) from None
+            cin, cout, size, k, stride, _pad, g = shape
             self.exact[(shape, wb, ab)] = (latency, energy)
-            groups.setdefault((k, stride, g > 1, wb, ab), []).append(_Entry(cin, cout, size, _macs(*shape), latency, energy))
+            groups.setdefault((k, stride, g > 1, wb, ab), []).append(
+                _Entry(cin, cout, size, _macs(*shape), latency, energy)
+            )
         if not self.exact:
             raise SpecError("devices.table", self.path, "at least one layer entry")
-        self.groups = {kind: (items, np.log([[e.in_channels, e.out_channels, e.in_size] for e in items])) for kind, items in groups.items()}
+        self.groups = {
+            kind: (items, np.log([[e.in_channels, e.out_channels, e.in_size] for e in items]))
+            for kind, items in groups.items()
+        }
         self.weight_widths = sorted({kind[3] for kind in self.groups})
         self.activation_widths = sorted({kind[4] for kind in self.groups})
 
@@ -85,8 +96,18 @@ class BitFusionTable:
     def layer_cost(self, layer: LayerShape, activation_bits: int) -> tuple[float, float, bool]:
         """(latency_ms, energy_mj, exact) of one layer; `activation_bits` for float inputs."""
         wb = self.width(layer.weight_bits, self.weight_widths)
-        ab = self.width(layer.activation_bits if layer.activation_bits != 32 else activation_bits, self.activation_widths)
-        shape = (layer.in_channels, layer.out_channels, layer.in_size, layer.kernel, layer.stride, layer.padding, layer.groups)
+        ab = self.width(
+            layer.activation_bits if layer.activation_bits != 32 else activation_bits, self.activation_widths
+        )
+        shape = (
+            layer.in_channels,
+            layer.out_channels,
+            layer.in_size,
+            layer.kernel,
+            layer.stride,
+            layer.padding,
+            layer.groups,
+        )
         hit = self.exact.get((shape, wb, ab))
         if hit is not None:
             return hit[0], hit[1], True

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 from cosearch.hardware.analytic import load_bitfusion
 from cosearch.hardware.layers import LayerShape
@@ -18,7 +19,10 @@ def load_latency_table(path: str) -> LatencyTable:
 
 
 def predicted_costs(
-    devices: Sequence[DeviceProfile], onnx_bytes: bytes, layers: Sequence[LayerShape], config: dict[str, str] | None = None
+    devices: Sequence[DeviceProfile],
+    onnx_bytes: bytes,
+    layers: Sequence[LayerShape],
+    config: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Metrics of every lut and analytic device, and how each was obtained."""
     metrics: dict[str, float] = {}
@@ -28,19 +32,27 @@ def predicted_costs(
             table = load_latency_table(device.table)
             metric = f"latency_ms@{device.name}"
             metrics[metric] = table.predict(onnx_bytes, config)
-            how[metric] = {"how": "predicted: per-layer lookup table", "table": device.table, "profiled_on": table.source.get("processor")}
+            how[metric] = {
+                "how": "predicted: per-layer lookup table",
+                "table": device.table,
+                "profiled_on": table.source.get("processor"),
+            }
         elif isinstance(device, AnalyticDevice):
             out = load_bitfusion(device.table).predict(layers, device.activation_bits)
             for base in ("latency_ms", "energy_mj"):
                 metrics[f"{base}@{device.name}"] = out[base]
                 how[f"{base}@{device.name}"] = {
-                    "how": "analytic: bit-serial accelerator table", "table": device.table,
-                    "activation_bits": device.activation_bits, "layers_in_table": out["exact_share"],
+                    "how": "analytic: bit-serial accelerator table",
+                    "table": device.table,
+                    "activation_bits": device.activation_bits,
+                    "layers_in_table": out["exact_share"],
                 }
     return metrics, how
 
 
-def measure_here(device: MeasuredDevice, onnx_bytes: bytes, input_shape: Sequence[int], config: dict[str, str] | None = None) -> dict[str, Any]:
+def measure_here(
+    device: MeasuredDevice, onnx_bytes: bytes, input_shape: Sequence[int], config: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Time `onnx_bytes` on this machine with the device's settings and the file's session config."""
     out = measure_latency(onnx_bytes, input_shape, device.settings, config)
     out["value_ms"] = out[f"{device.statistic}_ms"]

@@ -3,8 +3,9 @@ accelerator models are computed from."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from cosearch.core.candidate import FLOAT_BITS, Policy
 
@@ -43,7 +44,7 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
     from cosearch.compressors import layers_of_slot
 
     bits: dict[str, tuple[int, int]] = {}
-    for slot, layer_policy in (policy.layers.items() if policy else ()):
+    for slot, layer_policy in policy.layers.items() if policy else ():
         for name in layers_of_slot(model, slot):
             bits[name] = (layer_policy.weight_bits, layer_policy.activation_bits)
     shapes: list[LayerShape] = []
@@ -55,13 +56,41 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
                 k, s, p = module.kernel_size[0], module.stride[0], module.padding[0]
                 if not isinstance(p, int):  # padding="same"
                     p = (k - 1) // 2
-                shapes.append(LayerShape(name, module.in_channels, module.out_channels, int(x.shape[-1]), k, s, p,
-                                         module.groups, int(output.shape[-1]), *bits.get(name, (FLOAT_BITS, FLOAT_BITS))))
+                shapes.append(
+                    LayerShape(
+                        name,
+                        module.in_channels,
+                        module.out_channels,
+                        int(x.shape[-1]),
+                        k,
+                        s,
+                        p,
+                        module.groups,
+                        int(output.shape[-1]),
+                        *bits.get(name, (FLOAT_BITS, FLOAT_BITS)),
+                    )
+                )
             else:
-                shapes.append(LayerShape(name, module.in_features, module.out_features, 1, 1, 1, 0, 1, 1, *bits.get(name, (FLOAT_BITS, FLOAT_BITS))))
+                shapes.append(
+                    LayerShape(
+                        name,
+                        module.in_features,
+                        module.out_features,
+                        1,
+                        1,
+                        1,
+                        0,
+                        1,
+                        1,
+                        *bits.get(name, (FLOAT_BITS, FLOAT_BITS)),
+                    )
+                )
+
         return record
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     was_training = model.training
     model.eval()
     try:

@@ -19,9 +19,10 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -99,8 +100,12 @@ def node_key(node: Any, shapes: dict[str, tuple[tuple[int, ...], Any]], constant
     for name in node.input:
         if name:
             shape, dtype = shapes.get(name, ((), None))
-            inputs.append([name in constants, list(shape)] + ([str(dtype)] if dtype is not None and dtype != np.float32 else []))
-    return json.dumps([node.domain or "ai.onnx", node.op_type, attributes, inputs], sort_keys=True, separators=(",", ":"))
+            inputs.append(
+                [name in constants, list(shape)] + ([str(dtype)] if dtype is not None and dtype != np.float32 else [])
+            )
+    return json.dumps(
+        [node.domain or "ai.onnx", node.op_type, attributes, inputs], sort_keys=True, separators=(",", ":")
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -157,7 +162,9 @@ def _copies_model(node: Any, graph: GraphNodes, copies: int) -> tuple[bytes, dic
         copy.output.extend(f"{name}__{c}" if name else "" for name in node.output)
         nodes.append(copy)
         outputs.append(onnx.ValueInfoProto(name=copy.output[0]))
-    model = helper.make_model(helper.make_graph(nodes, "copies", inputs, outputs, constants), opset_imports=graph.model.opset_import)
+    model = helper.make_model(
+        helper.make_graph(nodes, "copies", inputs, outputs, constants), opset_imports=graph.model.opset_import
+    )
     model.ir_version = graph.model.ir_version
     rng = np.random.default_rng(0)
     feed = {}
@@ -224,8 +231,12 @@ class LatencyTable:
         missing = sorted({k for k in keys if k not in self.entries})
         if missing:
             ops = sorted({op_type(k) for k in missing})
-            raise MissingLayers(f"{len(missing)} layer configurations ({', '.join(ops)}) are not in the table; profile this space again")
-        predicted = self.overhead_ms + sum(self.op_scales.get(op, 1.0) * ms for op, ms in op_sums(keys, self.entries).items())
+            raise MissingLayers(
+                f"{len(missing)} layer configurations ({', '.join(ops)}) are not in the table; profile this space again"
+            )
+        predicted = self.overhead_ms + sum(
+            self.op_scales.get(op, 1.0) * ms for op, ms in op_sums(keys, self.entries).items()
+        )
         return max(predicted, 1e-6)  # a fitted overhead or scale below zero must not make a negative time
 
     def save(self, path: str | Path) -> None:
@@ -243,12 +254,20 @@ class LatencyTable:
         try:
             table = cls(**data)
             entries_ok = all(isinstance(v, (int, float)) and v >= 0 for v in table.entries.values())
-            entries_ok = entries_ok and all(isinstance(v, (int, float)) for v in table.op_scales.values()) and isinstance(table.overhead_ms, (int, float))
+            entries_ok = (
+                entries_ok
+                and all(isinstance(v, (int, float)) for v in table.op_scales.values())
+                and isinstance(table.overhead_ms, (int, float))
+            )
             shape_ok = len(table.input_shape) == 3 and all(isinstance(v, int) and v > 0 for v in table.input_shape)
         except (TypeError, AttributeError):
             entries_ok = shape_ok = False
         if not (entries_ok and shape_ok and table.entries):
-            raise SpecError(field_name, str(path), "a table with input_shape [C, H, W], non-negative entries and numeric op_scales (malformed file)")
+            raise SpecError(
+                field_name,
+                str(path),
+                "a table with input_shape [C, H, W], non-negative entries and numeric op_scales (malformed file)",
+            )
         return table
 
 
@@ -265,7 +284,9 @@ def op_sums(keys: Iterable[str], entries: dict[str, float]) -> dict[str, float]:
     return sums
 
 
-def fit_calibration(per_op: Sequence[dict[str, float]], measured_ms: Sequence[float], ridge: float = 1e-3) -> tuple[float, dict[str, float]]:
+def fit_calibration(
+    per_op: Sequence[dict[str, float]], measured_ms: Sequence[float], ridge: float = 1e-3
+) -> tuple[float, dict[str, float]]:
     """(overhead_ms, op_scales) of `measured = overhead + sum_op scale[op] * sum[op]`.
 
     Least squares on relative error (small networks count as much as large ones), with a light
@@ -330,7 +351,15 @@ def profile(
         for done, timing in enumerate(nodes.values()):
             timing.time(settings)
             if listener and done % 10 == 0:
-                listener({"stage": f"timing, round {round_ + 1} of {passes}", "networks": drawn, "entries": len(nodes), "timed": done, "calibration": len(whole)})
+                listener(
+                    {
+                        "stage": f"timing, round {round_ + 1} of {passes}",
+                        "networks": drawn,
+                        "entries": len(nodes),
+                        "timed": done,
+                        "calibration": len(whole),
+                    }
+                )
         for i, (model_bytes, config, _) in enumerate(whole):
             measured[i] = min(measured[i], measure_latency(model_bytes, input_shape, settings, config)["median_ms"])
     entries = {key: timing.cost_ms for key, timing in nodes.items()}
@@ -346,13 +375,19 @@ def profile(
         "processor": platform.processor() or platform.machine(),
         "networks_drawn": drawn,
         "passes": passes,
-        "calibration": {"networks": len(sums), "within_10pct": float(np.mean(np.abs(errors) <= 0.1)), "note": "in-sample; scripts/bench_latency.py tests fresh networks"},
+        "calibration": {
+            "networks": len(sums),
+            "within_10pct": float(np.mean(np.abs(errors) <= 0.1)),
+            "note": "in-sample; scripts/bench_latency.py tests fresh networks",
+        },
         "profile_s": round(time.perf_counter() - start, 1),
     }
     return LatencyTable(device, [int(v) for v in input_shape], entries, overhead, scales, asdict(settings), source)
 
 
-def candidate_graph(space: Any, candidate: Any, input_shape: Sequence[int], num_classes: int) -> tuple[bytes, dict[str, str]]:
+def candidate_graph(
+    space: Any, candidate: Any, input_shape: Sequence[int], num_classes: int
+) -> tuple[bytes, dict[str, str]]:
     """The ONNX file a candidate deploys as (untrained weights: the graph is what matters), and
     its session config: built, channel-pruned, compressed, baked, weights stored as integers."""
     from cosearch.compressors import bake, compress, reshape

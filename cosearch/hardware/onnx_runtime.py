@@ -9,9 +9,10 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +113,9 @@ def measure_latency(
     import onnxruntime as ort
 
     sess = session(model_bytes_or_path, settings.threads, config)
-    feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((settings.batch_size, *input_shape)).astype(np.float32)}
+    feed = {
+        INPUT_NAME: np.random.default_rng(0).standard_normal((settings.batch_size, *input_shape)).astype(np.float32)
+    }
     times_ms = []
     with exclusive_measurement():
         for _ in range(settings.warmup_runs):
@@ -130,8 +133,13 @@ def measure_latency(
     }
 
 
-def run_onnx(model_bytes_or_path: bytes | str, inputs: np.ndarray, batch_size: int = 256, config: dict[str, str] | None = None) -> np.ndarray:
+def run_onnx(
+    model_bytes_or_path: bytes | str, inputs: np.ndarray, batch_size: int = 256, config: dict[str, str] | None = None
+) -> np.ndarray:
     """Logits of an ONNX model on `inputs` (N, C, H, W), in batches."""
     sess = session(model_bytes_or_path, threads=1, config=config)
-    outs = [sess.run(None, {INPUT_NAME: inputs[i : i + batch_size].astype(np.float32)})[0] for i in range(0, len(inputs), batch_size)]
+    outs = [
+        sess.run(None, {INPUT_NAME: inputs[i : i + batch_size].astype(np.float32)})[0]
+        for i in range(0, len(inputs), batch_size)
+    ]
     return np.concatenate(outs) if outs else np.zeros((0,))

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 from cosearch.core.objectives import DEFAULT_DEVICE
 from cosearch.hardware.onnx_runtime import LatencySettings
@@ -56,7 +56,7 @@ class AnalyticDevice:
         return (f"latency_ms@{self.name}", f"energy_mj@{self.name}")
 
 
-DeviceProfile = Union[MeasuredDevice, LutDevice, AnalyticDevice]
+DeviceProfile = MeasuredDevice | LutDevice | AnalyticDevice
 KINDS = ("measured", "lut", "analytic")
 
 

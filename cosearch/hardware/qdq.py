@@ -54,7 +54,9 @@ def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy
             scale = np.maximum(np.abs(flat).max(axis=1) / np.float32(qmax), np.float32(1e-8)).astype(np.float32)
             quantized = np.clip(np.round(flat / scale[:, None]), -qmax, qmax).astype(np.int8)
             if not np.allclose(quantized * scale[:, None], flat, rtol=1e-5, atol=1e-7):
-                raise CosearchError(f"weights of {layer!r} are not on a {layer_policy.weight_bits}-bit grid; was the model baked?")
+                raise CosearchError(
+                    f"weights of {layer!r} are not on a {layer_policy.weight_bits}-bit grid; was the model baked?"
+                )
             zero_point = np.zeros(weight.shape[0], dtype=np.int8)
             if _int4(layer_policy):
                 quantized, zero_point = quantized.astype(ml_dtypes.int4), zero_point.astype(ml_dtypes.int4)
@@ -71,7 +73,11 @@ def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy
             )
             dequantize_nodes.append(
                 helper.make_node(
-                    "DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"], [name], name=f"{name}_dequantize", axis=0
+                    "DequantizeLinear",
+                    [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"],
+                    [name],
+                    name=f"{name}_dequantize",
+                    axis=0,
                 )
             )
     for node in reversed(dequantize_nodes):  # before every consumer: the graph stays topologically sorted
@@ -109,6 +115,7 @@ def fold_batch_norms(model_bytes: bytes) -> bytes:
     outputs = {o.name for o in graph.output}
     producer = {out: node for node in graph.node for out in node.output}
     folded = []
+
     def constant(name: str):
         """The value of a constant input: an initializer, possibly behind Identity nodes
         (the exporter shares equal buffers, e.g. all-zero running means, that way)."""
@@ -133,7 +140,11 @@ def fold_batch_norms(model_bytes: bytes) -> bytes:
         bias = constant(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else np.zeros(weight.shape[0])
         if bias is None:
             continue
-        initializers[conv.input[1]].CopyFrom(numpy_helper.from_array((weight * k.reshape(-1, *[1] * (weight.ndim - 1))).astype(np.float32), conv.input[1]))
+        initializers[conv.input[1]].CopyFrom(
+            numpy_helper.from_array(
+                (weight * k.reshape(-1, *[1] * (weight.ndim - 1))).astype(np.float32), conv.input[1]
+            )
+        )
         bias_name = f"{conv.input[1].rsplit('.weight', 1)[0]}.folded_bias"
         graph.initializer.append(numpy_helper.from_array(((bias - mean) * k + beta).astype(np.float32), bias_name))
         if len(conv.input) > 2:
@@ -187,7 +198,12 @@ def quantize_outputs(model_bytes: bytes, images: np.ndarray, method: str = "minm
     targets = []  # value to quantize: the layer's output, or that of the Relu right after it
     for node in graph.node:
         source = producer.get(node.input[0]) if node.input else None
-        if node.op_type in ("Conv", "Gemm") and source is not None and source.op_type == "DequantizeLinear" and node.output[0] not in outputs:
+        if (
+            node.op_type in ("Conv", "Gemm")
+            and source is not None
+            and source.op_type == "DequantizeLinear"
+            and node.output[0] not in outputs
+        ):
             after = consumers.get(node.output[0], [])
             value = after[0].output[0] if len(after) == 1 and after[0].op_type == "Relu" else node.output[0]
             if value not in outputs:
@@ -203,17 +219,34 @@ def quantize_outputs(model_bytes: bytes, images: np.ndarray, method: str = "minm
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    samples = [session.run(None, {INPUT_NAME: images[i : i + 64].astype(np.float32)}) for i in range(0, len(images), 64)]
+    samples = [
+        session.run(None, {INPUT_NAME: images[i : i + 64].astype(np.float32)}) for i in range(0, len(images), 64)
+    ]
     for k, value in enumerate(targets):
         values = np.concatenate([batch[k].ravel() for batch in samples])
         scale, zero_point = scale_and_zero_point(*choose_range(values, 8, method), 255)
         raw = f"{value}__float"
         for node in graph.node:  # the value's producer writes `raw`; Q + DQ give `value` back
             node.output[:] = [raw if out == value else out for out in node.output]
-        graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{raw}_scale"), numpy_helper.from_array(np.array(zero_point, np.uint8), f"{raw}_zero_point")])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(scale, np.float32), f"{raw}_scale"),
+                numpy_helper.from_array(np.array(zero_point, np.uint8), f"{raw}_zero_point"),
+            ]
+        )
         index = next(i for i, node in enumerate(graph.node) if raw in node.output)
-        graph.node.insert(index + 1, helper.make_node("DequantizeLinear", [f"{raw}_q", f"{raw}_scale", f"{raw}_zero_point"], [value], name=f"{raw}_dequantize"))
-        graph.node.insert(index + 1, helper.make_node("QuantizeLinear", [raw, f"{raw}_scale", f"{raw}_zero_point"], [f"{raw}_q"], name=f"{raw}_quantize"))
+        graph.node.insert(
+            index + 1,
+            helper.make_node(
+                "DequantizeLinear", [f"{raw}_q", f"{raw}_scale", f"{raw}_zero_point"], [value], name=f"{raw}_dequantize"
+            ),
+        )
+        graph.node.insert(
+            index + 1,
+            helper.make_node(
+                "QuantizeLinear", [raw, f"{raw}_scale", f"{raw}_zero_point"], [f"{raw}_q"], name=f"{raw}_quantize"
+            ),
+        )
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import io
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cosearch.controller.store import RunStore, StoredResult
 from cosearch.core.errors import CosearchError
@@ -46,7 +47,14 @@ def scatter(results: Sequence[StoredResult], goals: Goals, x_metric: str, y_metr
     for kind, points in groups.items():
         if points:
             xs, ys = zip(*points)
-            axes.scatter(xs, ys, s=28 if kind == "front" else 16, c=COLOURS[kind], label=f"{kind} ({len(points)})", zorder=3 if kind == "front" else 2)
+            axes.scatter(
+                xs,
+                ys,
+                s=28 if kind == "front" else 16,
+                c=COLOURS[kind],
+                label=f"{kind} ({len(points)})",
+                zorder=3 if kind == "front" else 2,
+            )
     for constraint in goals.constraints:
         if constraint.metric == x_metric:
             axes.axvline(constraint.bound, ls="--", c="#555555", lw=1)
@@ -77,7 +85,9 @@ def progress(results: Sequence[StoredResult], goals: Goals) -> str:
             best = value if better else best
         curve.append(best)
     figure, axes = plt.subplots(figsize=(5.2, 3.0))
-    axes.step(range(1, len(curve) + 1), [float("nan") if v is None else v for v in curve], where="post", c=COLOURS["front"])
+    axes.step(
+        range(1, len(curve) + 1), [float("nan") if v is None else v for v in curve], where="post", c=COLOURS["front"]
+    )
     axes.set_xlabel("evaluations")
     axes.set_ylabel(f"best feasible {_label(objective.metric)}")
     axes.grid(alpha=0.3)
@@ -116,7 +126,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         cells = [str(result_id)] + [f"{r.metrics.get(m, float('nan')):.4g}" for m in metrics]
         cells += [r.candidate.policy.summary(), space.describe(r.candidate.arch)]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    failures = [f"<li>#{r.id}: {html.escape(r.result.error or '')}</li>" for r in results if r.result.status == "failed"]
+    failures = [
+        f"<li>#{r.id}: {html.escape(r.result.error or '')}</li>" for r in results if r.result.status == "failed"
+    ]
     header = "".join(f"<th>{html.escape(h)}</th>" for h in ["id", *metrics, "compression", "arch"])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cosearch report: {html.escape(job.name)}</title>

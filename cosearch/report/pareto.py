@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from cosearch.controller.store import StoredResult
 from cosearch.core.objectives import Constraint, Goals, Objective
@@ -34,7 +34,9 @@ def pareto_ids(results: Sequence[StoredResult], goals: Goals) -> list[int]:
     return [r.id for r in front]
 
 
-def view_goals(goals: Goals, metrics_seen: set[str], device: str | None = None, budgets: Sequence[Constraint] = ()) -> Goals:
+def view_goals(
+    goals: Goals, metrics_seen: set[str], device: str | None = None, budgets: Sequence[Constraint] = ()
+) -> Goals:
     """The goals seen for one device, with some budgets replaced.
 
     With `device`, objectives and budgets on other devices are left out and the device's

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -12,7 +12,9 @@ from cosearch.search_spaces.darts import SIDES, STEPS, Cell
 
 class ReLUConvBN(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
-        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out))
+        super().__init__(
+            nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out)
+        )
 
 
 class DilConv(nn.Sequential):
@@ -76,12 +78,18 @@ def make_op(op: str, channels: int, stride: int) -> nn.Module:
 
 
 class DartsCell(nn.Module):
-    def __init__(self, cell: Cell, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool) -> None:
+    def __init__(
+        self, cell: Cell, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool
+    ) -> None:
         super().__init__()
         # An input no edge reads gets no preprocessing layer: dead layers would cost size, and
         # structured pruning (which follows the traced graph) would leave their inputs unpruned.
         used = {source for _, source in cell}
-        self.pre0 = (FactorizedReduce(c_prev_prev, channels) if reduction_prev else ReLUConvBN(c_prev_prev, channels, 1, 1, 0)) if 0 in used else None
+        self.pre0 = (
+            (FactorizedReduce(c_prev_prev, channels) if reduction_prev else ReLUConvBN(c_prev_prev, channels, 1, 1, 0))
+            if 0 in used
+            else None
+        )
         self.pre1 = ReLUConvBN(c_prev, channels, 1, 1, 0) if 1 in used else None
         self.edges = []
         for position, (op, source) in enumerate(cell):
@@ -123,7 +131,13 @@ class DartsNetwork(nn.Module):
             if reduction:
                 c_curr *= 2
             alive = live is None or live[index]  # a dead cell (its output unread) keeps its index, nothing else
-            self.cells.append(DartsCell(cells["reduce" if reduction else "normal"], c_prev_prev, c_prev, c_curr, reduction, reduction_prev) if alive else nn.Identity())
+            self.cells.append(
+                DartsCell(
+                    cells["reduce" if reduction else "normal"], c_prev_prev, c_prev, c_curr, reduction, reduction_prev
+                )
+                if alive
+                else nn.Identity()
+            )
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, STEPS * c_curr
         self.pool = nn.AdaptiveAvgPool2d(1)

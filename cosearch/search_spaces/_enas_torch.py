@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -12,7 +12,9 @@ def make_op(op: str, channels: int) -> nn.Module:
     kind, size = op.rsplit("_", 1)
     kernel = int(size[0])
     if kind == "conv":
-        return nn.Sequential(nn.Conv2d(channels, channels, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+        return nn.Sequential(
+            nn.Conv2d(channels, channels, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(channels), nn.ReLU()
+        )
     if kind == "sep_conv":
         return nn.Sequential(
             nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False),
@@ -27,7 +29,13 @@ def make_op(op: str, channels: int) -> nn.Module:
 
 class EnasMacroNetwork(nn.Module):
     def __init__(
-        self, ops: Sequence[str], skips: Sequence[Sequence[int]], in_channels: int, channels: int, pool_after: Sequence[int], num_classes: int
+        self,
+        ops: Sequence[str],
+        skips: Sequence[Sequence[int]],
+        in_channels: int,
+        channels: int,
+        pool_after: Sequence[int],
+        num_classes: int,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import itertools
 import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,9 @@ SEARCH_SPACES: Registry[SearchSpace] = Registry("search space")
 
 
 @lru_cache(maxsize=4096)
-def _layer_policy(weight_bits: int, sparsity: float, activation_bits: int, rank_ratio: float, hash_ratio: float) -> LayerPolicy:
+def _layer_policy(
+    weight_bits: int, sparsity: float, activation_bits: int, rank_ratio: float, hash_ratio: float
+) -> LayerPolicy:
     """Shared, immutable layer policies: a decode builds one per slot, hundreds per candidate."""
     return LayerPolicy(weight_bits, sparsity, activation_bits, rank_ratio, hash_ratio)
 
@@ -151,7 +154,11 @@ class JointSpace:
         # Per slot the names of its genes (None: not a gene, the default applies); built once, as
         # decode reads them for every layer of every candidate.
         self._slot_genes = {
-            slot: (f"bits:{slot}", f"sparsity:{slot}", *(f"{p}:{slot}" if f"{p}:{slot}" in self._by_name else None for p in ("abits", "rank", "hash")))
+            slot: (
+                f"bits:{slot}",
+                f"sparsity:{slot}",
+                *(f"{p}:{slot}" if f"{p}:{slot}" in self._by_name else None for p in ("abits", "rank", "hash")),
+            )
             for slot in space.all_slots()
         }
         self._sizes = np.array([len(c.options) for c in self._choices])
@@ -210,14 +217,22 @@ class JointSpace:
         return self._canonical(arch, layer_policy, float(sample["distill_alpha"]), float(sample["channel_ratio"]))
 
     def canonical(
-        self, arch: Mapping[str, Any], layers: Mapping[str, LayerPolicy], distill_alpha: float = 0.0, channel_ratio: float = 0.0
+        self,
+        arch: Mapping[str, Any],
+        layers: Mapping[str, LayerPolicy],
+        distill_alpha: float = 0.0,
+        channel_ratio: float = 0.0,
     ) -> Candidate:
         """The canonical arch, with the policy written the smallest way its symmetries allow."""
         self.space.validate_arch(arch)
         return self._canonical(arch, layers.get, distill_alpha, channel_ratio)
 
     def _canonical(
-        self, arch: Mapping[str, Any], layer_policy: Callable[[str], LayerPolicy | None], distill_alpha: float, channel_ratio: float
+        self,
+        arch: Mapping[str, Any],
+        layer_policy: Callable[[str], LayerPolicy | None],
+        distill_alpha: float,
+        channel_ratio: float,
     ) -> Candidate:
         """`layer_policy(slot)`: the policy of a slot of `arch`, asked only for slots that stay live."""
         candidates = []

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import ast
 import itertools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import networkx as nx
 
 from cosearch.core.errors import SpecError
 from cosearch.search_spaces.base import SEARCH_SPACES, Choice, Form, Sample, SearchSpace
 
-OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+OPS = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
 PARAM_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 CELLS = ("normal", "reduce")
 STEPS = 4  # intermediate nodes per cell
@@ -50,7 +60,11 @@ def parse_genotype(text: str) -> dict[str, Cell]:
     try:
         call = ast.parse(str(text).strip(), mode="eval").body
     except SyntaxError:
-        raise SpecError("genotype", text, "Genotype(normal=[(op, input), ...], normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])") from None
+        raise SpecError(
+            "genotype",
+            text,
+            "Genotype(normal=[(op, input), ...], normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])",
+        ) from None
     if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Genotype" and not call.args):
         raise SpecError("genotype", text, "a Genotype(...) call with keyword fields")
     fields = {kw.arg: kw.value for kw in call.keywords}
@@ -62,7 +76,9 @@ def parse_genotype(text: str) -> dict[str, Cell]:
         try:
             cells[name] = _check_cell(name, ast.literal_eval(fields[name]))
         except ValueError:
-            raise SpecError(f"genotype.{name}", ast.unparse(fields[name]), "a literal list of (op, input) pairs") from None
+            raise SpecError(
+                f"genotype.{name}", ast.unparse(fields[name]), "a literal list of (op, input) pairs"
+            ) from None
         concat = fields[f"{name}_concat"]
         value = list(range(2, 6)) if ast.unparse(concat) == "range(2, 6)" else ast.literal_eval(concat)
         if list(value) != CONCAT:
@@ -102,7 +118,10 @@ def live_cells(cells: Mapping[str, Cell], kinds: Sequence[str]) -> list[bool]:
     """
     live = [False] * len(kinds)
     for k in reversed(range(len(kinds))):
-        reads = [j < len(kinds) and live[j] and source in {s for _, s in cells[kinds[j]]} for j, source in ((k + 1, 1), (k + 2, 0))]
+        reads = [
+            j < len(kinds) and live[j] and source in {s for _, s in cells[kinds[j]]}
+            for j, source in ((k + 1, 1), (k + 2, 0))
+        ]
         live[k] = k == len(kinds) - 1 or any(reads)
     return live
 
@@ -112,7 +131,11 @@ class DartsSpace(SearchSpace):
     """DARTS cells stacked `layers` deep (reductions at 1/3 and 2/3), stem width `channels`."""
 
     def __init__(self, channels: int = 16, layers: int = 8, stem_multiplier: int = 3) -> None:
-        for name, value, low in (("channels", channels, 1), ("layers", layers, 3), ("stem_multiplier", stem_multiplier, 1)):
+        for name, value, low in (
+            ("channels", channels, 1),
+            ("layers", layers, 3),
+            ("stem_multiplier", stem_multiplier, 1),
+        ):
             if not (isinstance(value, int) and value >= low):
                 raise SpecError(f"search_space.{name}", value, f"an integer >= {low}")
         self.channels, self.layers, self.stem_multiplier = channels, layers, stem_multiplier
@@ -134,7 +157,11 @@ class DartsSpace(SearchSpace):
 
     def arch_from_sample(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         cells = {
-            name: [(sample[f"{name}.n{node}{side}.op"], sample[f"{name}.n{node}{side}.input"]) for node in range(2, 2 + STEPS) for side in SIDES]
+            name: [
+                (sample[f"{name}.n{node}{side}.op"], sample[f"{name}.n{node}{side}.input"])
+                for node in range(2, 2 + STEPS)
+                for side in SIDES
+            ]
             for name in CELLS
         }
         return {"genotype": format_genotype(cells)}
@@ -158,7 +185,7 @@ class DartsSpace(SearchSpace):
         for index in range(self.layers):
             slots += [f"cells.{index}.pre0", f"cells.{index}.pre1"]
             slots += [edge_slot(index, node, side) for node in range(2, 2 + STEPS) for side in SIDES]
-        return slots + ["classifier"]
+        return [*slots, "classifier"]
 
     def all_slots(self) -> list[str]:
         return list(self._all_slots)
@@ -172,7 +199,9 @@ class DartsSpace(SearchSpace):
                 continue
             reduction = self.cell_kind(index) == "reduce"
             sources = {source for _, source in cells[self.cell_kind(index)]}
-            live |= {f"cells.{index}.pre{source}" for source in (0, 1) if source in sources}  # inputs no edge reads have none
+            live |= {
+                f"cells.{index}.pre{source}" for source in (0, 1) if source in sources
+            }  # inputs no edge reads have none
             for position, (op, source) in enumerate(cells[self.cell_kind(index)]):
                 # A strided skip is a FactorizedReduce, which has weights.
                 if op in PARAM_OPS or (op == "skip_connect" and reduction and source < 2):

@@ -8,7 +8,8 @@ from higher resolutions too). Arch: `{"ops": [op per layer], "skips": [[earlier 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cosearch.core.errors import SpecError
 from cosearch.search_spaces.base import SEARCH_SPACES, Choice, Form, Sample, SearchSpace
@@ -58,14 +59,22 @@ class EnasMacroSpace(SearchSpace):
         if not isinstance(skips, list) or len(skips) != self.layers:
             raise SpecError("arch.skips", skips, f"a list of {self.layers} lists of earlier layers")
         for i, chosen in enumerate(skips):
-            if not isinstance(chosen, list) or sorted(set(chosen)) != chosen or any(not isinstance(j, int) or not 0 <= j < i - 1 for j in chosen):
-                raise SpecError(f"arch.skips[{i}]", chosen, f"sorted distinct layers from 0..{i - 2} (layer {i - 1} is its input)")
+            if (
+                not isinstance(chosen, list)
+                or sorted(set(chosen)) != chosen
+                or any(not isinstance(j, int) or not 0 <= j < i - 1 for j in chosen)
+            ):
+                raise SpecError(
+                    f"arch.skips[{i}]", chosen, f"sorted distinct layers from 0..{i - 2} (layer {i - 1} is its input)"
+                )
 
     def all_slots(self) -> list[str]:
         return ["stem.conv"] + [f"layers.{i}" for i in range(self.layers)] + ["classifier"]
 
     def layer_slots(self, arch: Mapping[str, Any]) -> list[str]:
-        return [s for s in self.all_slots() if not s.startswith("layers.") or arch["ops"][int(s.split(".")[1])] in PARAM_OPS]
+        return [
+            s for s in self.all_slots() if not s.startswith("layers.") or arch["ops"][int(s.split(".")[1])] in PARAM_OPS
+        ]
 
     def forms(self, arch: Mapping[str, Any]) -> list[Form]:
         return [Form(dict(arch), {s: s for s in self.all_slots()})]  # a chain: no two writings of one network
@@ -77,4 +86,6 @@ class EnasMacroSpace(SearchSpace):
         from cosearch.search_spaces._enas_torch import EnasMacroNetwork
 
         self.validate_arch(arch)
-        return EnasMacroNetwork(arch["ops"], arch["skips"], int(input_shape[0]), self.channels, self.pool_after, num_classes)
+        return EnasMacroNetwork(
+            arch["ops"], arch["skips"], int(input_shape[0]), self.channels, self.pool_after, num_classes
+        )

@@ -9,7 +9,8 @@ conv_pwl`, `conv_head`, `classifier`. Arch: `{"width": 1.0, "stages": [[{"kernel
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cosearch.core.errors import SpecError
 from cosearch.search_spaces.base import SEARCH_SPACES, Choice, Form, Sample, SearchSpace
@@ -32,7 +33,9 @@ class MobileNetSpace(SearchSpace):
         head_channels: int = 256,
     ) -> None:
         if len(stage_channels) != len(stage_strides) or not stage_channels:
-            raise SpecError("search_space.stage_strides", list(stage_strides), f"one stride per stage ({len(stage_channels)})")
+            raise SpecError(
+                "search_space.stage_strides", list(stage_strides), f"one stride per stage ({len(stage_channels)})"
+            )
         if any(not isinstance(d, int) or d < 1 for d in depths) or not depths:
             raise SpecError("search_space.depths", list(depths), "integers >= 1")
         if any(not 0 < w <= 4 for w in widths) or not widths:
@@ -54,7 +57,12 @@ class MobileNetSpace(SearchSpace):
         stages = []
         for s in range(len(self.stage_channels)):
             depth = sample[f"stage{s}.depth"]
-            stages.append([{"kernel": sample[f"stage{s}.block{b}.kernel"], "expand": sample[f"stage{s}.block{b}.expand"]} for b in range(depth)])
+            stages.append(
+                [
+                    {"kernel": sample[f"stage{s}.block{b}.kernel"], "expand": sample[f"stage{s}.block{b}.expand"]}
+                    for b in range(depth)
+                ]
+            )
         return {"width": sample["width"], "stages": stages}
 
     def sample_from_arch(self, arch: Mapping[str, Any]) -> Sample:
@@ -63,7 +71,10 @@ class MobileNetSpace(SearchSpace):
             sample[f"stage{s}.depth"] = len(blocks)
             for b in range(self.max_depth):
                 block = blocks[b] if b < len(blocks) else {"kernel": KERNELS[0], "expand": EXPANDS[0]}
-                sample[f"stage{s}.block{b}.kernel"], sample[f"stage{s}.block{b}.expand"] = block["kernel"], block["expand"]
+                sample[f"stage{s}.block{b}.kernel"], sample[f"stage{s}.block{b}.expand"] = (
+                    block["kernel"],
+                    block["expand"],
+                )
         return sample
 
     def validate_arch(self, arch: Mapping[str, Any]) -> None:
@@ -78,8 +89,17 @@ class MobileNetSpace(SearchSpace):
             if not isinstance(blocks, list) or len(blocks) not in self.depths:
                 raise SpecError(f"arch.stages[{s}]", blocks, f"a list of blocks, as many as one of {list(self.depths)}")
             for b, block in enumerate(blocks):
-                if not isinstance(block, dict) or block.get("kernel") not in KERNELS or block.get("expand") not in EXPANDS or len(block) != 2:
-                    raise SpecError(f"arch.stages[{s}][{b}]", block, f"{{kernel: one of {list(KERNELS)}, expand: one of {list(EXPANDS)}}}")
+                if (
+                    not isinstance(block, dict)
+                    or block.get("kernel") not in KERNELS
+                    or block.get("expand") not in EXPANDS
+                    or len(block) != 2
+                ):
+                    raise SpecError(
+                        f"arch.stages[{s}][{b}]",
+                        block,
+                        f"{{kernel: one of {list(KERNELS)}, expand: one of {list(EXPANDS)}}}",
+                    )
 
     def all_slots(self) -> list[str]:
         blocks = [f"blocks.{s}.{b}" for s in range(len(self.stage_channels)) for b in range(self.max_depth)]
@@ -95,12 +115,17 @@ class MobileNetSpace(SearchSpace):
     def arch_def(self, arch: Mapping[str, Any]) -> list[list[str]]:
         """timm's block strings, one list per stage."""
         return [
-            [f"ir_r1_k{blk['kernel']}_s{stride if b == 0 else 1}_e{blk['expand']}_c{channels}" for b, blk in enumerate(blocks)]
+            [
+                f"ir_r1_k{blk['kernel']}_s{stride if b == 0 else 1}_e{blk['expand']}_c{channels}"
+                for b, blk in enumerate(blocks)
+            ]
             for blocks, channels, stride in zip(arch["stages"], self.stage_channels, self.stage_strides)
         ]
 
     def describe(self, arch: Mapping[str, Any]) -> str:
-        stages = " ".join("[" + ",".join(f"k{b['kernel']}e{b['expand']}" for b in blocks) + "]" for blocks in arch["stages"])
+        stages = " ".join(
+            "[" + ",".join(f"k{b['kernel']}e{b['expand']}" for b in blocks) + "]" for blocks in arch["stages"]
+        )
         return f"w{arch['width']} {stages}"
 
     def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:

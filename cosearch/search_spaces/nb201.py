@@ -9,9 +9,10 @@ in 3 stages joined by residual reduction blocks, as in the benchmark.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import networkx as nx
 
@@ -78,7 +79,9 @@ def live_ops(ops: Mapping[tuple[int, int], str]) -> dict[tuple[int, int], str]:
     for i in reversed(range(NUM_NODES - 1)):
         if any(j in to_output and ops[(i, j)] != "none" for j in range(i + 1, NUM_NODES)):
             to_output.add(i)
-    return {(i, j): op if (op != "none" and i in from_input and j in to_output) else "none" for (i, j), op in ops.items()}
+    return {
+        (i, j): op if (op != "none" and i in from_input and j in to_output) else "none" for (i, j), op in ops.items()
+    }
 
 
 PERMS = tuple(itertools.permutations(range(1, NUM_NODES - 1)))  # relabelings of the inner nodes
@@ -99,7 +102,9 @@ def canonical_cell(text: str) -> tuple[str, tuple[tuple[int, ...], ...]]:
         relabel = relabeling(perm)
         if any(op != "none" and relabel[i] > relabel[j] for (i, j), op in ops.items()):
             continue
-        written[perm] = format_arch_str({(min(relabel[i], relabel[j]), max(relabel[i], relabel[j])): op for (i, j), op in ops.items()})
+        written[perm] = format_arch_str(
+            {(min(relabel[i], relabel[j]), max(relabel[i], relabel[j])): op for (i, j), op in ops.items()}
+        )
     smallest = min(written.values())
     return smallest, tuple(perm for perm, text in written.items() if text == smallest)
 
@@ -157,7 +162,7 @@ class NB201Space(SearchSpace):
         slots = ["stem.conv"]
         slots += [f"{prefix}.{edge_name(i, j)}.conv" for prefix in self._cell_prefixes() for i, j in EDGES]
         slots += [f"reduce{r}.{name}" for r in (1, 2) for name in REDUCTION_SLOTS]
-        return slots + ["classifier"]
+        return [*slots, "classifier"]
 
     def layer_slots(self, arch: Mapping[str, Any]) -> list[str]:
         ops = parse_arch_str(arch["cell"])

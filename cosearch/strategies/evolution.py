@@ -59,7 +59,9 @@ class RegularizedEvolution(Strategy):
         violations = np.array([self.population[i][2] for i in picks])
         best_front = nondominated_sort(values, violations)[0]
         parent_genome = self.population[int(picks[best_front[int(self.rng.integers(len(best_front)))]])][0]
-        child = self.first_new(lambda: self.space.decode(self.space.mutate(parent_genome, self.rng)), self.seen, MAX_MUTATION_TRIES)
+        child = self.first_new(
+            lambda: self.space.decode(self.space.mutate(parent_genome, self.rng)), self.seen, MAX_MUTATION_TRIES
+        )
         return child if child.key not in self.seen else self._random_unseen()
 
     def tell(self, candidate: Candidate, result: Result) -> None:
@@ -70,7 +72,12 @@ class RegularizedEvolution(Strategy):
             self.population.pop(0)  # aging: the oldest dies, not the worst
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "asked": self.asked, "seen": sorted(self.seen), "population": [list(p) for p in self.population]}
+        return {
+            **super().state_dict(),
+            "asked": self.asked,
+            "seen": sorted(self.seen),
+            "population": [list(p) for p in self.population],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

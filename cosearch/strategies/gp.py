@@ -30,7 +30,8 @@ hypervolume at 150 from 0.979 to 0.983, but the regret under a latency budget fr
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
@@ -71,7 +72,9 @@ class _GP:
         kernel = self.kernel(features) + noise * np.eye(len(values))
         self.chol = np.linalg.cholesky(kernel)
         self.alpha = cho_solve((self.chol, True), target)
-        self.log_likelihood = float(-0.5 * target @ self.alpha - np.log(np.diag(self.chol)).sum() - 0.5 * len(target) * math.log(2 * math.pi))
+        self.log_likelihood = float(
+            -0.5 * target @ self.alpha - np.log(np.diag(self.chol)).sum() - 0.5 * len(target) * math.log(2 * math.pi)
+        )
 
     def kernel(self, other: np.ndarray) -> np.ndarray:
         at = self.counts_at
@@ -157,7 +160,9 @@ class GaussianProcessBO(Strategy):
         genes = [c for c in space.choices() if len(c.options) > 1]
         groups = sorted({c.group for c in genes})
         per_group = {g: sum(c.group == g for c in genes) for g in groups}
-        self._genes = [(c.name, {o: i for i, o in enumerate(c.options)}, 1.0 / (len(groups) * per_group[c.group])) for c in genes]
+        self._genes = [
+            (c.name, {o: i for i, o in enumerate(c.options)}, 1.0 / (len(groups) * per_group[c.group])) for c in genes
+        ]
         self._width = sum(len(options) for _, options, _ in self._genes)
         # Genes that share one option list (two or more of them): their options are also counted.
         lists: dict[tuple, tuple[dict[Any, int], list[str]]] = {}
@@ -263,7 +268,9 @@ class GaussianProcessBO(Strategy):
                 pool.setdefault(candidate.key, (candidate, genome))
         return list(pool.values())
 
-    def _predict(self, models: dict[str, _GP | None], genomes: list[Mapping[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def _predict(
+        self, models: dict[str, _GP | None], genomes: list[Mapping[str, Any]]
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         features = self._features(genomes)
         out = {}
         for metric, model in models.items():
@@ -336,7 +343,9 @@ class GaussianProcessBO(Strategy):
     def tell(self, candidate: Candidate, result: Result) -> None:
         self.seen.add(candidate.key)
         self.pending.pop(candidate.key, None)
-        metrics = {m: float(result.metrics[m]) for m in self.metrics if result.status != "failed" and m in result.metrics}
+        metrics = {
+            m: float(result.metrics[m]) for m in self.metrics if result.status != "failed" and m in result.metrics
+        }
         vector = self.goals.minimization_vector(result)
         self.archive.append((self.space.encode(candidate), metrics, vector.tolist(), self.goals.violation(result)))
 

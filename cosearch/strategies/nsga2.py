@@ -81,7 +81,9 @@ class NSGA2(Strategy):
         elite, ranks, crowding = self._ranked_elite()
         mother = self._tournament(elite, ranks, crowding)
         father = self._tournament(elite, ranks, crowding)
-        child = self.space.crossover(mother, father, self.rng) if self.rng.random() < self.crossover_prob else dict(mother)
+        child = (
+            self.space.crossover(mother, father, self.rng) if self.rng.random() < self.crossover_prob else dict(mother)
+        )
         for _ in range(self.mutation_count):
             child = self.space.mutate(child, self.rng)
         return self.space.decode(child)
@@ -100,7 +102,12 @@ class NSGA2(Strategy):
         self.archive.append((self.space.encode(candidate), vector.tolist(), self.goals.violation(result)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "asked": self.asked, "seen": sorted(self.seen), "archive": [list(a) for a in self.archive]}
+        return {
+            **super().state_dict(),
+            "asked": self.asked,
+            "seen": sorted(self.seen),
+            "archive": [list(a) for a in self.archive],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

@@ -19,7 +19,6 @@ from cosearch.core.result import Result
 from cosearch.search_spaces.base import JointSpace
 from cosearch.strategies.base import STRATEGIES, Strategy
 
-
 # How a candidate without objective values reaches Optuna: worst values, and a violated constraint
 # larger than any budget's, so it is dominated by every evaluated trial.
 NOT_EVALUATED = "not evaluated"
@@ -56,7 +55,9 @@ class OptunaStrategy(Strategy):
         self.seed = seed
         self.sampler_kwargs = sampler_kwargs
         self.distributions = {
-            c.name: optuna.distributions.CategoricalDistribution(list(c.options)) for c in space.choices() if len(c.options) > 1
+            c.name: optuna.distributions.CategoricalDistribution(list(c.options))
+            for c in space.choices()
+            if len(c.options) > 1
         }
         self.fixed = {c.name: c.options[0] for c in space.choices() if len(c.options) == 1}
         self._new_study(self._make_sampler(seed))
@@ -87,9 +88,13 @@ class OptunaStrategy(Strategy):
         constraints = {}
         for c in self.goals.constraints:
             measured = result.metrics.get(c.metric)
-            constraints[str(c)] = 1.0 if measured is None else (measured - c.bound if c.op == "<=" else c.bound - measured)
+            constraints[str(c)] = (
+                1.0 if measured is None else (measured - c.bound if c.op == "<=" else c.bound - measured)
+            )
         if result.status == "failed" or any(v is None for v in values):
-            values = [NOT_EVALUATED_VALUE if o.direction == "min" else -NOT_EVALUATED_VALUE for o in self.goals.objectives]
+            values = [
+                NOT_EVALUATED_VALUE if o.direction == "min" else -NOT_EVALUATED_VALUE for o in self.goals.objectives
+            ]
             constraints[NOT_EVALUATED] = NOT_EVALUATED_VIOLATION
         return optuna.trial.TrialState.COMPLETE, values, constraints
 
@@ -102,7 +107,9 @@ class OptunaStrategy(Strategy):
             number = numbers.pop(0)
             if not numbers:
                 del self.running[candidate.key]
-            trial = optuna.trial.Trial(self.study, self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
+            trial = optuna.trial.Trial(
+                self.study, self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+            )
             for name, value in constraints.items():
                 trial.set_constraint(name, value)
             self.study.tell(trial, values, state=state)
@@ -111,7 +118,11 @@ class OptunaStrategy(Strategy):
         params = {name: genome[name] for name in self.distributions}
         self.study.add_trial(
             optuna.trial.create_trial(
-                params=params, distributions=self.distributions, values=values, state=state, constraints=constraints or None
+                params=params,
+                distributions=self.distributions,
+                values=values,
+                state=state,
+                constraints=constraints or None,
             )
         )
 
@@ -135,8 +146,11 @@ class OptunaStrategy(Strategy):
             self.study._storage.create_new_trial(
                 self.study._study_id,
                 template_trial=optuna.trial.create_trial(
-                    params=t["params"], distributions=self.distributions, values=t["values"],
-                    state=optuna.trial.TrialState[t["state"]], system_attrs=t["system_attrs"],
+                    params=t["params"],
+                    distributions=self.distributions,
+                    values=t["values"],
+                    state=optuna.trial.TrialState[t["state"]],
+                    system_attrs=t["system_attrs"],
                 ),
             )
         self.running = {k: list(v) for k, v in state["running"].items()}

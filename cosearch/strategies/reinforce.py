@@ -50,7 +50,9 @@ class ReinforceController(Strategy):
         self.choices = [c for c in space.choices() if len(c.options) > 1]  # single-option genes are not decisions
         self.fixed = {c.name: c.options[0] for c in space.choices() if len(c.options) == 1}
         # weights[t][p] = logits of token t given the previous token chose option p (row 0 for t = 0).
-        self.weights = [np.zeros((len(self.choices[t - 1].options) if t else 1, len(c.options))) for t, c in enumerate(self.choices)]
+        self.weights = [
+            np.zeros((len(self.choices[t - 1].options) if t else 1, len(c.options))) for t, c in enumerate(self.choices)
+        ]
         self.baseline: float | None = None
         self.asked_tokens: dict[str, list[int]] = {}
 

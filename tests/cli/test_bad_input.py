@@ -38,10 +38,22 @@ CASES = [
     ("zero concurrency", with_change("resources.concurrency", 0), ["resources.concurrency", ">= 1"]),
     ("wrong type", with_change("training.epochs", "ten"), ["training.epochs", "'ten'", "integer"]),
     ("negative epochs", with_change("training.epochs", -1), ["training.epochs", "-1", ">= 0"]),
-    ("missing dataset path", with_change("task", {"dataset": "cifar10", "path": "/nonexistent/cifar"}), ["task.path", "/nonexistent/cifar", "cifar-10-batches-py"]),
+    (
+        "missing dataset path",
+        with_change("task", {"dataset": "cifar10", "path": "/nonexistent/cifar"}),
+        ["task.path", "/nonexistent/cifar", "cifar-10-batches-py"],
+    ),
     ("unknown dataset", with_change("task.dataset", "mnist"), ["task.dataset", "mnist", "digits"]),
-    ("unknown strategy", with_change("strategy", {"name": "annealing"}), ["strategy", "annealing", "regularized_evolution"]),
-    ("unknown strategy parameter", with_change("strategy.populaton_size", 5), ["strategy.populaton_size", "population_size"]),
+    (
+        "unknown strategy",
+        with_change("strategy", {"name": "annealing"}),
+        ["strategy", "annealing", "regularized_evolution"],
+    ),
+    (
+        "unknown strategy parameter",
+        with_change("strategy.populaton_size", 5),
+        ["strategy.populaton_size", "population_size"],
+    ),
     ("bad strategy value", with_change("strategy.population_size", 1), ["population_size", "1"]),
     ("unknown search space", with_change("search_space", {"name": "nb301"}), ["search space", "nb301", "nb201"]),
     ("bad space parameter", with_change("search_space.channels", 0), ["search_space.channels", "0"]),
@@ -50,30 +62,97 @@ CASES = [
     ("too few latency runs", with_change("latency.runs", 5), ["latency.runs", "5", ">= 30"]),
     ("section not a mapping", with_change("training", 3), ["training", "3", "mapping"]),
     ("bad name", with_change("name", "my run/1"), ["name", "my run/1"]),
-    ("activation bits 6", with_change("compression.activation_bits", [6, 32]), ["compression.activation_bits[0]", "6", "4, 8"]),
-    ("rank ratio 0", with_change("compression.rank_ratio", [0.0, 1.0]), ["compression.rank_ratio[0]", "0.0", "0 < rank_ratio <= 1"]),
-    ("unknown importance", with_change("compression.channel_importance", "hessian"), ["compression.channel_importance", "hessian", "taylor"]),
-    ("unknown calibration", with_change("compression.calibration", "entropy"), ["compression.calibration", "entropy", "kl"]),
-    ("distils without teacher", with_change("compression.distill_alpha", [0.0, 0.5]), ["compression.teacher", "distill_alpha > 0"]),
-    ("unknown device", with_change("budgets", ["latency_ms@rpi5 <= 10"]), ["budgets[0]", "latency_ms@rpi5", "unknown device 'rpi5'", "local-cpu"]),
-    ("energy without a device", with_change("objectives", ["accuracy", "energy_mj"]), ["objectives[1]", "energy_mj", "analytic device"]),
+    (
+        "activation bits 6",
+        with_change("compression.activation_bits", [6, 32]),
+        ["compression.activation_bits[0]", "6", "4, 8"],
+    ),
+    (
+        "rank ratio 0",
+        with_change("compression.rank_ratio", [0.0, 1.0]),
+        ["compression.rank_ratio[0]", "0.0", "0 < rank_ratio <= 1"],
+    ),
+    (
+        "unknown importance",
+        with_change("compression.channel_importance", "hessian"),
+        ["compression.channel_importance", "hessian", "taylor"],
+    ),
+    (
+        "unknown calibration",
+        with_change("compression.calibration", "entropy"),
+        ["compression.calibration", "entropy", "kl"],
+    ),
+    (
+        "distils without teacher",
+        with_change("compression.distill_alpha", [0.0, 0.5]),
+        ["compression.teacher", "distill_alpha > 0"],
+    ),
+    (
+        "unknown device",
+        with_change("budgets", ["latency_ms@rpi5 <= 10"]),
+        ["budgets[0]", "latency_ms@rpi5", "unknown device 'rpi5'", "local-cpu"],
+    ),
+    (
+        "energy without a device",
+        with_change("objectives", ["accuracy", "energy_mj"]),
+        ["objectives[1]", "energy_mj", "analytic device"],
+    ),
     (
         "energy of a measured device",
         {**with_change("devices", {"board": {"kind": "measured"}}), "objectives": ["accuracy", "energy_mj@board"]},
         ["objectives[1]", "energy_mj@board", "does not provide energy_mj", "analytic"],
     ),
     ("unknown device kind", with_change("devices", {"x": {"kind": "fpga"}}), ["devices.x.kind", "fpga", "measured"]),
-    ("field of another kind", with_change("devices", {"x": {"kind": "measured", "table": "t.json"}}), ["devices.x.table", "not used by this kind", "resource"]),
+    (
+        "field of another kind",
+        with_change("devices", {"x": {"kind": "measured", "table": "t.json"}}),
+        ["devices.x.table", "not used by this kind", "resource"],
+    ),
     ("lut without a table", with_change("devices", {"x": {"kind": "lut"}}), ["devices.x.table", "missing"]),
-    ("absent lut table", with_change("devices", {"x": {"kind": "lut", "table": "/nonexistent/lut.json"}}), ["devices.x.table", "/nonexistent/lut.json", "existing"]),
-    ("bad statistic", with_change("devices", {"x": {"kind": "measured", "statistic": "mean"}}), ["devices.x.statistic", "mean", "p90"]),
-    ("too few device runs", with_change("devices", {"x": {"kind": "measured", "runs": 3}}), ["devices.x.runs", "3", ">= 30"]),
+    (
+        "absent lut table",
+        with_change("devices", {"x": {"kind": "lut", "table": "/nonexistent/lut.json"}}),
+        ["devices.x.table", "/nonexistent/lut.json", "existing"],
+    ),
+    (
+        "bad statistic",
+        with_change("devices", {"x": {"kind": "measured", "statistic": "mean"}}),
+        ["devices.x.statistic", "mean", "p90"],
+    ),
+    (
+        "too few device runs",
+        with_change("devices", {"x": {"kind": "measured", "runs": 3}}),
+        ["devices.x.runs", "3", ">= 30"],
+    ),
     ("bad device name", with_change("devices", {"my dev": {"kind": "measured"}}), ["devices.my dev", "letters"]),
-    ("absent profiles file", with_change("profiles", "/nonexistent/profiles.yaml"), ["profiles", "/nonexistent/profiles.yaml", "devices"]),
-    ("unknown key in a device", with_change("devices", {"b": {"kind": "measured", "foo": 1}}), ["devices.b.foo", "unknown key", "statistic"]),
-    ("strategy parameter of the wrong type", with_change("strategy.population_size", "ten"), ["strategy.population_size", "'ten'", "int"]),
-    ("strategy parameter out of range", with_change("strategy", {"name": "optuna:tpe", "n_startup_trials": -3}), ["strategy.n_startup_trials", "-3", ">= 1"]),
-    ("evaluator parameter of the wrong type", {**with_change("evaluator", {"name": "synthetic", "delay_s": "slow"}), "compression": {"weight_bits": [32], "sparsity": [0.0]}}, ["evaluator.delay_s", "'slow'", "float"]),
+    (
+        "absent profiles file",
+        with_change("profiles", "/nonexistent/profiles.yaml"),
+        ["profiles", "/nonexistent/profiles.yaml", "devices"],
+    ),
+    (
+        "unknown key in a device",
+        with_change("devices", {"b": {"kind": "measured", "foo": 1}}),
+        ["devices.b.foo", "unknown key", "statistic"],
+    ),
+    (
+        "strategy parameter of the wrong type",
+        with_change("strategy.population_size", "ten"),
+        ["strategy.population_size", "'ten'", "int"],
+    ),
+    (
+        "strategy parameter out of range",
+        with_change("strategy", {"name": "optuna:tpe", "n_startup_trials": -3}),
+        ["strategy.n_startup_trials", "-3", ">= 1"],
+    ),
+    (
+        "evaluator parameter of the wrong type",
+        {
+            **with_change("evaluator", {"name": "synthetic", "delay_s": "slow"}),
+            "compression": {"weight_bits": [32], "sparsity": [0.0]},
+        },
+        ["evaluator.delay_s", "'slow'", "float"],
+    ),
     ("a huge value is cut in the message", with_change("name", "x/" * 100_000), ["name", "characters in all"]),
 ]
 
@@ -125,10 +204,15 @@ def test_job_files_that_are_not_jobs(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml", "bomb.yaml", "latin1.yaml", "twice.yaml"]
 
 
-@pytest.mark.parametrize("address, fragment", [("127.0.0.1:1", "no Ray head answers"), ("ray://127.0.0.1:10001", "not supported"), ("nonsense", "HOST:PORT")])
+@pytest.mark.parametrize(
+    "address, fragment",
+    [("127.0.0.1:1", "no Ray head answers"), ("ray://127.0.0.1:10001", "not supported"), ("nonsense", "HOST:PORT")],
+)
 def test_addresses_without_a_cluster_fail_fast(tmp_path, monkeypatch, capsys, address, fragment):
     monkeypatch.chdir(tmp_path)
-    Path("job.yaml").write_text(yaml.safe_dump({"evaluator": {"name": "synthetic"}, "compression": {"weight_bits": [32], "sparsity": [0.0]}}))
+    Path("job.yaml").write_text(
+        yaml.safe_dump({"evaluator": {"name": "synthetic"}, "compression": {"weight_bits": [32], "sparsity": [0.0]}})
+    )
     assert main(["run", "job.yaml", "--run-dir", "out", "--address", address]) == 2
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err and not Path("out").exists()
@@ -154,7 +238,9 @@ def test_real_process_prints_no_traceback(tmp_path):
     job.write_text(yaml.safe_dump(with_change("compression.sparsity", [1.2])))
     out = subprocess.run(
         [sys.executable, "-m", "cosearch.cli.main", "run", str(job), "--run-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "compression.sparsity[0]" in out.stderr
@@ -165,9 +251,21 @@ def test_real_process_prints_no_traceback(tmp_path):
     "kind, content, fragments",
     [
         ("lut", "{not json", ["devices.x.table", "latency table"]),
-        ("lut", '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [3, 32, 32], "entries": {"k": 1.0}}', ["devices.x.table", "input shape [1, 8, 8]"]),
-        ("lut", '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [1, 8, 8], "entries": {"k": "fast"}}', ["devices.x.table", "malformed"]),
-        ("analytic", '{"(1, 2)-W4A4": {"latency": 1, "energy": 1}}', ["devices.x.table", "(cin, cout, H, k, stride, pad, groups)-W4A8"]),
+        (
+            "lut",
+            '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [3, 32, 32], "entries": {"k": 1.0}}',
+            ["devices.x.table", "input shape [1, 8, 8]"],
+        ),
+        (
+            "lut",
+            '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [1, 8, 8], "entries": {"k": "fast"}}',
+            ["devices.x.table", "malformed"],
+        ),
+        (
+            "analytic",
+            '{"(1, 2)-W4A4": {"latency": 1, "energy": 1}}',
+            ["devices.x.table", "(cin, cout, H, k, stride, pad, groups)-W4A8"],
+        ),
     ],
     ids=["lut-not-json", "lut-other-input-shape", "lut-bad-entry", "analytic-bad-key"],
 )

@@ -55,7 +55,8 @@ def digest(run_dir: Path) -> dict[str, str]:
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(run_dir.iterdir())
-        if p.name not in ("driver.lock", "cosearch.db-shm") and not (p.name == "cosearch.db-wal" and p.stat().st_size == 0)
+        if p.name not in ("driver.lock", "cosearch.db-shm")
+        and not (p.name == "cosearch.db-wal" and p.stat().st_size == 0)
     }
 
 
@@ -77,10 +78,22 @@ def refused(capsys, args: list[str], fragments: list[str]) -> None:
 
 DAMAGE = [
     # (description, SQL, fragments every read and resume print)
-    ("result row not JSON", "UPDATE results SET result = '{not json' WHERE id = 2", ["result #2", "not valid JSON", "changed outside cosearch"]),
-    ("result row of another shape", "UPDATE results SET result = '[1, 2]' WHERE id = 3", ["result #3", "not a stored result"]),
+    (
+        "result row not JSON",
+        "UPDATE results SET result = '{not json' WHERE id = 2",
+        ["result #2", "not valid JSON", "changed outside cosearch"],
+    ),
+    (
+        "result row of another shape",
+        "UPDATE results SET result = '[1, 2]' WHERE id = 3",
+        ["result #3", "not a stored result"],
+    ),
     ("job row not JSON", "UPDATE meta SET value = '{' WHERE name = 'job'", ["job", "not valid JSON"]),
-    ("results table dropped", "DROP TABLE results", ["cosearch.db", "lacks its results table", "restore it from a copy"]),
+    (
+        "results table dropped",
+        "DROP TABLE results",
+        ["cosearch.db", "lacks its results table", "restore it from a copy"],
+    ),
 ]
 
 
@@ -104,19 +117,31 @@ def test_a_file_that_is_not_a_database(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "checkpoint",
-    ["[1, 2]", '{"strategy": {"population": "none"}, "told_id": 2, "pending": []}', '{"strategy": {}, "told_id": 2, "pending": [{"x": 1}]}'],
+    [
+        "[1, 2]",
+        '{"strategy": {"population": "none"}, "told_id": 2, "pending": []}',
+        '{"strategy": {}, "told_id": 2, "pending": [{"x": 1}]}',
+    ],
     ids=["wrong-shape", "wrong-strategy-state", "wrong-pending"],
 )
 def test_a_checkpoint_that_cannot_be_loaded_points_at_reset_strategy(stopped, tmp_path, capsys, checkpoint):
     run_dir = copy_of(stopped, tmp_path)
     sql(run_dir, f"UPDATE meta SET value = '{checkpoint}' WHERE name = 'checkpoint'")
     before, stored = digest(run_dir), rows(run_dir)
-    refused(capsys, ["resume", str(run_dir)], ["checkpoint", f"cosearch resume {run_dir} --reset-strategy", "nothing stored is lost"])
+    refused(
+        capsys,
+        ["resume", str(run_dir)],
+        ["checkpoint", f"cosearch resume {run_dir} --reset-strategy", "nothing stored is lost"],
+    )
     assert digest(run_dir) == before
     assert main(["status", str(run_dir)]) == 0  # reads do not need the checkpoint
     assert main(["resume", str(run_dir), "--reset-strategy"]) == 0
     after = rows(run_dir)
-    assert after[: len(stored)] == stored and [r[0] for r in after] == list(range(1, 9)) and len({r[1] for r in after}) == 8
+    assert (
+        after[: len(stored)] == stored
+        and [r[0] for r in after] == list(range(1, 9))
+        and len({r[1] for r in after}) == 8
+    )
 
 
 def test_a_run_that_never_started_is_named_and_replaceable(tmp_path, capsys, monkeypatch):
@@ -131,7 +156,9 @@ def test_a_run_that_never_started_is_named_and_replaceable(tmp_path, capsys, mon
         else:
             Path("run/cosearch.db").write_bytes(content)
         for command in READS:
-            refused(capsys, [*command, "run"], ["a run that never started", "cosearch run JOB --run-dir run", "replaces it"])
+            refused(
+                capsys, [*command, "run"], ["a run that never started", "cosearch run JOB --run-dir run", "replaces it"]
+            )
         assert main(["run", "job.yaml", "--run-dir", "run"]) == 0
         with RunStore("run") as store:
             assert store.count() == 3 and store.status()["state"] == "finished"
@@ -139,7 +166,7 @@ def test_a_run_that_never_started_is_named_and_replaceable(tmp_path, capsys, mon
 
 def test_a_killed_driver_is_reported_as_stopped(stopped, tmp_path, capsys):
     run_dir = copy_of(stopped, tmp_path)
-    sql(run_dir, "UPDATE meta SET value = '{\"state\": \"running\", \"reason\": \"\"}' WHERE name = 'status'")
+    sql(run_dir, 'UPDATE meta SET value = \'{"state": "running", "reason": ""}\' WHERE name = \'status\'')
     assert main(["status", str(run_dir)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "stopped (driver not running)" in out and f"cosearch resume {run_dir}" in out

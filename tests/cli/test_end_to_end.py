@@ -119,7 +119,9 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path, session
     run_dir = tmp_path / "run"
     driver = subprocess.Popen(
         [sys.executable, "-m", "cosearch.cli.main", "run", str(tmp_path / "job.yaml"), "--run-dir", str(run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 240

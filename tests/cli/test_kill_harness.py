@@ -47,7 +47,10 @@ def launch(job: Path, run_dir: Path) -> subprocess.Popen:
     args = ["resume", str(run_dir)] if has_run(run_dir) else ["run", str(job), "--run-dir", str(run_dir)]
     return subprocess.Popen(
         [sys.executable, "-m", "cosearch.cli.main", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -66,7 +69,9 @@ def kill_and_resume(tmp_path: Path, sessions, kills: int, seed: int) -> None:
         start, target = time.time(), len(stored_rows(run_dir)) + more
         try:
             while driver.poll() is None and time.time() - start < 240:
-                if point < kills and ((by_time and time.time() - start >= wait_s) or (not by_time and len(stored_rows(run_dir)) >= target)):
+                if point < kills and (
+                    (by_time and time.time() - start >= wait_s) or (not by_time and len(stored_rows(run_dir)) >= target)
+                ):
                     break
                 time.sleep(0.05)
         finally:

@@ -32,7 +32,10 @@ def stored(run_dir) -> int:
         return 0
     db = sqlite3.connect(f"file:{run_dir / 'cosearch.db'}?mode=ro", uri=True)
     try:
-        return db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'results'").fetchone()[0] and db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        return (
+            db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'results'").fetchone()[0]
+            and db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        )
     except sqlite3.OperationalError:
         return 0
     finally:
@@ -42,7 +45,12 @@ def stored(run_dir) -> int:
 def test_two_resumes_at_once_give_one_driver(tmp_path, sessions):
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(JOB))
     run_dir = tmp_path / "run"
-    first = subprocess.Popen(cli("run", str(tmp_path / "job.yaml"), "--run-dir", str(run_dir)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        cli("run", str(tmp_path / "job.yaml"), "--run-dir", str(run_dir)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:  # a run killed part way, as a user would find it
         deadline = time.time() + 240
         while stored(run_dir) < 2 and time.time() < deadline and first.poll() is None:
@@ -52,7 +60,13 @@ def test_two_resumes_at_once_give_one_driver(tmp_path, sessions):
         first.wait(timeout=30)
     assert 2 <= stored(run_dir) < TRIALS
     drivers = [
-        subprocess.Popen(cli("resume", str(run_dir)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        subprocess.Popen(
+            cli("resume", str(run_dir)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         for _ in range(2)
     ]
     try:

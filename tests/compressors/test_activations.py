@@ -44,7 +44,9 @@ def test_fake_quantizer_has_the_grid_of_its_bits(bits, levels):
     calibrate(nn.Sequential(quantizer), [torch.linspace(-1, 3, 5000).reshape(1, -1)], "minmax")
     out = quantizer(torch.linspace(-2, 4, 20000))
     assert len(torch.unique(out)) == levels
-    assert out.min() == pytest.approx(-1.0, abs=4 / (levels - 1)) and out.max() == pytest.approx(3.0, abs=4 / (levels - 1))
+    assert out.min() == pytest.approx(-1.0, abs=4 / (levels - 1)) and out.max() == pytest.approx(
+        3.0, abs=4 / (levels - 1)
+    )
 
 
 def test_compress_quantizes_the_inputs_the_policy_names_and_lsq_learns_the_step():
@@ -53,7 +55,11 @@ def test_compress_quantizes_the_inputs_the_policy_names_and_lsq_learns_the_step(
     model = space.build(ARCH, (1, 8, 8), 10)
     policy = Policy({slot: LayerPolicy(8, 0.0, 8 if i % 2 else 32) for i, slot in enumerate(slots)})
     compressed = compress(model, policy, learn_activation_scales=True)
-    quantized = {name.rsplit(".input_quant", 1)[0] for name, m in compressed.named_modules() if isinstance(m, ActivationFakeQuant)}
+    quantized = {
+        name.rsplit(".input_quant", 1)[0]
+        for name, m in compressed.named_modules()
+        if isinstance(m, ActivationFakeQuant)
+    }
     assert quantized == {slot for i, slot in enumerate(slots) if i % 2}
     assert not any(isinstance(m, ActivationFakeQuant) for m in model.modules())  # the input model is untouched
     x = torch.randn(8, 1, 8, 8)
@@ -101,7 +107,10 @@ def test_quantized_outputs_make_onnx_runtime_run_integer_kernels():
     both, config = deployment(plain, policy, (1, 8, 8), images=x, calibration="minmax")
     runs = lambda model: [n.op_type for n in optimized_graph(model, config).graph.node]  # noqa: E731
     convs = sum(op == "Conv" or op == "FusedConv" for op in runs(inputs_only))
-    assert runs(both).count("QLinearConv") > runs(inputs_only).count("QLinearConv") and runs(both).count("QLinearConv") >= convs - 1
+    assert (
+        runs(both).count("QLinearConv") > runs(inputs_only).count("QLinearConv")
+        and runs(both).count("QLinearConv") >= convs - 1
+    )
     with torch.no_grad():
         expected = plain(torch.from_numpy(x)).numpy()
     got = run_onnx(both, x, config=config)

@@ -9,13 +9,38 @@ from cosearch.compressors import compression_slots, prune_channels  # noqa: E402
 from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
 
 CASES = {
-    "nb201": ({"channels": 8, "cells_per_stage": 1}, {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}),
-    "enas": ({"channels": 8}, {"ops": ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "avg_pool_3x3", "sep_conv_3x3"], "skips": [[], [], [0], [0, 1], [], [2, 3]]}),
+    "nb201": (
+        {"channels": 8, "cells_per_stage": 1},
+        {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"},
+    ),
+    "enas": (
+        {"channels": 8},
+        {
+            "ops": ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "avg_pool_3x3", "sep_conv_3x3"],
+            "skips": [[], [], [0], [0, 1], [], [2, 3]],
+        },
+    ),
     # Normal cells that never read input 1 leave the cell before each reduction unread: not built.
-    "darts": ({"channels": 4, "layers": 5}, {"genotype": "Genotype(normal=[('dil_conv_5x5', 0), ('none', 0), ('dil_conv_3x3', 0), ('sep_conv_5x5', 2), "
-              "('avg_pool_3x3', 2), ('dil_conv_3x3', 3), ('dil_conv_3x3', 3), ('max_pool_3x3', 3)], normal_concat=[2, 3, 4, 5], reduce=[('avg_pool_3x3', 0), "
-              "('skip_connect', 1), ('dil_conv_3x3', 1), ('sep_conv_5x5', 2), ('none', 0), ('sep_conv_3x3', 1), ('none', 0), ('skip_connect', 4)], reduce_concat=[2, 3, 4, 5])"}),
-    "mobilenet": ({}, {"width": 1.0, "stages": [[{"kernel": 3, "expand": 3}], [{"kernel": 5, "expand": 6}], [{"kernel": 3, "expand": 4}], [{"kernel": 5, "expand": 3}]]}),
+    "darts": (
+        {"channels": 4, "layers": 5},
+        {
+            "genotype": "Genotype(normal=[('dil_conv_5x5', 0), ('none', 0), ('dil_conv_3x3', 0), ('sep_conv_5x5', 2), "
+            "('avg_pool_3x3', 2), ('dil_conv_3x3', 3), ('dil_conv_3x3', 3), ('max_pool_3x3', 3)], normal_concat=[2, 3, 4, 5], reduce=[('avg_pool_3x3', 0), "
+            "('skip_connect', 1), ('dil_conv_3x3', 1), ('sep_conv_5x5', 2), ('none', 0), ('sep_conv_3x3', 1), ('none', 0), ('skip_connect', 4)], reduce_concat=[2, 3, 4, 5])"
+        },
+    ),
+    "mobilenet": (
+        {},
+        {
+            "width": 1.0,
+            "stages": [
+                [{"kernel": 3, "expand": 3}],
+                [{"kernel": 5, "expand": 6}],
+                [{"kernel": 3, "expand": 4}],
+                [{"kernel": 5, "expand": 3}],
+            ],
+        },
+    ),
 }
 
 

@@ -80,7 +80,9 @@ def test_slots_are_conv_and_linear_layers():
 
 
 def test_a_block_slot_governs_every_layer_inside_it():
-    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 1)), nn.Flatten(), nn.Linear(256, 10))
+    model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 1)), nn.Flatten(), nn.Linear(256, 10)
+    )
     policy = Policy({"0": LayerPolicy(4, 0.5)})
     plain = bake(compress(model, policy))
     for layer in (plain[0][0], plain[0][1]):

@@ -48,9 +48,17 @@ def test_factorised_network_trains_exports_and_reloads():
     torch.manual_seed(0)
     model = space.build(arch, (1, 8, 8), 10)
     shaped = reshape(model, policy, (1, 8, 8))
-    assert sum(isinstance(m, nn.Sequential) and len(m) == 2 and isinstance(m[0], (nn.Conv2d, nn.Linear)) for m in shaped.modules()) >= 3
+    assert (
+        sum(
+            isinstance(m, nn.Sequential) and len(m) == 2 and isinstance(m[0], (nn.Conv2d, nn.Linear))
+            for m in shaped.modules()
+        )
+        >= 3
+    )
     plain = bake(compress(shaped, policy)).eval()
-    assert size_bytes(plain, policy) < size_bytes(bake(compress(model, Policy({s: LayerPolicy(8) for s in slots}))), policy)
+    assert size_bytes(plain, policy) < size_bytes(
+        bake(compress(model, Policy({s: LayerPolicy(8) for s in slots}))), policy
+    )
     x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
     onnx_bytes, config = deployment(plain, policy, (1, 8, 8))
     with torch.no_grad():

@@ -18,7 +18,9 @@ from cosearch.search_spaces import SEARCH_SPACES, JointSpace  # noqa: E402
 
 def small_model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10)
+    )
 
 
 def test_hashed_layer_draws_every_weight_from_its_buckets():
@@ -69,7 +71,9 @@ def test_hash_ratio_is_checked_in_policy_and_job():
 
 
 def test_hash_ratio_is_a_gene_per_slot_that_round_trips():
-    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [8, 32], [0.0], hash_ratio=[1.0, 0.25])
+    joint = JointSpace(
+        SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [8, 32], [0.0], hash_ratio=[1.0, 0.25]
+    )
     assert any(c.name.startswith("hash:") for c in joint.choices())
     rng = np.random.default_rng(0)
     candidates = [joint.decode(joint.sample(rng)) for _ in range(10)]

@@ -35,9 +35,21 @@ def cluster(tmp_path, sessions):
     # Token authentication on, as Ray's docs ask of a cluster; the driver then reads the same token.
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "token"}
     head = subprocess.Popen(
-        [ray_cli, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-         "--include-dashboard=false", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 90
@@ -66,8 +78,22 @@ def test_job_runs_on_a_cluster_given_by_address(cluster, tmp_path):
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     out = subprocess.run(
-        [sys.executable, "-m", "cosearch.cli.main", "run", str(tmp_path / "job.yaml"), "--run-dir", str(tmp_path / "run"), "--address", address],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "cosearch.cli.main",
+            "run",
+            str(tmp_path / "job.yaml"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--address",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[6/6]" in out.stdout

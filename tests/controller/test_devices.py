@@ -19,7 +19,11 @@ SPACE = {"name": "nb201", "channels": 4, "cells_per_stage": 1}
 
 
 def accelerator_table(path: Path) -> Path:
-    entries = {f"(4, 4, 8, 1, 1, 0, 1)-W{w}A{a}": {"latency": 0.001 * w * a, "energy": 0.01 * w * a} for w in (4, 8) for a in (4, 8)}
+    entries = {
+        f"(4, 4, 8, 1, 1, 0, 1)-W{w}A{a}": {"latency": 0.001 * w * a, "energy": 0.01 * w * a}
+        for w in (4, 8)
+        for a in (4, 8)
+    }
     path.write_text(json.dumps(entries))
     return path
 
@@ -28,9 +32,25 @@ def accelerator_table(path: Path) -> Path:
 def lut(tmp_path_factory):
     """A table of the tiny space, written by the CLI as a user would."""
     folder = tmp_path_factory.mktemp("lut")
-    (folder / "job.yaml").write_text(yaml.safe_dump({"search_space": SPACE, "compression": {"weight_bits": [32], "sparsity": [0.0]}}))
+    (folder / "job.yaml").write_text(
+        yaml.safe_dump({"search_space": SPACE, "compression": {"weight_bits": [32], "sparsity": [0.0]}})
+    )
     out = folder / "lut.json"
-    code = main(["profile", "--job", str(folder / "job.yaml"), "--out", str(out), "--max-networks", "60", "--patience", "60", "--calibration", "4"])
+    code = main(
+        [
+            "profile",
+            "--job",
+            str(folder / "job.yaml"),
+            "--out",
+            str(out),
+            "--max-networks",
+            "60",
+            "--patience",
+            "60",
+            "--calibration",
+            "4",
+        ]
+    )
     assert code == 0 and out.is_file()
     return out
 
@@ -63,7 +83,15 @@ def test_one_job_costs_every_device_and_routes_measurement_to_the_device_node(ra
         results = [r.result for r in store.results()]
     assert [r.status for r in results] == ["ok"] * 3, [r.error for r in results]
     for result in results:
-        assert {"accuracy", "size_kb", "bitops", "latency_ms@board", "latency_ms@board-lut", "latency_ms@accel", "energy_mj@accel"} <= set(result.metrics)
+        assert {
+            "accuracy",
+            "size_kb",
+            "bitops",
+            "latency_ms@board",
+            "latency_ms@board-lut",
+            "latency_ms@accel",
+            "energy_mj@accel",
+        } <= set(result.metrics)
         assert "latency_ms@local-cpu" not in result.metrics  # not named by the job: not measured
         assert result.measured["latency_ms@board"]["node_id"]  # measured by a task on the device's node
         assert result.measured["latency_ms@board-lut"]["how"].startswith("predicted")
@@ -82,7 +110,9 @@ def test_profiles_file_declares_devices_for_many_jobs(tmp_path, lut):
     shared.mkdir()
     (shared / "lut.json").write_text(Path(lut).read_text())
     (shared / "profiles.yaml").write_text(yaml.safe_dump({"devices": {"phone": {"kind": "lut", "table": "lut.json"}}}))
-    job = spec_from_dict({"search_space": SPACE, "profiles": str(shared / "profiles.yaml"), "budgets": ["latency_ms@phone <= 5"]})
+    job = spec_from_dict(
+        {"search_space": SPACE, "profiles": str(shared / "profiles.yaml"), "budgets": ["latency_ms@phone <= 5"]}
+    )
     phone = job.device_profiles()["phone"]
     assert phone.kind == "lut" and Path(phone.table) == shared / "lut.json"  # relative to the profiles file
     assert "latency_ms@phone" in job.make_evaluator().provides()

@@ -10,7 +10,9 @@ from cosearch.core import Candidate, Result, RunDirError
 
 def result(i: int, status: str = "ok") -> Result:
     candidate = Candidate({"cell": f"arch-{i}"})
-    return Result(candidate, status, {"accuracy": i / 10} if status == "ok" else {}, error=None if status == "ok" else "boom")
+    return Result(
+        candidate, status, {"accuracy": i / 10} if status == "ok" else {}, error=None if status == "ok" else "boom"
+    )
 
 
 def test_results_are_durable_and_ordered(tmp_path):

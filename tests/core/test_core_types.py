@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,7 +18,7 @@ def test_candidate_key_is_stable_and_order_free():
 
 def test_candidate_is_frozen():
     candidate = Candidate({"cell": "x"})
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         candidate.arch = {}  # type: ignore[misc]
     with pytest.raises(TypeError):
         candidate.arch["cell"] = "y"  # type: ignore[index]
@@ -67,7 +68,12 @@ def test_goals_vectors_and_violation():
 
 @pytest.mark.parametrize(
     "text, field_fragment",
-    [("latency_ms < 2", "budgets"), ("speed <= 2", "budgets"), ("size_kb <= -1", "budgets"), ("accuracy >= 2", "budgets")],
+    [
+        ("latency_ms < 2", "budgets"),
+        ("speed <= 2", "budgets"),
+        ("size_kb <= -1", "budgets"),
+        ("accuracy >= 2", "budgets"),
+    ],
 )
 def test_constraint_parse_errors(text, field_fragment):
     with pytest.raises(SpecError, match=field_fragment):

@@ -5,7 +5,14 @@ import itertools
 import numpy as np
 import pytest
 
-from cosearch.core.pareto import constrained_dominates, crowding_distance, dominates, hypervolume, nondominated_sort, pareto_front
+from cosearch.core.pareto import (
+    constrained_dominates,
+    crowding_distance,
+    dominates,
+    hypervolume,
+    nondominated_sort,
+    pareto_front,
+)
 
 
 def brute_force_hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
@@ -96,7 +103,11 @@ def test_sorting_matches_pairwise_definition():
         n = int(rng.integers(1, 30))
         values = rng.integers(0, 5, (n, 2)).astype(float)
         violations = np.where(rng.random(n) < 0.3, rng.integers(1, 3, n), 0).astype(float)
-        first = [i for i in range(n) if not any(constrained_dominates(values[j], violations[j], values[i], violations[i]) for j in range(n))]
+        first = [
+            i
+            for i in range(n)
+            if not any(constrained_dominates(values[j], violations[j], values[i], violations[i]) for j in range(n))
+        ]
         assert sorted(nondominated_sort(values, violations)[0]) == first
         plain = [i for i in range(n) if not any(dominates(values[j], values[i]) for j in range(n))]
         assert pareto_front(values) == plain  # the 2-objective sweep

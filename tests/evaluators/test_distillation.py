@@ -5,14 +5,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import torch.nn.functional as F  # noqa: E402
+
 from cosearch.core import Candidate, Policy, SpecError  # noqa: E402
 from cosearch.evaluators.data import load_dataset  # noqa: E402
 from cosearch.evaluators.train import Distillation, TrainEvaluator, TrainingSettings  # noqa: E402
 from cosearch.hardware import LatencySettings, MeasuredDevice  # noqa: E402
 from cosearch.job import spec_from_dict  # noqa: E402
 from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
-
-import torch.nn.functional as F  # noqa: E402
 
 
 def test_loss_blends_soft_and_hard_labels():
@@ -24,7 +24,10 @@ def test_loss_blends_soft_and_hard_labels():
     hard = Distillation(teacher, 0.0, 4.0).loss(student, labels, idx)
     assert torch.allclose(hard, F.cross_entropy(student, labels))
     soft = Distillation(teacher, 1.0, 4.0).loss(student, labels, idx)
-    expected = F.kl_div(F.log_softmax(student / 4, 1), F.softmax(torch.from_numpy(teacher[idx]) / 4, 1), reduction="batchmean") * 16
+    expected = (
+        F.kl_div(F.log_softmax(student / 4, 1), F.softmax(torch.from_numpy(teacher[idx]) / 4, 1), reduction="batchmean")
+        * 16
+    )
     assert torch.allclose(soft, expected)
     half = Distillation(teacher, 0.5, 4.0).loss(student, labels, idx)
     assert torch.allclose(half, 0.5 * hard + 0.5 * soft)
@@ -37,12 +40,19 @@ def test_student_learns_from_teacher_logits():
     data = load_dataset("digits", None, 0.2, 0.2, 0)
     perfect = np.eye(10, dtype=np.float32)[data.train.y] * 8.0
     evaluator = TrainEvaluator(
-        space, training=TrainingSettings(epochs=3, finetune_epochs=0), devices=(MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=30)),), teacher_logits=perfect
+        space,
+        training=TrainingSettings(epochs=3, finetune_epochs=0),
+        devices=(MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=30)),),
+        teacher_logits=perfect,
     )
     result = evaluator.evaluate(Candidate(arch, Policy(distill_alpha=1.0))).result
     assert result.status == "ok", result.error
     assert result.metrics["accuracy"] > 0.5
-    no_teacher = TrainEvaluator(space, training=TrainingSettings(epochs=1), devices=(MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=30)),))
+    no_teacher = TrainEvaluator(
+        space,
+        training=TrainingSettings(epochs=1),
+        devices=(MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=30)),),
+    )
     failed = no_teacher.evaluate(Candidate(arch, Policy(distill_alpha=0.5))).result
     assert failed.status == "failed" and "teacher" in failed.error
 
@@ -52,7 +62,10 @@ def test_student_learns_from_teacher_logits():
     [
         ({"distill_alpha": [1.5], "teacher": {"model": "resnet18"}}, r"compression.distill_alpha\[0\]"),
         ({"distill_alpha": [0.5], "teacher": {"model": "resnet_nope"}}, "compression.teacher.model"),
-        ({"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": "/no/such.pt"}}, "compression.teacher.checkpoint"),
+        (
+            {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": "/no/such.pt"}},
+            "compression.teacher.checkpoint",
+        ),
         ({"distill_alpha": [0.5], "temperature": 0, "teacher": {"model": "resnet18"}}, "compression.temperature"),
     ],
 )
@@ -65,7 +78,9 @@ def test_a_job_that_distils_needs_a_teacher_named_or_given():
     from cosearch.job import require_teacher
 
     job = spec_from_dict({"compression": {"distill_alpha": [0.0, 0.5]}})
-    with pytest.raises(SpecError, match=r"compression.teacher.*distill_alpha > 0.*Controller.start\(job, run_dir, teacher=MODULE\)"):
+    with pytest.raises(
+        SpecError, match=r"compression.teacher.*distill_alpha > 0.*Controller.start\(job, run_dir, teacher=MODULE\)"
+    ):
         require_teacher(job)
     require_teacher(job, module_given=True)
     require_teacher(spec_from_dict({"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18"}}}))
@@ -85,8 +100,12 @@ def test_a_teacher_checkpoint_with_other_classes_is_refused(tmp_path):
 
     path = tmp_path / "teacher100.pt"
     torch.save(timm.create_model("resnet18", num_classes=100, in_chans=1).state_dict(), path)
-    with pytest.raises(SpecError, match=r"compression.teacher.checkpoint: the teacher has 100 output classes.*10 classes"):
-        spec_from_dict({"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(path)}}})
+    with pytest.raises(
+        SpecError, match=r"compression.teacher.checkpoint: the teacher has 100 output classes.*10 classes"
+    ):
+        spec_from_dict(
+            {"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(path)}}}
+        )
     good = tmp_path / "teacher10.pt"
     torch.save(timm.create_model("resnet18", num_classes=10, in_chans=1).state_dict(), good)
     spec_from_dict({"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(good)}}})
@@ -115,10 +134,14 @@ def test_teacher_logits_must_cover_the_shifted_views():
     training = TrainingSettings(epochs=1, finetune_epochs=0, shift_px=1)
     per_image = np.eye(10, dtype=np.float32)[data.train.y] * 8.0
     candidate = Candidate(arch, Policy(distill_alpha=0.5))
-    wrong = TrainEvaluator(space, training=training, devices=devices, teacher_logits=per_image).evaluate(candidate).result
+    wrong = (
+        TrainEvaluator(space, training=training, devices=devices, teacher_logits=per_image).evaluate(candidate).result
+    )
     assert wrong.status == "failed" and "shift_px 1" in wrong.error and f"{len(per_image)} rows" in wrong.error
     per_view = np.tile(per_image, (9, 1))
-    right = TrainEvaluator(space, training=training, devices=devices, teacher_logits=per_view).evaluate(candidate).result
+    right = (
+        TrainEvaluator(space, training=training, devices=devices, teacher_logits=per_view).evaluate(candidate).result
+    )
     assert right.status == "ok", right.error
 
 

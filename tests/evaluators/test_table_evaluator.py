@@ -44,7 +44,9 @@ def test_lookup_scales_percent_and_names_the_device(table):
     path, rows = table
     evaluator = TableEvaluator(SPACE, str(path), {"accuracy": "c10_test_200ep", "latency_ms@rpi4": "lat_rpi4"})
     assert evaluator.provides() == {"accuracy", "latency_ms@rpi4"}
-    candidate = JointSpace(SPACE, (32,), (0.0,)).decode(JointSpace(SPACE, (32,), (0.0,)).sample(np.random.default_rng(0)))
+    candidate = JointSpace(SPACE, (32,), (0.0,)).decode(
+        JointSpace(SPACE, (32,), (0.0,)).sample(np.random.default_rng(0))
+    )
     result = evaluator.evaluate(candidate).result
     accuracy, latency = rows[candidate.arch["cell"]]
     assert result.metrics == {"accuracy": pytest.approx(accuracy / 100), "latency_ms@rpi4": pytest.approx(latency)}
@@ -64,7 +66,11 @@ def test_noise_is_seeded(table):
 def test_unknown_architecture_is_a_failed_result(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("arch_str,acc\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,50\n")
-    result = TableEvaluator(SPACE, str(path), {"accuracy": "acc"}).evaluate(Candidate({"cell": "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"})).result
+    result = (
+        TableEvaluator(SPACE, str(path), {"accuracy": "acc"})
+        .evaluate(Candidate({"cell": "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"}))
+        .result
+    )
     assert result.status == "failed" and "not in" in result.error
 
 
@@ -90,7 +96,11 @@ def job(path, **changes):
         "search_space": {"name": "nb201", "channels": 8, "cells_per_stage": 1},
         "compression": {"weight_bits": [32], "sparsity": [0.0]},
         "strategy": {"name": "nsga2", "population_size": 8},
-        "evaluator": {"name": "table", "path": str(path), "metrics": {"accuracy": "c10_test_200ep", "latency_ms@rpi4": "lat_rpi4"}},
+        "evaluator": {
+            "name": "table",
+            "path": str(path),
+            "metrics": {"accuracy": "c10_test_200ep", "latency_ms@rpi4": "lat_rpi4"},
+        },
         "objectives": ["accuracy", "latency_ms@rpi4"],
         "budgets": ["latency_ms@rpi4 <= 2.5"],
         "resources": {"trials": 40, "concurrency": 2},

@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from cosearch.core import Candidate, LayerPolicy, Policy  # noqa: E402
-from cosearch.evaluators.data import load_dataset  # noqa: E402
-from cosearch.evaluators.train import TrainEvaluator, TrainingSettings  # noqa: E402
-from cosearch.hardware import LatencySettings, MeasuredDevice  # noqa: E402
-from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
+from cosearch.core import Candidate, LayerPolicy, Policy
+from cosearch.evaluators.data import load_dataset
+from cosearch.evaluators.train import TrainEvaluator, TrainingSettings
+from cosearch.hardware import LatencySettings, MeasuredDevice
+from cosearch.search_spaces import SEARCH_SPACES
 
 SPACE = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
 ARCH = {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}
@@ -39,7 +39,11 @@ def test_evaluation_trains_compresses_and_measures():
     assert result.measured["latency_ms@local-cpu"]["runs"] == 30
     assert result.measured["accuracy"]["split"] == "val"
     dense = Candidate(ARCH, Policy({slot: LayerPolicy(32, 0.0) for slot in SPACE.layer_slots(ARCH)}))
-    dense_result = TrainEvaluator(SPACE, training=TrainingSettings(epochs=1, finetune_epochs=0), devices=FAST_LATENCY).evaluate(dense).result
+    dense_result = (
+        TrainEvaluator(SPACE, training=TrainingSettings(epochs=1, finetune_epochs=0), devices=FAST_LATENCY)
+        .evaluate(dense)
+        .result
+    )
     assert result.metrics["size_kb"] < dense_result.metrics["size_kb"] / 3  # 8-bit and half the weights
 
     import torch
@@ -70,7 +74,9 @@ def test_over_budget_candidates_are_never_trained():
     result = evaluator.evaluate(candidate).result
     assert result.status == "infeasible" and "size_kb <= 1" in result.error
     assert result.measured["over_budget_stage"] == "predicted"  # caught by the cheap costs: nothing measured
-    assert result.metrics["size_kb"] > 1 and result.metrics["bitops"] > 0 and "latency_ms@local-cpu" not in result.metrics
+    assert (
+        result.metrics["size_kb"] > 1 and result.metrics["bitops"] > 0 and "latency_ms@local-cpu" not in result.metrics
+    )
     assert "train_s" not in result.timings_s and "accuracy" not in result.metrics
 
 
@@ -89,7 +95,11 @@ def test_without_prefilter_over_budget_candidates_are_trained():
 
     budgets = (Constraint.parse("size_kb <= 1"),)
     training = TrainingSettings(epochs=1, finetune_epochs=0)
-    result = TrainEvaluator(SPACE, training=training, devices=FAST_LATENCY, budgets=budgets, prefilter=False).evaluate(Candidate(ARCH)).result
+    result = (
+        TrainEvaluator(SPACE, training=training, devices=FAST_LATENCY, budgets=budgets, prefilter=False)
+        .evaluate(Candidate(ARCH))
+        .result
+    )
     assert result.status == "ok" and "accuracy" in result.metrics and result.metrics["size_kb"] > 1
 
 
@@ -100,7 +110,9 @@ def test_costs_measured_before_training_match_the_trained_model():
     evaluator = TrainEvaluator(SPACE, training=TrainingSettings(epochs=1, finetune_epochs=1), devices=FAST_LATENCY)
     result = evaluator.evaluate(candidate).result
     untrained = SPACE.build(ARCH, (1, 8, 8), 10)
-    assert size_bytes(compress(untrained, candidate.policy), candidate.policy) / 1024 == pytest.approx(result.metrics["size_kb"], rel=1e-3)
+    assert size_bytes(compress(untrained, candidate.policy), candidate.policy) / 1024 == pytest.approx(
+        result.metrics["size_kb"], rel=1e-3
+    )
 
 
 def test_structured_pruning_shrinks_the_model_and_its_weights_reload():

@@ -37,6 +37,11 @@ def test_export_of_a_quantized_activation_candidate_matches_its_search_metrics(r
     card = export(tmp_path / "run", stored[0].id, tmp_path / "out")
     graph = onnx.load(str(tmp_path / "out" / "model.onnx")).graph
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
-    assert card["export"]["recommended_session_config"] == {} and card["export"]["latency_ms_with_dequantize_folded"] is None
-    assert card["export"]["onnx_accuracy"]["val"] == pytest.approx(result.metrics["accuracy"])  # the same file, the same number
+    assert (
+        card["export"]["recommended_session_config"] == {}
+        and card["export"]["latency_ms_with_dequantize_folded"] is None
+    )
+    assert card["export"]["onnx_accuracy"]["val"] == pytest.approx(
+        result.metrics["accuracy"]
+    )  # the same file, the same number
     assert json.loads((tmp_path / "out" / "card.json").read_text())["policy"] == result.candidate.policy.to_json()

@@ -8,28 +8,43 @@ import pytest
 
 pytest.importorskip("torch")
 
-from torch import nn  # noqa: E402
+from torch import nn
 
-from cosearch.core.candidate import LayerPolicy, Policy  # noqa: E402
-from cosearch.core.errors import SpecError  # noqa: E402
-from cosearch.hardware.analytic import BitFusionTable  # noqa: E402
-from cosearch.hardware.layers import LayerShape, bitops, layer_shapes  # noqa: E402
+from cosearch.core.candidate import LayerPolicy, Policy
+from cosearch.core.errors import SpecError
+from cosearch.hardware.analytic import BitFusionTable
+from cosearch.hardware.layers import LayerShape, bitops, layer_shapes
 
 
 def tiny_model() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
-                         nn.Conv2d(8, 16, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        nn.Conv2d(8, 16, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
 
 
 def test_layer_shapes_and_bitops_follow_the_policy():
     layers = layer_shapes(tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(4), "3": LayerPolicy(8)}))
-    assert [(l.name, l.in_size, l.out_size, l.weight_bits) for l in layers] == [("0", 16, 8, 4), ("2", 8, 8, 32), ("3", 8, 8, 8), ("6", 1, 1, 32)]
-    assert [l.macs for l in layers] == [8 * 64 * 27, 8 * 64 * 9, 16 * 64 * 8, 160]
+    assert [(layer.name, layer.in_size, layer.out_size, layer.weight_bits) for layer in layers] == [
+        ("0", 16, 8, 4),
+        ("2", 8, 8, 32),
+        ("3", 8, 8, 8),
+        ("6", 1, 1, 32),
+    ]
+    assert [layer.macs for layer in layers] == [8 * 64 * 27, 8 * 64 * 9, 16 * 64 * 8, 160]
     assert layers[1].depthwise and not layers[2].depthwise
     expected = (8 * 64 * 27 * 4 + 8 * 64 * 9 * 32 + 16 * 64 * 8 * 8 + 160 * 32) * 32
     assert bitops(layers) == expected
     with_inputs = layer_shapes(tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(4, activation_bits=8)}))
-    assert with_inputs[0].activation_bits == 8 and bitops(with_inputs) == 8 * 64 * 27 * 4 * 8 + (8 * 64 * 9 + 16 * 64 * 8 + 160) * 32 * 32
+    assert (
+        with_inputs[0].activation_bits == 8
+        and bitops(with_inputs) == 8 * 64 * 27 * 4 * 8 + (8 * 64 * 9 + 16 * 64 * 8 + 160) * 32 * 32
+    )
 
 
 @pytest.fixture()
@@ -72,11 +87,19 @@ def test_network_prediction_sums_layers_and_reports_coverage(table):
     assert out["latency_ms"] == pytest.approx(0.16 + 0.32) and out["exact_share"] == 0.5
 
 
-@pytest.mark.parametrize("content", ["[]", "{}", json.dumps({"(1, 2)-W4A4": {"latency": 1, "energy": 1}}), json.dumps({"(8, 16, 8, 1, 1, 0, 1)-W4A4": {"latency": 1}})])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[]",
+        "{}",
+        json.dumps({"(1, 2)-W4A4": {"latency": 1, "energy": 1}}),
+        json.dumps({"(8, 16, 8, 1, 1, 0, 1)-W4A4": {"latency": 1}}),
+    ],
+)
 def test_a_malformed_accelerator_table_gets_one_clear_error(tmp_path, content):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(SpecError, match="devices.table"):
+    with pytest.raises(SpecError, match=r"devices\.table"):
         BitFusionTable(path)
 
 

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from cosearch.core.errors import SpecError  # noqa: E402
-from cosearch.hardware.lut import LatencyTable, MissingLayers, fit_calibration, graph_nodes, profile, sampled_graphs  # noqa: E402
-from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency  # noqa: E402
-from cosearch.search_spaces import SEARCH_SPACES, JointSpace  # noqa: E402
+from cosearch.core.errors import SpecError
+from cosearch.hardware.lut import LatencyTable, MissingLayers, fit_calibration, graph_nodes, profile, sampled_graphs
+from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency
+from cosearch.search_spaces import SEARCH_SPACES, JointSpace
 
 SHAPE = (1, 8, 8)
 FAST = LatencySettings(warmup_runs=5, runs=30)
@@ -21,7 +21,9 @@ FAST = LatencySettings(warmup_runs=5, runs=30)
 @pytest.fixture(scope="module")
 def table():
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
-    return profile(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12), SHAPE, "local-cpu", FAST, calibration=8, patience=100)
+    return profile(
+        sampled_graphs(joint, SHAPE, 10, seed=0, limit=12), SHAPE, "local-cpu", FAST, calibration=8, patience=100
+    )
 
 
 def test_profile_times_every_layer_configuration_it_meets(table):
@@ -56,18 +58,26 @@ def test_table_round_trips_through_its_file(table, tmp_path):
     path = tmp_path / "lut.json"
     table.save(path)
     loaded = LatencyTable.load(path)
-    assert loaded.entries == table.entries and loaded.overhead_ms == table.overhead_ms and loaded.input_shape == [1, 8, 8]
+    assert (
+        loaded.entries == table.entries and loaded.overhead_ms == table.overhead_ms and loaded.input_shape == [1, 8, 8]
+    )
 
 
 @pytest.mark.parametrize(
     "content",
-    ["not json", json.dumps({"format": "other"}), json.dumps({"format": "cosearch-latency-table/1", "device": "x"}),
-     json.dumps({"format": "cosearch-latency-table/1", "device": "x", "input_shape": [1, 8, 8], "entries": {"k": -1.0}})],
+    [
+        "not json",
+        json.dumps({"format": "other"}),
+        json.dumps({"format": "cosearch-latency-table/1", "device": "x"}),
+        json.dumps(
+            {"format": "cosearch-latency-table/1", "device": "x", "input_shape": [1, 8, 8], "entries": {"k": -1.0}}
+        ),
+    ],
 )
 def test_a_malformed_table_gets_one_clear_error(tmp_path, content):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(SpecError, match="latency table|malformed"):
+    with pytest.raises(SpecError, match=r"latency table|malformed"):
         LatencyTable.load(path)
 
 
@@ -83,7 +93,9 @@ def test_calibration_fits_overhead_and_a_scale_per_op_type():
 
 def test_quantized_inputs_are_profiled_and_predicted_as_integer_kernels():
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [8], [0.0], activation_bits=[8])
-    table = profile(sampled_graphs(joint, SHAPE, 10, seed=0, limit=4), SHAPE, "local-cpu", FAST, calibration=4, patience=100)
+    table = profile(
+        sampled_graphs(joint, SHAPE, 10, seed=0, limit=4), SHAPE, "local-cpu", FAST, calibration=4, patience=100
+    )
     assert any("QLinear" in json.loads(k)[1] or "uint8" in k for k in table.entries)  # ORT's fused int8 nodes
     graph, config = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     assert config == {} and table.predict(graph, config) > 0

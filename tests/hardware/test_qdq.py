@@ -8,15 +8,24 @@ onnx = pytest.importorskip("onnx")
 
 from cosearch.compressors import bake, compress  # noqa: E402
 from cosearch.core import CosearchError, LayerPolicy, Policy  # noqa: E402
-from cosearch.hardware.qdq import quantize_weight_initializers  # noqa: E402
 from cosearch.hardware import run_onnx, to_onnx_bytes  # noqa: E402
+from cosearch.hardware.qdq import quantize_weight_initializers  # noqa: E402
 from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
 
 
-@pytest.mark.parametrize("space_name, arch", [
-    ("nb201", {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}),
-    ("enas", {"ops": ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "avg_pool_3x3", "sep_conv_3x3"], "skips": [[], [], [0], [0, 1], [], [2, 3]]}),
-])
+@pytest.mark.parametrize(
+    "space_name, arch",
+    [
+        ("nb201", {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}),
+        (
+            "enas",
+            {
+                "ops": ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "avg_pool_3x3", "sep_conv_3x3"],
+                "skips": [[], [], [0], [0, 1], [], [2, 3]],
+            },
+        ),
+    ],
+)
 def test_int8_storage_matches_the_fake_quantized_model(space_name, arch):
     space = SEARCH_SPACES.create(space_name, channels=8)
     slots = space.layer_slots(arch)
@@ -102,7 +111,9 @@ def test_mixed_activation_bits_deploy_and_run_on_every_space(space_name):
     from cosearch.hardware.qdq import deployment
     from cosearch.search_spaces import JointSpace
 
-    space = SEARCH_SPACES.create(space_name, channels=8) if space_name != "mobilenet" else SEARCH_SPACES.create(space_name)
+    space = (
+        SEARCH_SPACES.create(space_name, channels=8) if space_name != "mobilenet" else SEARCH_SPACES.create(space_name)
+    )
     joint = JointSpace(space, weight_bits=[4, 8, 32], sparsity=[0.0], activation_bits=[8, 32])
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)

@@ -22,10 +22,19 @@ def make_run(path):
     )
     with RunStore(path, create=True) as store:
         store.save_job(job.to_json())
-        for i, (acc, lat, size) in enumerate([(0.9, 0.5, 10.0), (0.95, 0.8, 20.0), (0.97, 1.5, 30.0), (0.8, 0.9, 40.0)]):
+        for i, (acc, lat, size) in enumerate(
+            [(0.9, 0.5, 10.0), (0.95, 0.8, 20.0), (0.97, 1.5, 30.0), (0.8, 0.9, 40.0)]
+        ):
             metrics = {"accuracy": acc, "latency_ms@local-cpu": lat, "size_kb": size}
             store.add(Result(Candidate({"cell": f"arch-{i}"}), "ok", metrics))
-        store.add(Result(Candidate({"cell": "arch-skipped"}), "infeasible", {"latency_ms@local-cpu": 3.0, "size_kb": 50.0}, "over budget"))
+        store.add(
+            Result(
+                Candidate({"cell": "arch-skipped"}),
+                "infeasible",
+                {"latency_ms@local-cpu": 3.0, "size_kb": 50.0},
+                "over budget",
+            )
+        )
         store.add(Result.failed(Candidate({"cell": "arch-broken"}), "EvaluationError: loss became nan"))
 
 

@@ -16,7 +16,9 @@ SMALL = {
 }
 BAD_ARCH = {
     "nb201": {"cell": "|nor_conv_3x3~0|+|conv_9x9~0|none~1|+|none~0|none~1|none~2|"},
-    "darts": {"genotype": "Genotype(normal=[('sep_conv_3x3', 7)], normal_concat=[2, 3, 4, 5], reduce=[], reduce_concat=[2, 3, 4, 5])"},
+    "darts": {
+        "genotype": "Genotype(normal=[('sep_conv_3x3', 7)], normal_concat=[2, 3, 4, 5], reduce=[], reduce_concat=[2, 3, 4, 5])"
+    },
     "enas": {"ops": ["conv_3x3"] * 5 + ["conv_7x7"], "skips": [[]] * 6},
     "mobilenet": {"width": 1.0, "stages": [[{"kernel": 9, "expand": 4}], [{"kernel": 3, "expand": 4}]]},
 }
@@ -70,7 +72,9 @@ def test_decode_equals_canonical_of_the_whole_policy(joint):
     rng = np.random.default_rng(3)
     for _ in range(10):
         sample = joint.sample(rng)
-        layers = {slot: LayerPolicy(sample[f"bits:{slot}"], sample[f"sparsity:{slot}"]) for slot in joint.space.all_slots()}
+        layers = {
+            slot: LayerPolicy(sample[f"bits:{slot}"], sample[f"sparsity:{slot}"]) for slot in joint.space.all_slots()
+        }
         arch = joint.space.arch_from_sample(sample)
         assert joint.decode(sample) == joint.canonical(arch, layers, sample["distill_alpha"], sample["channel_ratio"])
 

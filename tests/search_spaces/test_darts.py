@@ -31,7 +31,10 @@ def test_paper_genotype_round_trips_exactly():
         (DARTS_V2.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)"), "an input of node 5"),
         (DARTS_V2.replace(", reduce_concat=[2, 3, 4, 5]", ""), "exactly the fields"),
         (DARTS_V2.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[4, 5]"), "every intermediate node"),
-        ("Genotype(normal=[('sep_conv_3x3', 0)], normal_concat=[2, 3, 4, 5], reduce=[], reduce_concat=[2, 3, 4, 5])", "8 \\(op, input\\) pairs"),
+        (
+            "Genotype(normal=[('sep_conv_3x3', 0)], normal_concat=[2, 3, 4, 5], reduce=[], reduce_concat=[2, 3, 4, 5])",
+            "8 \\(op, input\\) pairs",
+        ),
         ("normal=[...]", "Genotype"),
     ],
 )
@@ -42,7 +45,12 @@ def test_bad_genotypes(text, fragment):
 
 def _isomorphic(a, b) -> bool:
     ga, gb = cell_graph(a), cell_graph(b)
-    return nx.is_isomorphic(ga, gb, node_match=lambda x, y: x["role"] == y["role"], edge_match=lambda x, y: sorted(e["op"] for e in x.values()) == sorted(e["op"] for e in y.values()))
+    return nx.is_isomorphic(
+        ga,
+        gb,
+        node_match=lambda x, y: x["role"] == y["role"],
+        edge_match=lambda x, y: sorted(e["op"] for e in x.values()) == sorted(e["op"] for e in y.values()),
+    )
 
 
 def _relabel(cell, rng):
@@ -83,9 +91,12 @@ def test_keys_agree_with_networkx_on_random_pairs():
     fixed_reduce = [("max_pool_3x3", 0)] * 8
     for i in range(len(genomes)):
         for j in range(i + 1, len(genomes)):
-            same = JOINT.canonical({"genotype": format_genotype({"normal": genomes[i], "reduce": fixed_reduce})}, {}).key == JOINT.canonical(
-                {"genotype": format_genotype({"normal": genomes[j], "reduce": fixed_reduce})}, {}
-            ).key
+            same = (
+                JOINT.canonical({"genotype": format_genotype({"normal": genomes[i], "reduce": fixed_reduce})}, {}).key
+                == JOINT.canonical(
+                    {"genotype": format_genotype({"normal": genomes[j], "reduce": fixed_reduce})}, {}
+                ).key
+            )
             assert same == _isomorphic(genomes[i], genomes[j])
 
 

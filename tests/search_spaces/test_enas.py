@@ -6,7 +6,10 @@ from cosearch.core import SpecError
 from cosearch.search_spaces import SEARCH_SPACES, JointSpace
 
 SPACE = SEARCH_SPACES.create("enas", channels=4, layers=6)
-ARCH = {"ops": ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "avg_pool_3x3", "sep_conv_3x3"], "skips": [[], [], [0], [0, 1], [], [2, 3]]}
+ARCH = {
+    "ops": ["conv_3x3", "sep_conv_5x5", "max_pool_3x3", "conv_5x5", "avg_pool_3x3", "sep_conv_3x3"],
+    "skips": [[], [], [0], [0, 1], [], [2, 3]],
+}
 
 
 def test_sample_round_trip_and_slots():

@@ -36,8 +36,13 @@ CONFIGS = {
     "hashed": {"weight_bits": (32,), "sparsity": (0.0,), "hash_ratio": (0.25,)},
     "network": {"weight_bits": (32,), "sparsity": (0.0,), "distill_alpha": (0.5,), "channel_ratio": (0.25,)},
     "multi": {
-        "weight_bits": (2, 4, 8, 32), "sparsity": (0.0, 0.25, 0.5), "activation_bits": (4, 8, 32),
-        "rank_ratio": (0.25, 0.5, 1.0), "hash_ratio": (0.25, 1.0), "distill_alpha": (0.0, 0.5), "channel_ratio": (0.0, 0.25),
+        "weight_bits": (2, 4, 8, 32),
+        "sparsity": (0.0, 0.25, 0.5),
+        "activation_bits": (4, 8, 32),
+        "rank_ratio": (0.25, 0.5, 1.0),
+        "hash_ratio": (0.25, 1.0),
+        "distill_alpha": (0.0, 0.5),
+        "channel_ratio": (0.0, 0.25),
     },
 }
 SAMPLES = 120  # per space and config, each with a mutant, a crossover and an encode/decode round trip

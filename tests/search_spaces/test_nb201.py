@@ -51,7 +51,9 @@ def _same_function(a: str, b: str) -> bool:
     for g in (ga, gb):
         for n in g.nodes:
             g.nodes[n]["role"] = n if n in (0, NUM_NODES - 1) else "mid"
-    return nx.is_isomorphic(ga, gb, node_match=lambda x, y: x["role"] == y["role"], edge_match=lambda x, y: x["op"] == y["op"])
+    return nx.is_isomorphic(
+        ga, gb, node_match=lambda x, y: x["role"] == y["role"], edge_match=lambda x, y: x["op"] == y["op"]
+    )
 
 
 def _key(joint, arch_str):

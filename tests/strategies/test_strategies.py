@@ -9,8 +9,9 @@ import itertools
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,7 +68,9 @@ class ToyEvaluator(Evaluator):
     def evaluate(self, candidate: Candidate) -> Evaluation:
         x = np.asarray(candidate.arch["x"], float)
         accuracy = 1.0 - float(np.sum((x - 5.0) ** 2)) / 196.0
-        return Evaluation(Result(candidate, "ok", {"accuracy": accuracy, "latency_ms@local-cpu": float(x.sum()) / 10.0}))
+        return Evaluation(
+            Result(candidate, "ok", {"accuracy": accuracy, "latency_ms@local-cpu": float(x.sum()) / 10.0})
+        )
 
 
 def write_nb201_table(path) -> None:
@@ -103,12 +106,22 @@ def setting(name: str, table: str | None = None) -> Setting:
     if name == "nb201-synthetic":
         return Setting(JOINT, GOALS, lambda fail_rate=0.0: SyntheticEvaluator(SPACE, fail_rate=fail_rate))
     if name == "nb201-table":
+
         def table_evaluator(fail_rate=0.0):
             evaluator = TableEvaluator(SPACE, table, {"accuracy": "acc", "latency_ms": "lat"})
             return FailSome(evaluator, fail_rate) if fail_rate else evaluator
-        return Setting(JointSpace(SPACE, [32], [0.0]), Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.9"),)), table_evaluator)
+
+        return Setting(
+            JointSpace(SPACE, [32], [0.0]),
+            Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.9"),)),
+            table_evaluator,
+        )
     goals = Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 1.8"),))
-    return Setting(JointSpace(ToySpace(), [32], [0.0]), goals, lambda fail_rate=0.0: FailSome(ToyEvaluator(), fail_rate) if fail_rate else ToyEvaluator())
+    return Setting(
+        JointSpace(ToySpace(), [32], [0.0]),
+        goals,
+        lambda fail_rate=0.0: FailSome(ToyEvaluator(), fail_rate) if fail_rate else ToyEvaluator(),
+    )
 
 
 class FailSome(Evaluator):
@@ -128,7 +141,11 @@ class FailSome(Evaluator):
 
 SETTINGS = ["nb201-synthetic", "nb201-table", "toy"]
 
-SMALL = {"regularized_evolution": {"population_size": 10, "sample_size": 3}, "nsga2": {"population_size": 10}, "gp": {"pool_size": 50}}
+SMALL = {
+    "regularized_evolution": {"population_size": 10, "sample_size": 3},
+    "nsga2": {"population_size": 10},
+    "gp": {"pool_size": 50},
+}
 
 
 def make(name: str, seed: int = 0, where: Setting | None = None):
@@ -174,7 +191,9 @@ def test_state_dict_round_trip_continues_identically(name, where):
     state = json.loads(json.dumps(original.state_dict()))  # must survive JSON, as in the run store
     restored = make(name, 99, where)
     restored.load_state_dict(state)
-    assert [r.candidate.key for r in drive(original, evaluator, 15)] == [r.candidate.key for r in drive(restored, evaluator, 15)]
+    assert [r.candidate.key for r in drive(original, evaluator, 15)] == [
+        r.candidate.key for r in drive(restored, evaluator, 15)
+    ]
 
 
 @pytest.mark.parametrize("name", STRATEGIES.names())
@@ -234,7 +253,9 @@ def test_unknown_strategy_parameters_raise():
     from cosearch.core import SpecError
 
     with pytest.raises(SpecError, match="population_size"):
-        STRATEGIES.check_params("regularized_evolution", {"populaton_size": 3}, "strategy", skip=("space", "goals", "seed"))
+        STRATEGIES.check_params(
+            "regularized_evolution", {"populaton_size": 3}, "strategy", skip=("space", "goals", "seed")
+        )
     with pytest.raises(ValueError, match="sample_size"):
         STRATEGIES.create("regularized_evolution", JOINT, GOALS, population_size=4, sample_size=9)
 
