@@ -6,20 +6,19 @@ nothing is written before a job validates.
 
 from __future__ import annotations
 
-import math
-import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from cosearch.core.candidate import ACTIVATION_BITS, FLOAT_BITS
+from cosearch.compressors import compressors
+from cosearch.compressors import genes as compression_genes
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Constraint, Goals, Objective
-from cosearch.evaluators.data import DATASETS, check_dataset_path
+from cosearch.evaluators.data import DATASETS
 
 
 class _Section(BaseModel):
@@ -39,7 +38,7 @@ class _Component(BaseModel):
 
 class TaskSpec(_Section):
     dataset: str = "digits"
-    path: str | None = None
+    path: str | None = None  # checked when a run starts or resumes (cosearch.build), not when it is read
     val_fraction: float = 0.2
     test_fraction: float = 0.2
 
@@ -57,148 +56,81 @@ class TaskSpec(_Section):
             raise ValueError("allowed: a fraction between 0.05 and 0.5")
         return value
 
-    @model_validator(mode="after")
-    def _path(self) -> TaskSpec:
-        check_dataset_path(self.dataset, self.path)
-        return self
-
 
 class TeacherSpec(_Section):
-    """The distillation teacher: a timm model, from a local checkpoint or trained once per run."""
+    """The distillation teacher: a timm model, from a local checkpoint or trained once per run.
+
+    The model name and the checkpoint are checked when a run starts or resumes (cosearch.build).
+    """
 
     model: str = "resnet18"
     checkpoint: str | None = None
-    epochs: int = 10
-
-    @model_validator(mode="after")
-    def _check(self) -> TeacherSpec:
-        import timm
-
-        if not timm.is_model(self.model):
-            close = timm.list_models(f"*{self.model.split('_')[0][:6]}*")[:5]
-            raise SpecError("compression.teacher.model", self.model, f"a timm model name, e.g. {close or ['resnet18']}")
-        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
-            raise SpecError(
-                "compression.teacher.checkpoint", self.checkpoint, "a local state-dict file (nothing is downloaded)"
-            )
-        if self.epochs < 1:
-            raise SpecError("compression.teacher.epochs", self.epochs, "an integer >= 1")
-        return self
+    epochs: int = Field(10, ge=1)
 
 
-CALIBRATIONS = ("minmax", "percentile", "mse", "kl")  # as cosearch.compressors.activations (torch-free here)
+class _CompressionOptions(_Section):
+    """How the searched techniques are carried out; the option list of every technique's gene is
+    added from the registry (`cosearch.compressors`), e.g. `weight_bits: [4, 8, 32]`."""
 
-
-class CompressionSpec(_Section):
-    weight_bits: list[int] = [4, 8, FLOAT_BITS]
-    sparsity: list[float] = [0.0, 0.25, 0.5, 0.75]
-    distill_alpha: list[float] = [0.0]  # weight of the teacher's soft labels; 0 = no distillation
-    channel_ratio: list[float] = [0.0]  # share of channels structured pruning removes; 0 = none
-    activation_bits: list[int] = [FLOAT_BITS]  # per layer input: 4, 8, or 32 (float)
-    rank_ratio: list[float] = [1.0]  # per layer: low-rank factorisation of linear / 1x1 conv; 1 = none
-    hash_ratio: list[float] = [1.0]  # per layer: hashed weight sharing, distinct weights per weight; 1 = none
-    channel_importance: str = "l1"  # which channels structured pruning removes: l1 | l2 | taylor
-    calibration: str = "minmax"  # activation ranges: minmax | percentile | mse | kl
+    channel_importance: Literal["l1", "l2", "taylor"] = "l1"  # which channels structured pruning removes
+    calibration: Literal["minmax", "percentile", "mse", "kl"] = "minmax"  # how activation ranges are chosen
     learn_activation_scales: bool = False  # LSQ: step sizes trained during fine-tuning
-    temperature: float = 4.0
+    temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
     teacher: TeacherSpec | None = None
 
     @model_validator(mode="after")
-    def _choices(self) -> CompressionSpec:
-        for name, values in (("weight_bits", self.weight_bits), ("sparsity", self.sparsity)):
+    def _genes(self) -> _CompressionOptions:
+        for name, gene in compression_genes().items():
+            values = getattr(self, name)
             if not values or len(set(values)) != len(values):
                 raise SpecError(f"compression.{name}", values, "a non-empty list of distinct values")
-        for i, bits in enumerate(self.weight_bits):
-            if not (2 <= bits <= 8 or bits == FLOAT_BITS):
-                raise SpecError(f"compression.weight_bits[{i}]", bits, "integers 2..8, or 32 for float")
-        for i, amount in enumerate(self.sparsity):
-            if not 0.0 <= amount < 1.0:
-                raise SpecError(f"compression.sparsity[{i}]", amount, "a fraction with 0 <= sparsity < 1")
-        if not self.distill_alpha or len(set(self.distill_alpha)) != len(self.distill_alpha):
-            raise SpecError("compression.distill_alpha", self.distill_alpha, "a non-empty list of distinct values")
-        for i, alpha in enumerate(self.distill_alpha):
-            if not 0.0 <= alpha <= 1.0:
-                raise SpecError(f"compression.distill_alpha[{i}]", alpha, "a weight with 0 <= alpha <= 1")
-        if not self.channel_ratio or len(set(self.channel_ratio)) != len(self.channel_ratio):
-            raise SpecError("compression.channel_ratio", self.channel_ratio, "a non-empty list of distinct values")
-        for i, ratio in enumerate(self.channel_ratio):
-            if not 0.0 <= ratio <= 0.9:
-                raise SpecError(f"compression.channel_ratio[{i}]", ratio, "a share of channels with 0 <= ratio <= 0.9")
-        if not self.activation_bits or len(set(self.activation_bits)) != len(self.activation_bits):
-            raise SpecError("compression.activation_bits", self.activation_bits, "a non-empty list of distinct values")
-        for i, bits in enumerate(self.activation_bits):
-            if bits not in ACTIVATION_BITS:
-                raise SpecError(f"compression.activation_bits[{i}]", bits, "4, 8, or 32 for float")
-        if not self.rank_ratio or len(set(self.rank_ratio)) != len(self.rank_ratio):
-            raise SpecError("compression.rank_ratio", self.rank_ratio, "a non-empty list of distinct values")
-        for i, ratio in enumerate(self.rank_ratio):
-            if not 0.0 < ratio <= 1.0:
-                raise SpecError(
-                    f"compression.rank_ratio[{i}]", ratio, "a ratio with 0 < rank_ratio <= 1 (1 = not factorised)"
-                )
-        if not self.hash_ratio or len(set(self.hash_ratio)) != len(self.hash_ratio):
-            raise SpecError("compression.hash_ratio", self.hash_ratio, "a non-empty list of distinct values")
-        for i, ratio in enumerate(self.hash_ratio):
-            if not 0.0 < ratio <= 1.0:
-                raise SpecError(
-                    f"compression.hash_ratio[{i}]", ratio, "a ratio with 0 < hash_ratio <= 1 (1 = not shared)"
-                )
-        if self.channel_importance not in ("l1", "l2", "taylor"):
-            raise SpecError("compression.channel_importance", self.channel_importance, "one of ['l1', 'l2', 'taylor']")
-        if self.calibration not in CALIBRATIONS:
-            raise SpecError("compression.calibration", self.calibration, f"one of {list(CALIBRATIONS)}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise SpecError("compression.temperature", self.temperature, "a number > 0")
+            for i, value in enumerate(values):
+                if not gene.check(value):
+                    raise SpecError(f"compression.{name}[{i}]", value, gene.allowed)
         return self
 
     @property
     def distills(self) -> bool:
-        return any(self.distill_alpha)
+        """True when some technique that needs a teacher is searched with a value other than off."""
+        techniques = compressors()
+        return any(
+            value != c.gene.default
+            for name, c in techniques.items()
+            if c.needs_teacher
+            for value in getattr(self, name)
+        )
+
+    def searches_nothing(self) -> bool:
+        """True when every technique is searched only at "off"."""
+        return all(getattr(self, name) == [gene.default] for name, gene in compression_genes().items())
+
+
+CompressionSpec = create_model(
+    "CompressionSpec",
+    __base__=_CompressionOptions,
+    **{name: (list[gene.kind], list(gene.search)) for name, gene in compression_genes().items()},
+)
 
 
 MAX_SHIFT_PX = 4  # (2 * 4 + 1)^2 = 81 views of each image already
 
 
 class TrainingSpec(_Section):
-    epochs: int = 8
-    finetune_epochs: int = 2
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    finetune_learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    shift_px: int = (
-        0  # also train on the images shifted by up to this many pixels (fixed views, so a teacher labels each once)
-    )
-
-    @model_validator(mode="after")
-    def _ranges(self) -> TrainingSpec:
-        if not 0 <= self.shift_px <= MAX_SHIFT_PX:
-            raise SpecError("training.shift_px", self.shift_px, f"an integer from 0 to {MAX_SHIFT_PX} (pixels)")
-        for name in ("epochs", "finetune_epochs"):
-            if getattr(self, name) < 0:
-                raise SpecError(f"training.{name}", getattr(self, name), "an integer >= 0")
-        if self.batch_size < 2:
-            raise SpecError("training.batch_size", self.batch_size, "an integer >= 2")
-        for name in ("learning_rate", "finetune_learning_rate", "weight_decay"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0) or (name != "weight_decay" and value == 0):
-                raise SpecError(f"training.{name}", value, "a finite number > 0" if name != "weight_decay" else ">= 0")
-        return self
+    epochs: int = Field(8, ge=0)
+    finetune_epochs: int = Field(2, ge=0)
+    batch_size: int = Field(64, ge=2)  # BatchNorm needs more than one sample
+    learning_rate: float = Field(3e-3, gt=0, allow_inf_nan=False)
+    finetune_learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
+    # Also train on the images shifted by up to this many pixels (fixed views, so a teacher labels each once).
+    shift_px: int = Field(0, ge=0, le=MAX_SHIFT_PX)
 
 
 class LatencySpec(_Section):
-    threads: int = 1
-    batch_size: int = 1
-    warmup_runs: int = 50  # fewer left the first measurements of a file ~40 % slow here
-    runs: int = 100
-
-    @model_validator(mode="after")
-    def _ranges(self) -> LatencySpec:
-        minimum = {"threads": 1, "batch_size": 1, "warmup_runs": 0, "runs": 30}
-        for name, low in minimum.items():
-            if getattr(self, name) < low:
-                raise SpecError(f"latency.{name}", getattr(self, name), f"an integer >= {low}")
-        return self
+    threads: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1)
+    warmup_runs: int = Field(50, ge=0)  # fewer left the first measurements of a file ~40 % slow here
+    runs: int = Field(100, ge=30)  # fewer and the median moves by more than the differences searched for
 
 
 class DeviceSpec(_Section):
@@ -222,21 +154,43 @@ DEVICE_FIELDS = {
 }
 
 DEVICE_METRIC_KINDS = {"measured": ("latency_ms",), "lut": ("latency_ms",), "analytic": ("latency_ms", "energy_mj")}
+MEASURED_MINIMUM = {"threads": 1, "batch_size": 1, "warmup_runs": 0, "runs": 30}  # as LatencySpec
+
+
+def check_device(name: str, field: str, spec: DeviceSpec) -> None:
+    """What can be checked of one device without reading its table."""
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise SpecError(field, name, "a device name of letters, digits, '-', '_' and '.'")
+    if spec.kind not in DEVICE_FIELDS:
+        raise SpecError(f"{field}.kind", spec.kind, f"one of {list(DEVICE_FIELDS)}")
+    given = {key for key, info in DeviceSpec.model_fields.items() if getattr(spec, key) != info.default}
+    for key in sorted(given - {"kind"} - DEVICE_FIELDS[spec.kind]):  # stored jobs hold the defaults too
+        raise SpecError(
+            f"{field}.{key}",
+            getattr(spec, key),
+            f"fields of a {spec.kind} device: {sorted(DEVICE_FIELDS[spec.kind])}",
+            problem="not used by this kind",
+        )
+    if spec.kind == "measured":
+        for key, low in MEASURED_MINIMUM.items():
+            if getattr(spec, key) is not None and getattr(spec, key) < low:
+                raise SpecError(f"{field}.{key}", getattr(spec, key), f"an integer >= {low}")
+        if spec.statistic not in ("median", "p90"):
+            raise SpecError(f"{field}.statistic", spec.statistic, "median or p90")
+        if spec.resource is not None and not spec.resource.strip():
+            raise SpecError(f"{field}.resource", spec.resource, "a Ray custom resource name, e.g. device:rpi4")
+        return
+    if spec.table is None:
+        raise SpecError(f"{field}.table", None, f"the path of the {spec.kind} device's table", problem="missing")
+    if spec.kind == "analytic" and spec.activation_bits not in range(2, 9):
+        raise SpecError(f"{field}.activation_bits", spec.activation_bits, "an integer 2..8")
 
 
 class ResourcesSpec(_Section):
-    trials: int = 24
-    concurrency: int = 2
+    trials: int = Field(24, ge=1)
+    concurrency: int = Field(2, ge=1)
     address: str | None = None
     seed: int = 0
-
-    @model_validator(mode="after")
-    def _ranges(self) -> ResourcesSpec:
-        if self.trials < 1:
-            raise SpecError("resources.trials", self.trials, "an integer >= 1")
-        if self.concurrency < 1:
-            raise SpecError("resources.concurrency", self.concurrency, "an integer >= 1")
-        return self
 
 
 class JobSpec(_Section):
@@ -262,13 +216,11 @@ class JobSpec(_Section):
         return value
 
     @model_validator(mode="after")
-    def _components(self) -> JobSpec:
+    def _consistent(self) -> JobSpec:
+        """Checks across fields that read nothing: files and components are checked by cosearch.build."""
         self.goals()
-        self.device_profiles()
-        self._check_teacher_checkpoint()
-        self.make_space()
-        self.validate_strategy()
-        self.validate_evaluator()
+        for name, spec in self.devices.items():
+            check_device(name, f"devices.{name}", spec)
         return self
 
     # --- the typed pieces the rest of cosearch consumes ---------------------------------
@@ -281,290 +233,8 @@ class JobSpec(_Section):
         constraints = tuple(Constraint.parse(text, f"budgets[{i}]") for i, text in enumerate(self.budgets))
         return Goals(objectives, constraints)
 
-    def _check_teacher_checkpoint(self) -> None:
-        """A teacher checkpoint must fit the task: its classes and input channels."""
-        teacher = self.compression.teacher
-        if teacher is None or teacher.checkpoint is None:
-            return
-        import timm
-        import torch
-
-        from cosearch.evaluators.data import INPUT_SHAPES, NUM_CLASSES
-
-        classes, channels = NUM_CLASSES[self.task.dataset], INPUT_SHAPES[self.task.dataset][0]
-        model = timm.create_model(teacher.model, pretrained=False, num_classes=classes, in_chans=channels)
-        field = "compression.teacher.checkpoint"
-        try:
-            state = torch.load(teacher.checkpoint, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is the same user mistake
-            raise SpecError(
-                field, teacher.checkpoint, f"a state dict saved with torch.save ({type(error).__name__})"
-            ) from None
-        expected = model.state_dict()
-        if not isinstance(state, dict) or set(state) != set(expected):
-            raise SpecError(field, teacher.checkpoint, f"a state dict of timm's {teacher.model!r} (its keys differ)")
-        classifier = model.get_classifier()
-        head = next(name for name, p in model.named_parameters() if p is getattr(classifier, "weight", None))
-        if tuple(state[head].shape) != tuple(expected[head].shape):
-            raise SpecError(
-                field,
-                teacher.checkpoint,
-                f"a teacher with the task's {classes} classes ({head} {list(expected[head].shape)}), not {list(state[head].shape)}",
-                problem=f"the teacher has {state[head].shape[0]} output classes",
-            )
-        bad = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
-        if bad:
-            raise SpecError(
-                field,
-                teacher.checkpoint,
-                f"weights shaped for {channels}-channel {self.task.dataset} inputs ({bad[0]} differs)",
-            )
-
-    def device_profiles(self) -> dict[str, Any]:
-        """Every device this job knows: built in (`local-cpu`), from `profiles`, and declared here."""
-        from cosearch.hardware.profiles import builtin_devices
-
-        specs: dict[str, tuple[str, DeviceSpec, Path | None]] = {}
-        if self.profiles is not None:
-            for name, spec in _read_profiles(self.profiles).items():
-                specs[name] = (f"profiles ({self.profiles}): devices.{name}", spec, Path(self.profiles).parent)
-        for name, spec in self.devices.items():
-            if name in specs:
-                raise SpecError(
-                    f"devices.{name}", name, f"a name not already declared in {self.profiles}", problem="declared twice"
-                )
-            specs[name] = (f"devices.{name}", spec, None)
-        profiles = builtin_devices(self._latency_settings())
-        profiles.update({name: self._device(name, *entry) for name, entry in specs.items()})
-        return profiles
-
-    def _latency_settings(self, spec: DeviceSpec | None = None):
-        from cosearch.hardware import LatencySettings
-
-        values = self.latency.model_dump()
-        for key in values:
-            if spec is not None and getattr(spec, key, None) is not None:
-                values[key] = getattr(spec, key)
-        return LatencySettings(**values)
-
-    def _device(self, name: str, field: str, spec: DeviceSpec, base: Path | None):
-        from cosearch.evaluators.data import INPUT_SHAPES
-        from cosearch.hardware.analytic import load_bitfusion
-        from cosearch.hardware.lut import LatencyTable
-        from cosearch.hardware.profiles import KINDS, AnalyticDevice, LutDevice, MeasuredDevice
-
-        if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
-            raise SpecError(field, name, "a device name of letters, digits, '-', '_' and '.'")
-        if spec.kind not in KINDS:
-            raise SpecError(f"{field}.kind", spec.kind, f"one of {list(KINDS)}")
-        given = {
-            key for key, info in DeviceSpec.model_fields.items() if getattr(spec, key) != info.default
-        }  # stored jobs hold defaults too
-        for key in sorted(given - {"kind"} - DEVICE_FIELDS[spec.kind]):
-            raise SpecError(
-                f"{field}.{key}",
-                getattr(spec, key),
-                f"fields of a {spec.kind} device: {sorted(DEVICE_FIELDS[spec.kind])}",
-                problem="not used by this kind",
-            )
-        if spec.kind == "measured":
-            for key in ("threads", "batch_size", "warmup_runs", "runs"):
-                low = {"warmup_runs": 0, "runs": 30}.get(key, 1)
-                if getattr(spec, key) is not None and getattr(spec, key) < low:
-                    raise SpecError(f"{field}.{key}", getattr(spec, key), f"an integer >= {low}")
-            if spec.statistic not in ("median", "p90"):
-                raise SpecError(f"{field}.statistic", spec.statistic, "median or p90")
-            if spec.resource is not None and not spec.resource.strip():
-                raise SpecError(f"{field}.resource", spec.resource, "a Ray custom resource name, e.g. device:rpi4")
-            return MeasuredDevice(name, self._latency_settings(spec), spec.statistic, spec.resource)  # type: ignore[arg-type]
-        if spec.table is None:
-            raise SpecError(f"{field}.table", None, f"the path of the {spec.kind} device's table", problem="missing")
-        table = str(base / spec.table) if base is not None and not Path(spec.table).is_absolute() else spec.table
-        if not Path(table).is_file():
-            raise SpecError(f"{field}.table", table, "an existing table file")
-        if spec.kind == "lut":
-            lut = LatencyTable.load(table, f"{field}.table")
-            expected = list(INPUT_SHAPES[self.task.dataset])
-            if lut.input_shape != expected:
-                raise SpecError(
-                    f"{field}.table",
-                    table,
-                    f"a table profiled at the task's input shape {expected}, not {lut.input_shape}",
-                )
-            return LutDevice(name, table)
-        if spec.activation_bits not in range(2, 9):
-            raise SpecError(f"{field}.activation_bits", spec.activation_bits, "an integer 2..8")
-        try:
-            load_bitfusion(table)
-        except SpecError as error:
-            raise SpecError(f"{field}.table", table, error.allowed) from None
-        return AnalyticDevice(name, table, spec.activation_bits)
-
-    def evaluated_devices(self) -> list[Any]:
-        """The devices each candidate is costed on: every declared one, and `local-cpu` when named."""
-        from cosearch.core.objectives import DEFAULT_DEVICE
-
-        profiles = self.device_profiles()
-        named = {m.partition("@")[2] for m in self.goals().metrics}
-        return [p for name, p in profiles.items() if name != DEFAULT_DEVICE or name in named or name in self.devices]
-
-    def make_space(self):
-        from cosearch.search_spaces import SEARCH_SPACES
-
-        SEARCH_SPACES.get(self.search_space.name)
-        SEARCH_SPACES.check_params(self.search_space.name, self.search_space.params, "search_space")
-        return _construct(SEARCH_SPACES, self.search_space, "search_space")
-
-    def make_joint_space(self):
-        from cosearch.search_spaces import JointSpace
-
-        c = self.compression
-        return JointSpace(
-            self.make_space(),
-            c.weight_bits,
-            c.sparsity,
-            c.distill_alpha,
-            c.channel_ratio,
-            c.activation_bits,
-            c.rank_ratio,
-            c.hash_ratio,
-        )
-
-    def validate_strategy(self) -> None:
-        from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
-
-        STRATEGIES.get(self.strategy.name)
-        STRATEGIES.check_params(self.strategy.name, self.strategy.params, "strategy", skip=CONTROLLER_ARGS)
-        self.make_strategy()
-
-    def make_strategy(self):
-        from cosearch.strategies import STRATEGIES
-
-        kwargs = {"space": self.make_joint_space(), "goals": self.goals(), "seed": self.resources.seed}
-        return _construct(STRATEGIES, self.strategy, "strategy", **kwargs)
-
-    def validate_evaluator(self) -> None:
-        from cosearch.evaluators import EVALUATORS
-
-        EVALUATORS.get(self.evaluator.name)
-        fixed = ("space", "data", "training", "devices", "budgets", "teacher_logits", "temperature", "compression")
-        EVALUATORS.check_params(self.evaluator.name, self.evaluator.params, "evaluator", skip=fixed)
-        evaluator = self.make_evaluator()
-        provided = evaluator.provides()
-        named = [(f"objectives[{i}]", o.metric) for i, o in enumerate(self.goals().objectives)]
-        named += [(f"budgets[{i}]", c.metric) for i, c in enumerate(self.goals().constraints)]
-        profiles = self.device_profiles()
-        devices = profiles if self.evaluator.name == "train" else {}  # only the train evaluator costs devices
-        known = set(profiles) | {m.partition("@")[2] for m in provided if "@" in m}
-        for field, metric in named:
-            if metric in provided:
-                continue
-            base, _, device = metric.partition("@")
-            if device and device not in known:
-                raise SpecError(
-                    field,
-                    metric,
-                    f"a device this job declares (devices: ...): {sorted(known)}",
-                    problem=f"unknown device {device!r}",
-                )
-            if device in devices:
-                kinds = [kind for kind, bases in DEVICE_METRIC_KINDS.items() if base in bases]
-                offers = [m.partition("@")[0] for m in devices[device].metrics()]
-                raise SpecError(
-                    field,
-                    metric,
-                    f"{devices[device].kind} devices provide {offers}; {base} comes from {kinds or 'no'} devices",
-                    problem=f"device {device!r} does not provide {base}",
-                )
-            raise SpecError(
-                field, metric, f"a metric the {self.evaluator.name!r} evaluator provides: {sorted(provided)}"
-            )
-        c = self.compression
-        trivial = (
-            c.weight_bits == [FLOAT_BITS]
-            and c.sparsity == [0.0]
-            and not c.distills
-            and c.channel_ratio == [0.0]
-            and c.activation_bits == [FLOAT_BITS]
-            and c.rank_ratio == [1.0]
-            and c.hash_ratio == [1.0]
-        )
-        if not evaluator.evaluates_policy and not trivial:
-            raise SpecError(
-                "compression",
-                self.compression.model_dump(),
-                f"weight_bits: [32], sparsity: [0.0], distill_alpha: [0.0], channel_ratio: [0.0], since the {self.evaluator.name!r} evaluator ignores compression",
-            )
-
-    def data_settings(self):
-        from cosearch.evaluators.train import DataSettings
-
-        t = self.task
-        return DataSettings(t.dataset, t.path, t.val_fraction, t.test_fraction, self.resources.seed)
-
-    def training_settings(self):
-        from cosearch.evaluators.train import TrainingSettings
-
-        return TrainingSettings(**self.training.model_dump(), seed=self.resources.seed)
-
-    def compression_settings(self):
-        from cosearch.evaluators.train import CompressionSettings
-
-        c = self.compression
-        return CompressionSettings(
-            c.channel_importance, c.calibration, learn_activation_scales=c.learn_activation_scales
-        )
-
-    def make_evaluator(self, teacher_logits: Any = None):
-        from cosearch.evaluators import EVALUATORS
-
-        params: dict[str, Any] = {"space": self.make_space()}
-        if "seed" in EVALUATORS.parameters(self.evaluator.name) and "seed" not in self.evaluator.params:
-            params["seed"] = self.resources.seed
-        if self.evaluator.name == "train":
-            params["data"] = self.data_settings()
-            params["training"] = self.training_settings()
-            params["devices"] = tuple(self.evaluated_devices())
-            params["budgets"] = self.goals().constraints
-            params["teacher_logits"] = teacher_logits
-            params["temperature"] = self.compression.temperature
-            params["compression"] = self.compression_settings()
-        return _construct(EVALUATORS, self.evaluator, "evaluator", **params)
-
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-
-def _read_profiles(path: str) -> dict[str, DeviceSpec]:
-    """The `devices` mapping of a profiles file."""
-    if not Path(path).is_file():
-        raise SpecError("profiles", path, "an existing YAML file with a `devices:` mapping")
-    data = _read_yaml(Path(path))
-    if not isinstance(data, dict) or set(data) != {"devices"} or not isinstance(data["devices"], dict):
-        raise SpecError("profiles", path, "a YAML file holding one mapping, `devices: {NAME: {kind: ...}}`")
-    out = {}
-    for name, spec in data["devices"].items():
-        try:
-            out[str(name)] = DeviceSpec.model_validate(spec if spec is not None else {})
-        except ValidationError as error:
-            first = error.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise SpecError(f"profiles ({path}): devices.{name}.{loc}", first.get("input"), str(first["msg"])) from None
-    return out
-
-
-def _construct(registry, component: _Component, field: str, **fixed: Any):
-    try:
-        return registry.create(component.name, **fixed, **component.params)
-    except SpecError:
-        raise
-    except (TypeError, ValueError) as error:
-        # Components word their checks "`RULE` must hold, but got NAME=VALUE": name that field.
-        named = re.search(r"`(.+)` must hold, but got (\w+)=", str(error))
-        if named and named.group(2) in component.params:
-            key = named.group(2)
-            raise SpecError(f"{field}.{key}", component.params[key], named.group(1)) from None
-        raise SpecError(field, component.params, str(error)) from None
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -591,9 +261,32 @@ def spec_from_dict(data: Any, source: str = "job") -> JobSpec:
             raise SpecError(loc, first["input"], f"one of {parent}", problem="unknown key") from None
         if first["type"] == "missing":
             raise SpecError(loc, None, "a value", problem="missing") from None
-        message = str(first["msg"]).removeprefix("Value error, ").removeprefix("allowed: ")
-        allowed = _TYPE_WORDS.get(first["type"].split("_")[0], message)
-        raise SpecError(loc, first.get("input"), allowed) from None
+        raise SpecError(loc, first.get("input"), _allowed(first, _field(tuple(first["loc"])))) from None
+
+
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def _allowed(error: dict[str, Any], field: Any) -> str:
+    """A pydantic error's rule in the words of every other message: "an integer from 0 to 4", "one of [...]"."""
+    kind, ctx, value = error["type"], error.get("ctx", {}), error.get("input")
+    if kind in _BOUNDS:
+        number = "an integer" if isinstance(value, int) else "a number"
+        bounds = {
+            name: getattr(rule, name)
+            for rule in getattr(field, "metadata", ())
+            for name in ("ge", "le")
+            if getattr(rule, name, None) is not None
+        }
+        if len(bounds) == 2:  # both ends inclusive: say the range, as the kernels' own checks do
+            return f"{number} from {bounds['ge']} to {bounds['le']}"
+        return f"{number} {_BOUNDS[kind]} {next(iter(ctx.values()))}"
+    if kind == "finite_number":
+        return "a finite number"
+    if kind == "literal_error":
+        return f"one of [{ctx['expected'].replace(' or ', ', ')}]"
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("allowed: ")
+    return _TYPE_WORDS.get(kind.split("_")[0], message)
 
 
 _TYPE_WORDS = {
@@ -607,19 +300,29 @@ _TYPE_WORDS = {
 }
 
 
-def _section_fields(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the section at `loc` takes (through lists, Optional and the names of a dict)."""
+def _field(loc: tuple[Any, ...]) -> Any:
+    """The pydantic FieldInfo at `loc` (through lists, Optional and the names of a dict), or None."""
     model: Any = JobSpec
+    field = None
     for part in loc:
         fields = getattr(model, "model_fields", None)
         if fields is not None and part in fields:
-            model = fields[part].annotation
+            field = fields[part]
+            model = field.annotation
         elif typing.get_origin(model) in (dict, list):
             model = typing.get_args(model)[-1]  # a dict's value type, a list's item type
         else:
-            return []
+            return None
         while typing.get_origin(model) in (typing.Union, types.UnionType):
             model = next(a for a in typing.get_args(model) if a is not type(None))
+    return field
+
+
+def _section_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at `loc` takes."""
+    model: Any = JobSpec if not loc else getattr(_field(loc), "annotation", None)
+    while typing.get_origin(model) in (dict, list, typing.Union, types.UnionType):
+        model = next(a for a in typing.get_args(model)[::-1] if a is not type(None))
     return sorted(model.model_fields) if hasattr(model, "model_fields") else []
 
 
@@ -738,6 +441,6 @@ def require_teacher(job: JobSpec, module_given: bool = False) -> None:
         )
 
 
-def load_job(path: str | Path) -> JobSpec:
-    """Read and validate a job file."""
+def read_job(path: str | Path) -> JobSpec:
+    """Read a job file and check it against the schema (nothing else is read: see cosearch.build.load_job)."""
     return spec_from_dict(_read_yaml(Path(path)), str(path))

@@ -194,7 +194,7 @@ def main() -> None:
             accounted_kb=size_bytes(plain, policy) / 1024,
         )
 
-    w8a8 = Policy({s: LayerPolicy(8, activation_bits=8) for s in slots})
+    w8a8 = Policy({s: LayerPolicy(weight_bits=8, activation_bits=8) for s in slots})
     compressed_row(
         "int8 PTQ",
         w8a8,
@@ -203,11 +203,11 @@ def main() -> None:
     )
     compressed_row(
         "int8 weights only",
-        Policy({s: LayerPolicy(8) for s in slots}),
+        Policy({s: LayerPolicy(weight_bits=8) for s in slots}),
         0,
         "per-channel symmetric int8 weights, float activations, no training",
     )
-    mixed = Policy({s: LayerPolicy(4 if s in cell_slots else 8, activation_bits=8) for s in slots})
+    mixed = Policy({s: LayerPolicy(weight_bits=4 if s in cell_slots else 8, activation_bits=8) for s in slots})
     compressed_row(
         "mixed 4/8 QAT",
         mixed,

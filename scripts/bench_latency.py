@@ -28,6 +28,7 @@ SPACES = ("nb201", "darts", "enas", "mobilenet")
 def bench_space(
     name: str, input_shape: tuple[int, ...], candidates: int, channel_ratio: list[float], passes: int
 ) -> dict:
+    from cosearch import build
     from cosearch.hardware.lut import profile, sampled_graphs
     from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency
     from cosearch.job import spec_from_dict
@@ -38,7 +39,7 @@ def bench_space(
             "compression": {"weight_bits": [32], "sparsity": [0.0], "channel_ratio": channel_ratio},
         }
     )
-    joint = job.make_joint_space()
+    joint = build.make_joint_space(job)
     settings = LatencySettings()
     start = time.perf_counter()
     table = profile(

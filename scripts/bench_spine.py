@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args()
 
+    from cosearch import build
     from cosearch.controller import RunStore
     from cosearch.evaluators.train import accuracy
     from cosearch.export import export
@@ -99,7 +100,7 @@ def main() -> None:
     pick = front[0]  # the most accurate model within budget
     card = export(run_dir, pick, work / "export")
     export(run_dir, pick, work / "export_float", int8_weights=False)
-    data = job.data_settings().load()
+    data = build.data_settings(job).load()
 
     ours = work / "export" / "model.onnx"
     ours_float = work / "export_float" / "model.onnx"

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cosearch import build
 from cosearch.core import Constraint, Goals, Objective, hypervolume
 from cosearch.evaluators.table import TableEvaluator, read_table
 from cosearch.search_spaces import JointSpace
@@ -253,8 +254,8 @@ def tune_overhead(job, trials: int) -> float | None:
 
     from cosearch.core import Candidate
 
-    strategy = job.make_strategy()
-    evaluator = job.make_evaluator()
+    strategy = build.make_strategy(job)
+    evaluator = build.make_evaluator(job)
     goals = job.goals()
 
     class StrategySearcher(Searcher):

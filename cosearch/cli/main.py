@@ -154,7 +154,8 @@ def _capped(text: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from cosearch.job import load_job, require_teacher
+    from cosearch.build import load_job
+    from cosearch.job import require_teacher
 
     job = load_job(args.job)  # validated before anything is written
     require_teacher(job)  # from the command line the teacher can only be named, not given as a module
@@ -253,6 +254,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budgets: Sequence[str] = ()) -> None:
+    from cosearch.build import make_space
     from cosearch.controller import RunStore
     from cosearch.core.objectives import Constraint
     from cosearch.job import spec_from_dict
@@ -264,7 +266,7 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
     extra = [Constraint.parse(text, f"--budget[{i}]") for i, text in enumerate(budgets)]
     seen = {m for r in results for m in r.result.metrics}
     goals = view_goals(job.goals(), seen, device, extra)
-    space = job.make_space()
+    space = make_space(job)
     front = pareto_ids(results, goals)
     chosen = results if show_all else [r for i in front for r in results if r.id == i]
     budgets = ", ".join(map(str, goals.constraints)) or "none"
@@ -331,6 +333,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
+    from cosearch import build
     from cosearch.evaluators.data import INPUT_SHAPES
     from cosearch.job import profiling_job
 
@@ -340,7 +343,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         raise CosearchError(
             f"--space {args.space} differs from the job's search space {job.search_space.name!r}; give one"
         )
-    devices = job.device_profiles()
+    devices = build.device_profiles(job)
     device = devices.get(args.device)
     if device is None or device.kind != "measured":
         measured = sorted(name for name, d in devices.items() if d.kind == "measured")
@@ -363,7 +366,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from cosearch.hardware.lut import profile, sampled_graphs
 
     torch.set_num_threads(1)
-    joint = job.make_joint_space()
+    joint = build.make_joint_space(job)
     graphs = sampled_graphs(joint, shape, 10, args.seed, args.max_networks)
     console.print(
         f"profiling {job.search_space.name} at input {list(shape)} on {device.name} "

@@ -1,43 +1,49 @@
-"""Compressors: pure transforms of an nn.Module by a Policy (the input is never changed)."""
+"""Compression techniques as plug-ins (`COMPRESSORS`, one file each in `techniques/`), and the
+pure transforms that apply a Policy to an nn.Module (the input is never changed).
 
-from cosearch.compressors.activations import ActivationFakeQuant, calibrate
-from cosearch.compressors.channels import prune_channels
-from cosearch.compressors.hashing import HashedWeights
-from cosearch.compressors.lowrank import factorize
-from cosearch.compressors.policy import (
-    add_activation_quantizers,
-    bake,
-    compress,
-    compression_slots,
-    layers_of_slot,
-    size_bytes,
-)
-from cosearch.compressors.prune import MagnitudeMask, global_magnitude_policy
-from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
+Importing this package is torch-free: the genes are read by the driver; the torch-side names
+below load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from cosearch.compressors import techniques  # noqa: F401 - registers every technique
+from cosearch.compressors.base import COMPRESSORS, Compressor, Gene, ReshapeContext, WeightCost, compressors, genes
+
+_TORCH_SIDE = {
+    "ActivationFakeQuant": "activations",
+    "calibrate": "activations",
+    "prune_channels": "channels",
+    "HashedWeights": "hashing",
+    "factorize": "lowrank",
+    "add_activation_quantizers": "policy",
+    "bake": "policy",
+    "compress": "policy",
+    "compression_slots": "policy",
+    "layers_of_slot": "policy",
+    "reshape": "policy",
+    "size_bytes": "policy",
+    "MagnitudeMask": "prune",
+    "global_magnitude_policy": "prune",
+    "PerChannelSymmetricFakeQuant": "quantize",
+}
 
 __all__ = [
-    "ActivationFakeQuant",
-    "HashedWeights",
-    "MagnitudeMask",
-    "PerChannelSymmetricFakeQuant",
-    "add_activation_quantizers",
-    "bake",
-    "calibrate",
-    "compress",
-    "compression_slots",
-    "factorize",
-    "global_magnitude_policy",
-    "layers_of_slot",
-    "prune_channels",
-    "reshape",
-    "size_bytes",
+    "COMPRESSORS",
+    "Compressor",
+    "Gene",
+    "ReshapeContext",
+    "WeightCost",
+    "compressors",
+    "genes",
+    *_TORCH_SIDE,
 ]
 
 
-def reshape(model, policy, input_shape, importance="l1", batch=None):
-    """The structural part of a policy: channels pruned, then layers factorised (a copy).
-
-    Shapes depend only on the policy, not on the importance measure or the weights, so a
-    rebuilt network reshaped the same way loads the weights a trained one saved.
-    """
-    return factorize(prune_channels(model, policy.channel_ratio, input_shape, importance, batch), policy)
+def __getattr__(name: str) -> Any:  # PEP 562: torch loads only when a transform is used
+    if name in _TORCH_SIDE:
+        return getattr(importlib.import_module(f"cosearch.compressors.{_TORCH_SIDE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

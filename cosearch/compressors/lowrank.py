@@ -11,11 +11,10 @@ and its bits and sparsity apply to both factors. Layers where it would not save 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import torch
 from torch import nn
-
-from cosearch.core.candidate import Policy
 
 
 def factorizable(module: nn.Module) -> bool:
@@ -30,14 +29,14 @@ def factorizable(module: nn.Module) -> bool:
     )
 
 
-def rank_for(module: nn.Module, rank_ratio: float) -> int | None:
-    """The rank a layer gets at `rank_ratio`, or None when factorising would not shrink it."""
-    if not 0.0 < rank_ratio <= 1.0:
-        raise ValueError(f"`0 < rank_ratio <= 1` must hold, but got {rank_ratio=}")
-    if rank_ratio == 1.0 or not factorizable(module):
+def rank_for(module: nn.Module, ratio: float) -> int | None:
+    """The rank a layer gets at `ratio`, or None when factorising would not shrink it."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"`0 < ratio <= 1` must hold, but got {ratio=}")
+    if ratio == 1.0 or not factorizable(module):
         return None
     out_features, in_features = module.weight.shape[0], module.weight.shape[1]
-    rank = max(1, round(rank_ratio * min(out_features, in_features)))
+    rank = max(1, round(ratio * min(out_features, in_features)))
     return rank if rank * (in_features + out_features) < in_features * out_features else None
 
 
@@ -67,8 +66,8 @@ def factorize_layer(module: nn.Module, rank: int) -> nn.Sequential:
     return nn.Sequential(first, second).train(module.training)
 
 
-def factorize(model: nn.Module, policy: Policy) -> nn.Module:
-    """A copy of `model` with each slot's eligible layers factorised at the slot's rank ratio.
+def factorize(model: nn.Module, ratios: Mapping[str, float]) -> nn.Module:
+    """A copy of `model` with each slot's eligible layers factorised at its rank ratio (slot -> ratio).
 
     A structural change like channel pruning: the same policy on a rebuilt network gives the
     same shapes, so saved weights load back. The input model is not changed.
@@ -77,9 +76,9 @@ def factorize(model: nn.Module, policy: Policy) -> nn.Module:
 
     model = copy.deepcopy(model)
     modules = dict(model.named_modules())
-    for slot, layer_policy in policy.layers.items():
+    for slot, ratio in ratios.items():
         for name, module in layers_of_slot(model, slot).items():
-            rank = rank_for(module, layer_policy.rank_ratio)
+            rank = rank_for(module, ratio)
             if rank is None:
                 continue
             parent_name, _, child = name.rpartition(".")

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from cosearch.compressors.activations import ActivationFakeQuant, add_input_quantizer
-from cosearch.compressors.hashing import HashedWeights
-from cosearch.compressors.prune import MagnitudeMask
-from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
-from cosearch.core.candidate import FLOAT_BITS, LayerPolicy, Policy
+from cosearch.compressors.activations import ActivationFakeQuant
+from cosearch.compressors.base import ReshapeContext, WeightCost, in_stage_order
+from cosearch.core.candidate import Policy
 from cosearch.core.errors import SpecError
 
 SLOT_TYPES = (nn.Conv2d, nn.Linear)
@@ -53,46 +50,48 @@ def _private_copy(model: nn.Module) -> nn.Module:
     return model
 
 
-def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = False) -> nn.Module:
-    """A copy of `model` with each slot's weights shared by hashing, masked (magnitude) and
-    fake-quantized, in that order, and its input fake-quantized where the policy asks
-    (calibrate with `activations.calibrate` next).
+def reshape(model: nn.Module, policy: Policy, input_shape, importance: str = "l1", batch=None) -> nn.Module:
+    """The structural part of a policy (channels pruned, then layers factorised): a copy.
 
-    Pruning comes before quantization so scales are taken over the weights that remain.
+    Shapes depend only on the policy, not on the importance measure or the weights, so a
+    rebuilt network reshaped the same way loads the weights a trained one saved.
+    """
+    context = ReshapeContext(input_shape, importance, batch)
+    for compressor in in_stage_order():
+        model = compressor.reshape(model, policy, context)
+    return model
+
+
+def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = False) -> nn.Module:
+    """A copy of `model` with each slot's layers transformed by every technique the policy turns
+    on, in stage order (weights shared by hashing, masked, fake-quantized; then inputs
+    fake-quantized; calibrate with `activations.calibrate` next).
+
     `learn_activation_scales` makes activation step sizes trainable (LSQ). The input model is
     not changed.
     """
-    model = _private_copy(model)
-    for slot, layer_policy in policy.layers.items():
-        for module in layers_of_slot(model, slot).values():
-            _compress_layer(module, layer_policy)
-    return add_activation_quantizers(model, policy, learn_activation_scales, copy=False)
+    return _apply(_private_copy(model), policy, learn_activation_scales, in_stage_order("layer"), once=True)
 
 
 def add_activation_quantizers(
     model: nn.Module, policy: Policy, learn_scales: bool = False, copy: bool = True
 ) -> nn.Module:
-    """(A copy of) `model` whose layers quantize their inputs where `policy` says so.
-
-    Used alone to rebuild a baked model before loading its saved state (scales included).
-    """
+    """(A copy of) `model` with the modules of the techniques that a baked model lacks (input
+    quantizers), so its saved state (scales included) loads back."""
     model = _private_copy(model) if copy else model
+    return _apply(model, policy, learn_scales, [c for c in in_stage_order("layer") if c.rebuilds_for_loading()])
+
+
+def _apply(model: nn.Module, policy: Policy, learn: bool, techniques, once: bool = False) -> nn.Module:
     for slot, layer_policy in policy.layers.items():
-        if layer_policy.activation_bits != FLOAT_BITS:
-            for module in layers_of_slot(model, slot).values():
-                add_input_quantizer(module, layer_policy.activation_bits, learn_scales)
+        for module in layers_of_slot(model, slot).values():
+            if once and parametrize.is_parametrized(module, "weight"):
+                raise SpecError("policy.layers", layer_policy, "each layer in at most one slot (these slots overlap)")
+            for compressor in techniques:
+                value = layer_policy[compressor.name]
+                if value != compressor.gene.default:
+                    compressor.apply(module, value, learn)
     return model
-
-
-def _compress_layer(module: nn.Module, layer_policy: LayerPolicy) -> None:
-    if parametrize.is_parametrized(module, "weight"):
-        raise SpecError("policy.layers", layer_policy, "each layer in at most one slot (these slots overlap)")
-    if layer_policy.hash_ratio < 1:
-        parametrize.register_parametrization(module, "weight", HashedWeights(module.weight, layer_policy.hash_ratio))
-    if layer_policy.sparsity > 0:
-        parametrize.register_parametrization(module, "weight", MagnitudeMask(module.weight, layer_policy.sparsity))
-    if layer_policy.weight_bits != FLOAT_BITS:
-        parametrize.register_parametrization(module, "weight", PerChannelSymmetricFakeQuant(layer_policy.weight_bits))
 
 
 def bake(model: nn.Module) -> nn.Module:
@@ -121,23 +120,15 @@ def size_bytes(model: nn.Module, policy: Policy) -> int:
     slot_weights = {}
     for slot, layer_policy in policy.layers.items():
         for module in layers_of_slot(plain, slot).values():
-            slot_weights[id(module.weight)] = (slot, layer_policy)
+            slot_weights[id(module.weight)] = layer_policy
+    techniques = in_stage_order("layer")
     bits = 0
     for param in plain.parameters():
-        entry = slot_weights.get(id(param))
-        if entry is None:
-            bits += param.numel() * 32
-            continue
-        _, layer_policy = entry
-        nonzero = int(torch.count_nonzero(param.detach()))
-        if layer_policy.hash_ratio < 1:
-            bits += HashedWeights.buckets_for(param.numel(), layer_policy.hash_ratio) * FLOAT_BITS
-            bits += param.numel() if layer_policy.sparsity > 0 else 0
-            continue
-        if layer_policy.sparsity > 0:
-            bits += nonzero * layer_policy.weight_bits + param.numel()
-        else:
-            bits += param.numel() * layer_policy.weight_bits
-        if layer_policy.weight_bits != FLOAT_BITS:
-            bits += param.shape[0] * 32
+        cost = WeightCost(param.numel())
+        layer_policy = slot_weights.get(id(param))
+        for compressor in techniques if layer_policy is not None else ():
+            value = layer_policy[compressor.name]
+            if value != compressor.gene.default:
+                cost = compressor.weight_cost(value, param.detach(), cost)
+        bits += cost.bits
     return (bits + 7) // 8

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import nn
 from torch.nn.utils import prune
@@ -55,5 +53,5 @@ def global_magnitude_policy(model: nn.Module, policy: Policy, sparsity: float) -
     layers = {}
     for slot, magnitudes in weights.items():
         share = float((magnitudes <= threshold).float().mean())
-        layers[slot] = replace(policy.get(slot), sparsity=min(share, MAX_SPARSITY))
-    return Policy(layers, policy.distill_alpha, policy.channel_ratio)
+        layers[slot] = policy.get(slot).replace(sparsity=min(share, MAX_SPARSITY))
+    return Policy(layers, **policy.network)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from cosearch import build
 from cosearch.controller.lock import RunLock
 from cosearch.controller.store import (
     DB_NAME,
@@ -159,7 +160,9 @@ def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, b
     job = spec_from_dict(job_json)
     teacher = job.compression.teacher
     return _as_stored(
-        prepare_teacher(teacher.model, teacher.checkpoint, teacher.epochs, job.data_settings(), job.training_settings())
+        prepare_teacher(
+            teacher.model, teacher.checkpoint, teacher.epochs, build.data_settings(job), build.training_settings(job)
+        )
     )
 
 
@@ -200,7 +203,7 @@ class RoutedMeasure:
 
 def routed_devices(job: JobSpec) -> list[Any]:
     """The measured devices of `job` that live on particular nodes (a Ray resource names them)."""
-    evaluated = job.evaluated_devices() if job.evaluator.name == "train" else []
+    evaluated = build.evaluated_devices(job) if job.evaluator.name == "train" else []
     return [d for d in evaluated if d.kind == "measured" and d.resource]
 
 
@@ -296,8 +299,8 @@ class Controller:
         self.address = address if address is not None else job.resources.address
         self.listener = listener or (lambda state: None)
         self.goals = job.goals()
-        self.strategy = job.make_strategy()
-        self.evaluator = job.make_evaluator()
+        self.strategy = build.make_strategy(job)
+        self.evaluator = build.make_evaluator(job)
         self.told_id = 0
         self.pending: dict[str, Candidate] = {}  # key -> candidate, asked and not yet stored
         self.known: dict[str, Result] = {}  # key -> stored result, to answer repeated asks without a query
@@ -315,6 +318,7 @@ class Controller:
         """A new run in `run_dir`. `teacher`: a trained torch module to distil from, instead of the
         job's `compression.teacher`; its logits are stored in the run, so resuming needs it no more."""
         run_dir = Path(run_dir)
+        build.check(job)  # files and components, before anything is written
         if (run_dir / DB_NAME).exists() and not half_created(run_dir):
             raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
         require_teacher(job, module_given=teacher is not None)
@@ -359,7 +363,7 @@ class Controller:
         from cosearch.evaluators.teacher import teacher_outputs
 
         start = time.perf_counter()
-        out = teacher_outputs(module, job.data_settings().load(), job.training_settings())
+        out = teacher_outputs(module, build.data_settings(job).load(), build.training_settings(job))
         return _as_stored(
             {
                 "model": f"{type(module).__name__} (module)",
@@ -383,7 +387,7 @@ class Controller:
         owns_ray = False
         try:
             store = RunStore(run_dir, write=True)
-            job = spec_from_dict(store.job(), str(run_dir))
+            job = build.check(spec_from_dict(store.job(), str(run_dir)))  # its files may have moved
             owns_ray = cls._connect(job, address)
             controller = cls(job, store, address=address, lock=lock, **kwargs)
             controller._owns_ray = owns_ray
@@ -605,7 +609,7 @@ class Controller:
             self.state.note = ""
         info, logits = stored
         log.info("teacher %s: %s, val accuracy %.4f", info["model"], info["how"], info["val_accuracy"])
-        self.evaluator = self.job.make_evaluator(teacher_logits=np.load(io.BytesIO(logits)))
+        self.evaluator = build.make_evaluator(self.job, teacher_logits=np.load(io.BytesIO(logits)))
 
     def _complete(self, candidate: Candidate, ref: Any) -> None:
         import ray

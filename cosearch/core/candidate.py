@@ -6,112 +6,158 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import Any
 
 FLOAT_BITS = 32  # "leave this layer in float"
 
 
-ACTIVATION_BITS = (4, 8, FLOAT_BITS)  # a layer's input: 4 or 8 bits, or float
+def _genes(scope: str) -> dict[str, Any]:
+    # Imported late: the technique files import core modules themselves.
+    from cosearch.compressors import genes
+
+    return genes(scope)
 
 
-@dataclass(frozen=True)
-class LayerPolicy:
-    """How one layer slot is compressed: weight bits (32 = float), unstructured sparsity, and the
-    bits of its input activations (32 = float)."""
-
-    weight_bits: int = FLOAT_BITS
-    sparsity: float = 0.0
-    activation_bits: int = FLOAT_BITS
-    rank_ratio: float = 1.0  # low-rank factorisation of linear / 1x1 conv layers; 1 = none
-    hash_ratio: float = 1.0  # hashed weight sharing: distinct weights kept per weight; 1 = none
-
-    def __post_init__(self) -> None:
-        if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int):
-            raise ValueError(f"`weight_bits` must be an int, but got {self.weight_bits!r}")
-        if not (2 <= self.weight_bits <= 8 or self.weight_bits == FLOAT_BITS):
-            raise ValueError(f"`2 <= weight_bits <= 8 or weight_bits == 32` must hold, but got {self.weight_bits=}")
-        if not 0.0 <= self.sparsity < 1.0:
-            raise ValueError(f"`0 <= sparsity < 1` must hold, but got {self.sparsity=}")
-        if isinstance(self.activation_bits, bool) or self.activation_bits not in ACTIVATION_BITS:
-            raise ValueError(f"`activation_bits in {ACTIVATION_BITS}` must hold, but got {self.activation_bits=}")
-        if not 0.0 < self.rank_ratio <= 1.0:
-            raise ValueError(f"`0 < rank_ratio <= 1` must hold, but got {self.rank_ratio=}")
-        if not 0.0 < self.hash_ratio <= 1.0:
-            raise ValueError(f"`0 < hash_ratio <= 1` must hold, but got {self.hash_ratio=}")
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"weight_bits": self.weight_bits, "sparsity": self.sparsity}
-        if self.activation_bits != FLOAT_BITS:  # written only when used: other candidates keep their keys
-            data["activation_bits"] = self.activation_bits
-        if self.rank_ratio != 1.0:
-            data["rank_ratio"] = self.rank_ratio
-        if self.hash_ratio != 1.0:
-            data["hash_ratio"] = self.hash_ratio
-        return data
+def _checked(scope: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every gene of `scope` with its value (the default where not given), each one checked."""
+    genes = _genes(scope)
+    for name in given:
+        if name not in genes:
+            raise ValueError(f"`{name}` is no {scope} compression gene; the genes are {list(genes)}")
+    values = {}
+    for name, gene in genes.items():
+        value = given.get(name, gene.default)
+        gene.validate(name, value)
+        values[name] = value
+    return values
 
 
-@dataclass(frozen=True)
-class Policy:
-    """Per-layer compression of a network, keyed by the layer slot names its search space gives.
+class LayerPolicy(Mapping[str, Any]):
+    """How one layer slot is compressed: an immutable mapping of every layer gene to its value.
 
-    `distill_alpha` is the weight of the teacher's soft labels in the training loss (0: none);
-    `channel_ratio` the share of channels structured pruning removes from every prunable layer.
+    `LayerPolicy(weight_bits=4, sparsity=0.5)`; genes not given are off. Values read as
+    `policy["weight_bits"]` (or `policy.weight_bits`). The techniques are in `cosearch.compressors`.
     """
 
-    layers: Mapping[str, LayerPolicy] = field(default_factory=dict)
-    distill_alpha: float = 0.0
-    channel_ratio: float = 0.0
+    __slots__ = ("_hash", "_values")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", MappingProxyType(dict(sorted(self.layers.items()))))
-        if not 0.0 <= self.distill_alpha <= 1.0:
-            raise ValueError(f"`0 <= distill_alpha <= 1` must hold, but got {self.distill_alpha=}")
-        if not 0.0 <= self.channel_ratio < 1.0:
-            raise ValueError(f"`0 <= channel_ratio < 1` must hold, but got {self.channel_ratio=}")
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **given: Any) -> None:
+        object.__setattr__(self, "_values", _checked("layer", {**(values or {}), **given}))
+        object.__setattr__(self, "_hash", hash(tuple(self._values.values())))
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"LayerPolicy is immutable; use .replace({name}=...)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LayerPolicy) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        return (LayerPolicy, (self._values,))
+
+    def __repr__(self) -> str:
+        return f"LayerPolicy({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+
+    def replace(self, **changes: Any) -> LayerPolicy:
+        return LayerPolicy({**self._values, **changes})
+
+    def to_json(self) -> dict[str, Any]:
+        genes = _genes("layer")
+        # Genes at their default are left out, so adding a technique changes no stored key.
+        return {k: v for k, v in self._values.items() if genes[k].always_written or v != genes[k].default}
+
+
+class Policy:
+    """Per-layer compression of a network, keyed by the layer slot names its search space gives,
+    plus the network-wide genes (`distill_alpha`, `channel_ratio`, ...) in `network`.
+
+    `Policy(layers, distill_alpha=0.5)`; values read as `policy.network["distill_alpha"]` (or
+    `policy.distill_alpha`). Immutable.
+    """
+
+    __slots__ = ("layers", "network")
+
+    def __init__(self, layers: Mapping[str, LayerPolicy] | None = None, /, **network: Any) -> None:
+        object.__setattr__(self, "layers", MappingProxyType(dict(sorted((layers or {}).items()))))
+        object.__setattr__(self, "network", MappingProxyType(_checked("network", network)))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return object.__getattribute__(self, "network")[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Policy is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Policy) and self.layers == other.layers and self.network == other.network
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.layers.items()), tuple(self.network.items())))
+
+    def __reduce__(self):
+        return (_policy, (dict(self.layers), dict(self.network)))
+
+    def __repr__(self) -> str:
+        return f"Policy({dict(self.layers)!r}, **{dict(self.network)!r})"
 
     def get(self, slot: str) -> LayerPolicy:
-        return self.layers.get(slot, LayerPolicy())
+        return self.layers.get(slot, _off())
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"layers": {slot: lp.to_json() for slot, lp in self.layers.items()}}
+        genes = _genes("network")
         # Written only when used, so the keys of candidates that do not use them stay as they were.
-        if self.distill_alpha:
-            data["distill_alpha"] = self.distill_alpha
-        if self.channel_ratio:
-            data["channel_ratio"] = self.channel_ratio
+        data.update((k, v) for k, v in self.network.items() if genes[k].always_written or v != genes[k].default)
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Policy:
-        layers = {slot: LayerPolicy(**lp) for slot, lp in data.get("layers", {}).items()}
-        return cls(layers, float(data.get("distill_alpha", 0.0)), float(data.get("channel_ratio", 0.0)))
+        layers = {slot: LayerPolicy(lp) for slot, lp in data.get("layers", {}).items()}
+        network = {k: float(v) for k, v in data.items() if k != "layers"}  # network genes are numbers
+        return cls(layers, **network)
 
     def summary(self) -> str:
-        """A short human summary: layers per bit width, mean sparsity, distillation weight."""
-        distill = f"; distill {self.distill_alpha:g}" if self.distill_alpha else ""
-        distill += f"; channels -{self.channel_ratio:.0%}" if self.channel_ratio else ""
-        if not self.layers:
-            return "float, dense" + distill
-        counts: dict[int, int] = {}
-        for lp in self.layers.values():
-            counts[lp.weight_bits] = counts.get(lp.weight_bits, 0) + 1
-        bits = " ".join(f"{'fp' if b == FLOAT_BITS else 'w' + str(b)}x{n}" for b, n in sorted(counts.items()))
-        activations: dict[int, int] = {}
-        for lp in self.layers.values():
-            if lp.activation_bits != FLOAT_BITS:
-                activations[lp.activation_bits] = activations.get(lp.activation_bits, 0) + 1
-        if activations:
-            bits += "; " + " ".join(f"a{b}x{n}" for b, n in sorted(activations.items()))
-        ranks = [lp.rank_ratio for lp in self.layers.values() if lp.rank_ratio != 1.0]
-        if ranks:
-            bits += f"; low-rank x{len(ranks)} (mean ratio {sum(ranks) / len(ranks):.2f})"
-        hashed = [lp.hash_ratio for lp in self.layers.values() if lp.hash_ratio != 1.0]
-        if hashed:
-            bits += f"; hashed x{len(hashed)} (mean ratio {sum(hashed) / len(hashed):.2f})"
-        mean_sparsity = sum(lp.sparsity for lp in self.layers.values()) / len(self.layers)
-        return f"{bits}; sparsity {mean_sparsity:.2f}{distill}"
+        """A short human summary: each technique's phrase (layers per bit width, mean sparsity, ...)."""
+        from cosearch.compressors import compressors
+
+        ordered = sorted(compressors().values(), key=lambda c: c.summary_position)
+        layers = list(self.layers.values())
+        if layers:
+            parts = [c.summarize([lp[c.name] for lp in layers]) for c in ordered if c.gene.scope == "layer"]
+        else:
+            parts = ["float, dense"]
+        parts += [c.summarize([self.network[c.name]]) for c in ordered if c.gene.scope == "network"]
+        return "; ".join(p for p in parts if p)
+
+
+def _policy(layers: dict[str, LayerPolicy], network: dict[str, Any]) -> Policy:
+    return Policy(layers, **network)
+
+
+@lru_cache(maxsize=1)
+def _off() -> LayerPolicy:
+    return LayerPolicy()
 
 
 def canonical_json(data: Any) -> str:

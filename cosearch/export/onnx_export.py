@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from cosearch import build
 from cosearch.controller.store import RunStore
 from cosearch.core.errors import CosearchError
 from cosearch.evaluators.train import accuracy, predict
@@ -39,11 +40,11 @@ def load_model(store: RunStore, result_id: int):
     if weights is None:
         raise CosearchError(f"result {result_id} has no stored weights (its evaluator keeps none); nothing to export")
     job = spec_from_dict(store.job(), str(store.run_dir))
-    data = job.data_settings().load()
+    data = build.data_settings(job).load()
     from cosearch.compressors import add_activation_quantizers, reshape
 
     policy = stored.result.candidate.policy
-    model = job.make_space().build(stored.result.candidate.arch, data.input_shape, data.num_classes)
+    model = build.make_space(job).build(stored.result.candidate.arch, data.input_shape, data.num_classes)
     # Same policy, same shapes: see compressors.reshape. Input quantizers carry saved scales.
     model = add_activation_quantizers(reshape(model, policy, data.input_shape), policy, copy=False)
     model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
@@ -75,7 +76,7 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
         raise CosearchError(f"--out {out_dir}: cannot create the folder ({error.strerror})") from None
     onnx_path = out_dir / "model.onnx"
     policy = stored.result.candidate.policy
-    c = job.compression_settings()  # output ranges calibrated exactly as the search's evaluator did
+    c = build.compression_settings(job)  # output ranges calibrated exactly as the search's evaluator did
     onnx_bytes, config = deployment(
         model, policy, data.input_shape, int8_weights, images=c.images(data), calibration=c.calibration
     )

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cosearch.build import make_space
 from cosearch.controller.store import RunStore, StoredResult
 from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
@@ -106,7 +107,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         results = store.results()
         status = store.status()
     goals = job.goals()
-    space = job.make_space()
+    space = make_space(job)
     front_ids = pareto_ids(results, goals)
     front = set(front_ids)
     metrics = [o.metric for o in goals.objectives]

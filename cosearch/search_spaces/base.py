@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from cosearch.core.candidate import FLOAT_BITS, Candidate, LayerPolicy, Policy, canonical_json
+from cosearch.compressors import genes as compression_genes
+from cosearch.core.candidate import Candidate, LayerPolicy, Policy, canonical_json
 from cosearch.core.errors import SpecError
 from cosearch.core.registry import Registry
 
@@ -94,71 +95,50 @@ SEARCH_SPACES: Registry[SearchSpace] = Registry("search space")
 
 
 @lru_cache(maxsize=4096)
-def _layer_policy(
-    weight_bits: int, sparsity: float, activation_bits: int, rank_ratio: float, hash_ratio: float
-) -> LayerPolicy:
+def _layer_policy(values: tuple[tuple[str, Any], ...]) -> LayerPolicy:
     """Shared, immutable layer policies: a decode builds one per slot, hundreds per candidate."""
-    return LayerPolicy(weight_bits, sparsity, activation_bits, rank_ratio, hash_ratio)
+    return LayerPolicy(dict(values))
 
 
 class JointSpace:
-    """The joint genome: architecture choices plus weight bits and sparsity per layer slot."""
+    """The joint genome: architecture choices plus every compression gene (`cosearch.compressors`).
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        weight_bits: Sequence[int] = (4, 8, FLOAT_BITS),
-        sparsity: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
-        distill_alpha: Sequence[float] = (0.0,),
-        channel_ratio: Sequence[float] = (0.0,),
-        activation_bits: Sequence[int] = (FLOAT_BITS,),
-        rank_ratio: Sequence[float] = (1.0,),
-        hash_ratio: Sequence[float] = (1.0,),
-    ) -> None:
-        for bits in weight_bits:
-            LayerPolicy(weight_bits=bits)  # validates
-        for bits in activation_bits:
-            LayerPolicy(activation_bits=bits)
-        for ratio in rank_ratio:
-            LayerPolicy(rank_ratio=ratio)
-        for ratio in hash_ratio:
-            LayerPolicy(hash_ratio=ratio)
-        for amount in sparsity:
-            LayerPolicy(sparsity=amount)
-        for alpha in distill_alpha:
-            Policy(distill_alpha=alpha)
-        for ratio in channel_ratio:
-            Policy(channel_ratio=ratio)
+    `JointSpace(space, weight_bits=(8, 32), sparsity=(0.0, 0.5))`: each keyword names a gene and
+    the options searched for it; genes not named search their technique's default options. A
+    gene with only its "off" option is left out of the genome unless its technique says otherwise.
+    """
+
+    def __init__(self, space: SearchSpace, **options: Sequence[Any]) -> None:
+        genes = compression_genes()
+        for name in options:
+            if name not in genes:
+                raise ValueError(f"`{name}` is no compression gene; the genes are {list(genes)}")
         self.space = space
-        self.weight_bits = tuple(weight_bits)
-        self.sparsity = tuple(float(s) for s in sparsity)
-        self.distill_alpha = tuple(float(a) for a in distill_alpha)
-        self.channel_ratio = tuple(float(r) for r in channel_ratio)
-        self.activation_bits = tuple(activation_bits)
-        self.rank_ratio = tuple(float(r) for r in rank_ratio)
-        self.hash_ratio = tuple(float(r) for r in hash_ratio)
+        self.options: dict[str, tuple[Any, ...]] = {}
+        for name, gene in genes.items():
+            values = tuple(options.get(name, gene.search))
+            for value in values:
+                gene.validate(name, value)
+            self.options[name] = tuple(map(gene.kind, values)) if gene.kind is float else values
+        in_genome = {
+            name: gene.always_a_gene or self.options[name] != (gene.default,) for name, gene in genes.items()
+        }  # only then a gene, so genomes without a technique stay as they were
         self._choices = list(space.choices())
-        self._choices.append(Choice("distill_alpha", self.distill_alpha, group="distill"))
-        self._choices.append(Choice("channel_ratio", self.channel_ratio, group="channels"))
+        self._network_genes = {}  # genome name -> (gene name, its type)
+        for name, gene in genes.items():
+            if gene.scope == "network" and in_genome[name]:
+                self._choices.append(Choice(gene.genome, self.options[name], group=gene.group))
+                self._network_genes[gene.genome] = (name, gene.kind)
+        layer_genes = [(name, gene) for name, gene in genes.items() if gene.scope == "layer" and in_genome[name]]
         for slot in space.all_slots():
-            self._choices.append(Choice(f"bits:{slot}", self.weight_bits, group="bits"))
-            self._choices.append(Choice(f"sparsity:{slot}", self.sparsity, group="sparsity"))
-            if self.activation_bits != (FLOAT_BITS,):  # only then a gene, so genomes without it stay as they were
-                self._choices.append(Choice(f"abits:{slot}", self.activation_bits, group="activation_bits"))
-            if self.rank_ratio != (1.0,):
-                self._choices.append(Choice(f"rank:{slot}", self.rank_ratio, group="rank"))
-            if self.hash_ratio != (1.0,):
-                self._choices.append(Choice(f"hash:{slot}", self.hash_ratio, group="hash"))
+            for name, gene in layer_genes:
+                self._choices.append(Choice(f"{gene.genome}:{slot}", self.options[name], group=gene.group))
         self._by_name = {c.name: c for c in self._choices}
         self._options = {c.name: c.options for c in self._choices}
-        # Per slot the names of its genes (None: not a gene, the default applies); built once, as
-        # decode reads them for every layer of every candidate.
+        # Per slot (genome name, gene name, type) of its genes; genes left out keep their default.
+        # Built once, as decode reads them for every layer of every candidate.
         self._slot_genes = {
-            slot: (
-                f"bits:{slot}",
-                f"sparsity:{slot}",
-                *(f"{p}:{slot}" if f"{p}:{slot}" in self._by_name else None for p in ("abits", "rank", "hash")),
-            )
+            slot: tuple((f"{gene.genome}:{slot}", name, gene.kind) for name, gene in layer_genes)
             for slot in space.all_slots()
         }
         self._sizes = np.array([len(c.options) for c in self._choices])
@@ -205,34 +185,18 @@ class JointSpace:
         self.space.validate_arch(arch)
 
         def layer_policy(slot: str) -> LayerPolicy:
-            bits, sparsity, abits, rank, hashed = self._slot_genes[slot]
-            return _layer_policy(
-                int(sample[bits]),
-                float(sample[sparsity]),
-                int(sample[abits]) if abits else FLOAT_BITS,
-                float(sample[rank]) if rank else 1.0,
-                float(sample[hashed]) if hashed else 1.0,
-            )
+            return _layer_policy(tuple((name, kind(sample[gene])) for gene, name, kind in self._slot_genes[slot]))
 
-        return self._canonical(arch, layer_policy, float(sample["distill_alpha"]), float(sample["channel_ratio"]))
+        network = {name: kind(sample[gene]) for gene, (name, kind) in self._network_genes.items()}
+        return self._canonical(arch, layer_policy, network)
 
-    def canonical(
-        self,
-        arch: Mapping[str, Any],
-        layers: Mapping[str, LayerPolicy],
-        distill_alpha: float = 0.0,
-        channel_ratio: float = 0.0,
-    ) -> Candidate:
+    def canonical(self, arch: Mapping[str, Any], layers: Mapping[str, LayerPolicy], **network: Any) -> Candidate:
         """The canonical arch, with the policy written the smallest way its symmetries allow."""
         self.space.validate_arch(arch)
-        return self._canonical(arch, layers.get, distill_alpha, channel_ratio)
+        return self._canonical(arch, layers.get, network)
 
     def _canonical(
-        self,
-        arch: Mapping[str, Any],
-        layer_policy: Callable[[str], LayerPolicy | None],
-        distill_alpha: float,
-        channel_ratio: float,
+        self, arch: Mapping[str, Any], layer_policy: Callable[[str], LayerPolicy | None], network: Mapping[str, Any]
     ) -> Candidate:
         """`layer_policy(slot)`: the policy of a slot of `arch`, asked only for slots that stay live."""
         candidates = []
@@ -242,7 +206,7 @@ class JointSpace:
             for source, slot in form.slot_map.items():
                 if slot in live and (lp := layer_policy(source)) is not None:
                     moved[slot] = lp
-            candidates.append(Candidate(form.arch, Policy(moved, distill_alpha, channel_ratio)))
+            candidates.append(Candidate(form.arch, Policy(moved, **network)))
         assert candidates, "a search space must return at least one form"
         if len(candidates) == 1:  # most archs: nothing to compare, no JSON to write
             return candidates[0]
@@ -251,18 +215,12 @@ class JointSpace:
     def encode(self, candidate: Candidate) -> Sample:
         """A sample that decodes to `candidate`; slots the arch lacks get their first option."""
         sample = self.space.sample_from_arch(candidate.arch)
-        sample["distill_alpha"] = candidate.policy.distill_alpha
-        sample["channel_ratio"] = candidate.policy.channel_ratio
-        for slot, (bits, sparsity, abits, rank, hashed) in self._slot_genes.items():
+        for gene, (name, _) in self._network_genes.items():
+            sample[gene] = candidate.policy.network[name]
+        for slot, slot_genes in self._slot_genes.items():
             lp = candidate.policy.layers.get(slot)
-            sample[bits] = lp.weight_bits if lp else self.weight_bits[0]
-            sample[sparsity] = lp.sparsity if lp else self.sparsity[0]
-            if abits:
-                sample[abits] = lp.activation_bits if lp else self.activation_bits[0]
-            if rank:
-                sample[rank] = lp.rank_ratio if lp else self.rank_ratio[0]
-            if hashed:
-                sample[hashed] = lp.hash_ratio if lp else self.hash_ratio[0]
+            for gene, name, _ in slot_genes:
+                sample[gene] = lp[name] if lp else self._options[gene][0]
         return sample
 
     def contains(self, candidate: Candidate) -> bool:

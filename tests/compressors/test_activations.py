@@ -53,7 +53,12 @@ def test_compress_quantizes_the_inputs_the_policy_names_and_lsq_learns_the_step(
     space = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
     slots = space.layer_slots(ARCH)
     model = space.build(ARCH, (1, 8, 8), 10)
-    policy = Policy({slot: LayerPolicy(8, 0.0, 8 if i % 2 else 32) for i, slot in enumerate(slots)})
+    policy = Policy(
+        {
+            slot: LayerPolicy(weight_bits=8, sparsity=0.0, activation_bits=8 if i % 2 else 32)
+            for i, slot in enumerate(slots)
+        }
+    )
     compressed = compress(model, policy, learn_activation_scales=True)
     quantized = {
         name.rsplit(".input_quant", 1)[0]
@@ -76,7 +81,12 @@ def test_compress_quantizes_the_inputs_the_policy_names_and_lsq_learns_the_step(
 def test_deployed_file_runs_the_quantized_model_in_onnx_runtime(activation_bits):
     space = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
     torch.manual_seed(0)
-    policy = Policy({slot: LayerPolicy(8, 0.0, activation_bits) for slot in space.layer_slots(ARCH)})
+    policy = Policy(
+        {
+            slot: LayerPolicy(weight_bits=8, sparsity=0.0, activation_bits=activation_bits)
+            for slot in space.layer_slots(ARCH)
+        }
+    )
     compressed = compress(space.build(ARCH, (1, 8, 8), 10), policy)
     x = np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32)
     calibrate(compressed, [torch.from_numpy(x)], "minmax")
@@ -98,7 +108,9 @@ def test_quantized_outputs_make_onnx_runtime_run_integer_kernels():
 
     space = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
     torch.manual_seed(0)
-    policy = Policy({slot: LayerPolicy(8, 0.0, 8) for slot in space.layer_slots(ARCH)})
+    policy = Policy(
+        {slot: LayerPolicy(weight_bits=8, sparsity=0.0, activation_bits=8) for slot in space.layer_slots(ARCH)}
+    )
     compressed = compress(space.build(ARCH, (1, 8, 8), 10), policy)
     x = np.random.default_rng(0).standard_normal((128, 1, 8, 8)).astype(np.float32)
     calibrate(compressed, [torch.from_numpy(x)], "minmax")

@@ -20,7 +20,7 @@ from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
 def test_a_linear_layer_becomes_its_best_rank_k_approximation():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 48))
-    factored = factorize(model, Policy({"0": LayerPolicy(rank_ratio=0.25)}))
+    factored = factorize(model, {"0": 0.25})
     first, second = factored[0][0], factored[0][1]
     assert (first.out_features, second.in_features) == (12, 12)  # 0.25 * min(64, 48)
     u, s, vh = torch.linalg.svd(model[0].weight.detach(), full_matrices=False)
@@ -34,7 +34,7 @@ def test_only_layers_that_shrink_are_factorised():
     conv1x1, conv3x3 = nn.Conv2d(32, 32, 1), nn.Conv2d(32, 32, 3)
     assert rank_for(conv1x1, 0.25) == 8 and rank_for(conv3x3, 0.25) is None
     assert rank_for(conv1x1, 1.0) is None and rank_for(conv1x1, 0.75) is None  # 24 * 64 >= 32 * 32: no saving
-    with pytest.raises(ValueError, match="rank_ratio"):
+    with pytest.raises(ValueError, match="ratio"):
         rank_for(conv1x1, 0.0)
     with pytest.raises(ValueError, match="rank_ratio"):
         LayerPolicy(rank_ratio=1.5)
@@ -44,7 +44,7 @@ def test_factorised_network_trains_exports_and_reloads():
     space = SEARCH_SPACES.create("nb201", channels=16, cells_per_stage=1)
     arch = {"cell": "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_1x1~2|"}
     slots = space.layer_slots(arch)
-    policy = Policy({slot: LayerPolicy(8, 0.0, rank_ratio=0.25) for slot in slots})
+    policy = Policy({slot: LayerPolicy(weight_bits=8, sparsity=0.0, rank_ratio=0.25) for slot in slots})
     torch.manual_seed(0)
     model = space.build(arch, (1, 8, 8), 10)
     shaped = reshape(model, policy, (1, 8, 8))
@@ -57,7 +57,7 @@ def test_factorised_network_trains_exports_and_reloads():
     )
     plain = bake(compress(shaped, policy)).eval()
     assert size_bytes(plain, policy) < size_bytes(
-        bake(compress(model, Policy({s: LayerPolicy(8) for s in slots}))), policy
+        bake(compress(model, Policy({s: LayerPolicy(weight_bits=8) for s in slots}))), policy
     )
     x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
     onnx_bytes, config = deployment(plain, policy, (1, 8, 8))

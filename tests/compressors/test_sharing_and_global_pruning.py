@@ -53,7 +53,7 @@ def test_hash_is_fixed_by_index_and_seed_and_buckets_train():
 def test_hashed_size_counts_buckets_and_the_file_runs_in_onnx_runtime():
     model = small_model()
     dense = size_bytes(model, Policy())
-    policy = Policy({"4": LayerPolicy(8, hash_ratio=0.125)})
+    policy = Policy({"4": LayerPolicy(weight_bits=8, hash_ratio=0.125)})
     plain = bake(compress(model, policy)).eval()
     assert size_bytes(plain, policy) == dense - 5120 * 4 + 640 * 4  # buckets in float32, see size_bytes
     x = np.random.default_rng(0).standard_normal((8, 1, 8, 8)).astype(np.float32)
@@ -72,7 +72,10 @@ def test_hash_ratio_is_checked_in_policy_and_job():
 
 def test_hash_ratio_is_a_gene_per_slot_that_round_trips():
     joint = JointSpace(
-        SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [8, 32], [0.0], hash_ratio=[1.0, 0.25]
+        SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1),
+        weight_bits=[8, 32],
+        sparsity=[0.0],
+        hash_ratio=[1.0, 0.25],
     )
     assert any(c.name.startswith("hash:") for c in joint.choices())
     rng = np.random.default_rng(0)
@@ -85,7 +88,9 @@ def test_global_pruning_removes_the_smallest_weights_wherever_they_are():
     model = small_model()
     with torch.no_grad():
         model[0].weight.mul_(100)  # the conv's weights are all large: global pruning spares them
-    policy = global_magnitude_policy(model, Policy({"0": LayerPolicy(8), "4": LayerPolicy(8)}), 0.5)
+    policy = global_magnitude_policy(
+        model, Policy({"0": LayerPolicy(weight_bits=8), "4": LayerPolicy(weight_bits=8)}), 0.5
+    )
     assert policy.get("0").sparsity == 0.0 and policy.get("0").weight_bits == 8
     assert policy.get("4").sparsity == pytest.approx(5120 * 0.5 / 5120 + 72 * 0.5 / 5120, abs=1e-3)
     plain = bake(compress(model, policy))

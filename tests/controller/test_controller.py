@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 
+from cosearch import build
 from cosearch.controller import Controller, RunStore
 from cosearch.job import spec_from_dict
 from cosearch.strategies import Strategy
@@ -136,7 +137,7 @@ def test_teacher_is_prepared_once_and_used(ray_local, tmp_path):
         and "shifts up to 1 px" in info["how"]
     )
     assert np.load(io.BytesIO(logits)).shape == (
-        9 * len(spec.data_settings().load().train.y),
+        9 * len(build.data_settings(spec).load().train.y),
         10,
     )  # one row per shifted view
     assert all(r.result.ok and r.result.candidate.policy.distill_alpha == 0.5 for r in results)

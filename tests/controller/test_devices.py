@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cosearch import build
 from cosearch.cli.main import main
 from cosearch.controller import Controller, RunStore
 from cosearch.job import spec_from_dict
@@ -113,6 +114,6 @@ def test_profiles_file_declares_devices_for_many_jobs(tmp_path, lut):
     job = spec_from_dict(
         {"search_space": SPACE, "profiles": str(shared / "profiles.yaml"), "budgets": ["latency_ms@phone <= 5"]}
     )
-    phone = job.device_profiles()["phone"]
+    phone = build.device_profiles(job)["phone"]
     assert phone.kind == "lut" and Path(phone.table) == shared / "lut.json"  # relative to the profiles file
-    assert "latency_ms@phone" in job.make_evaluator().provides()
+    assert "latency_ms@phone" in build.make_evaluator(job).provides()

@@ -9,8 +9,14 @@ from cosearch.core import Candidate, Constraint, Goals, LayerPolicy, Objective, 
 
 
 def test_candidate_key_is_stable_and_order_free():
-    a = Candidate({"cell": "x", "b": 1}, Policy({"l1": LayerPolicy(8, 0.5), "l0": LayerPolicy(4)}))
-    b = Candidate({"b": 1, "cell": "x"}, Policy({"l0": LayerPolicy(4), "l1": LayerPolicy(8, 0.5)}))
+    a = Candidate(
+        {"cell": "x", "b": 1},
+        Policy({"l1": LayerPolicy(weight_bits=8, sparsity=0.5), "l0": LayerPolicy(weight_bits=4)}),
+    )
+    b = Candidate(
+        {"b": 1, "cell": "x"},
+        Policy({"l0": LayerPolicy(weight_bits=4), "l1": LayerPolicy(weight_bits=8, sparsity=0.5)}),
+    )
     assert a.key == b.key and a == b
     assert Candidate.from_json(a.to_json()).key == a.key
     assert Candidate({"cell": "y"}).key != a.key
@@ -37,8 +43,10 @@ def test_layer_policy_rejects_sparsity(sparsity):
 
 
 def test_policy_summary():
-    policy = Policy({"a": LayerPolicy(4, 0.5), "b": LayerPolicy(32, 0.0)})
+    policy = Policy({"a": LayerPolicy(weight_bits=4, sparsity=0.5), "b": LayerPolicy(weight_bits=32, sparsity=0.0)})
     assert policy.summary() == "w4x1 fpx1; sparsity 0.25"
+    assert Policy({}).summary() == "float, dense"  # a network with no compressible layers
+    assert Policy({}, distill_alpha=0.5, channel_ratio=0.25).summary() == "float, dense; distill 0.5; channels -25%"
 
 
 def test_result_round_trip_and_failed():

@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
 
+from cosearch import build  # noqa: E402
 from cosearch.core import Candidate, Policy, SpecError  # noqa: E402
 from cosearch.evaluators.data import load_dataset  # noqa: E402
 from cosearch.evaluators.train import Distillation, TrainEvaluator, TrainingSettings  # noqa: E402
@@ -71,7 +72,7 @@ def test_student_learns_from_teacher_logits():
 )
 def test_distillation_settings_are_validated(compression, fragment):
     with pytest.raises(SpecError, match=fragment):
-        spec_from_dict({"compression": compression})
+        build.check(spec_from_dict({"compression": compression}))
 
 
 def test_a_job_that_distils_needs_a_teacher_named_or_given():
@@ -88,7 +89,7 @@ def test_a_job_that_distils_needs_a_teacher_named_or_given():
 
 def test_distill_alpha_is_a_gene_of_the_joint_genome():
     job = spec_from_dict({"compression": {"distill_alpha": [0.0, 0.7], "teacher": {"model": "resnet18"}}})
-    joint = job.make_joint_space()
+    joint = build.make_joint_space(job)
     alphas = {joint.decode(joint.sample(np.random.default_rng(s))).policy.distill_alpha for s in range(20)}
     assert alphas == {0.0, 0.7}
     candidate = joint.decode(joint.sample(np.random.default_rng(1)))
@@ -103,12 +104,18 @@ def test_a_teacher_checkpoint_with_other_classes_is_refused(tmp_path):
     with pytest.raises(
         SpecError, match=r"compression.teacher.checkpoint: the teacher has 100 output classes.*10 classes"
     ):
-        spec_from_dict(
-            {"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(path)}}}
+        build.check(
+            spec_from_dict(
+                {"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(path)}}}
+            )
         )
     good = tmp_path / "teacher10.pt"
     torch.save(timm.create_model("resnet18", num_classes=10, in_chans=1).state_dict(), good)
-    spec_from_dict({"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(good)}}})
+    build.check(
+        spec_from_dict(
+            {"compression": {"distill_alpha": [0.5], "teacher": {"model": "resnet18", "checkpoint": str(good)}}}
+        )
+    )
 
 
 def test_shifted_views_move_every_image_by_each_offset():

@@ -29,7 +29,9 @@ def test_digits_splits_are_disjoint_and_stratified():
 
 
 def test_evaluation_trains_compresses_and_measures():
-    candidate = Candidate(ARCH, Policy({slot: LayerPolicy(8, 0.5) for slot in SPACE.layer_slots(ARCH)}))
+    candidate = Candidate(
+        ARCH, Policy({slot: LayerPolicy(weight_bits=8, sparsity=0.5) for slot in SPACE.layer_slots(ARCH)})
+    )
     evaluator = TrainEvaluator(SPACE, training=TrainingSettings(epochs=3, finetune_epochs=1), devices=FAST_LATENCY)
     evaluation = evaluator.evaluate(candidate)
     result = evaluation.result
@@ -38,7 +40,9 @@ def test_evaluation_trains_compresses_and_measures():
     assert result.metrics["latency_ms@local-cpu"] > 0
     assert result.measured["latency_ms@local-cpu"]["runs"] == 30
     assert result.measured["accuracy"]["split"] == "val"
-    dense = Candidate(ARCH, Policy({slot: LayerPolicy(32, 0.0) for slot in SPACE.layer_slots(ARCH)}))
+    dense = Candidate(
+        ARCH, Policy({slot: LayerPolicy(weight_bits=32, sparsity=0.0) for slot in SPACE.layer_slots(ARCH)})
+    )
     dense_result = (
         TrainEvaluator(SPACE, training=TrainingSettings(epochs=1, finetune_epochs=0), devices=FAST_LATENCY)
         .evaluate(dense)
@@ -106,7 +110,9 @@ def test_without_prefilter_over_budget_candidates_are_trained():
 def test_costs_measured_before_training_match_the_trained_model():
     from cosearch.compressors import compress, size_bytes
 
-    candidate = Candidate(ARCH, Policy({slot: LayerPolicy(4, 0.75) for slot in SPACE.layer_slots(ARCH)}))
+    candidate = Candidate(
+        ARCH, Policy({slot: LayerPolicy(weight_bits=4, sparsity=0.75) for slot in SPACE.layer_slots(ARCH)})
+    )
     evaluator = TrainEvaluator(SPACE, training=TrainingSettings(epochs=1, finetune_epochs=1), devices=FAST_LATENCY)
     result = evaluator.evaluate(candidate).result
     untrained = SPACE.build(ARCH, (1, 8, 8), 10)
@@ -118,7 +124,7 @@ def test_costs_measured_before_training_match_the_trained_model():
 def test_structured_pruning_shrinks_the_model_and_its_weights_reload():
     from cosearch.compressors import prune_channels
 
-    layers = {slot: LayerPolicy(8, 0.0) for slot in SPACE.layer_slots(ARCH)}
+    layers = {slot: LayerPolicy(weight_bits=8, sparsity=0.0) for slot in SPACE.layer_slots(ARCH)}
     evaluator = TrainEvaluator(SPACE, training=TrainingSettings(epochs=2, finetune_epochs=1), devices=FAST_LATENCY)
     whole = evaluator.evaluate(Candidate(ARCH, Policy(layers))).result
     evaluation = evaluator.evaluate(Candidate(ARCH, Policy(layers, channel_ratio=0.5)))

@@ -29,7 +29,9 @@ def tiny_model() -> nn.Module:
 
 
 def test_layer_shapes_and_bitops_follow_the_policy():
-    layers = layer_shapes(tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(4), "3": LayerPolicy(8)}))
+    layers = layer_shapes(
+        tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(weight_bits=4), "3": LayerPolicy(weight_bits=8)})
+    )
     assert [(layer.name, layer.in_size, layer.out_size, layer.weight_bits) for layer in layers] == [
         ("0", 16, 8, 4),
         ("2", 8, 8, 32),
@@ -40,7 +42,7 @@ def test_layer_shapes_and_bitops_follow_the_policy():
     assert layers[1].depthwise and not layers[2].depthwise
     expected = (8 * 64 * 27 * 4 + 8 * 64 * 9 * 32 + 16 * 64 * 8 * 8 + 160 * 32) * 32
     assert bitops(layers) == expected
-    with_inputs = layer_shapes(tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(4, activation_bits=8)}))
+    with_inputs = layer_shapes(tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(weight_bits=4, activation_bits=8)}))
     assert (
         with_inputs[0].activation_bits == 8
         and bitops(with_inputs) == 8 * 64 * 27 * 4 * 8 + (8 * 64 * 9 + 16 * 64 * 8 + 160) * 32 * 32
@@ -105,5 +107,5 @@ def test_a_malformed_accelerator_table_gets_one_clear_error(tmp_path, content):
 
 def test_model_costs_from_the_table(table):
     model = nn.Sequential(nn.Conv2d(8, 16, 1), nn.Conv2d(16, 32, 1))
-    layers = layer_shapes(model, (8, 8, 8), Policy({"0": LayerPolicy(4), "1": LayerPolicy(8)}))
+    layers = layer_shapes(model, (8, 8, 8), Policy({"0": LayerPolicy(weight_bits=4), "1": LayerPolicy(weight_bits=8)}))
     assert table.predict(layers, 8)["latency_ms"] == pytest.approx(0.01 * 4 * 8 + 0.04 * 8 * 8)

@@ -20,14 +20,14 @@ FAST = LatencySettings(warmup_runs=5, runs=30)
 
 @pytest.fixture(scope="module")
 def table():
-    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), weight_bits=[32], sparsity=[0.0])
     return profile(
         sampled_graphs(joint, SHAPE, 10, seed=0, limit=12), SHAPE, "local-cpu", FAST, calibration=8, patience=100
     )
 
 
 def test_profile_times_every_layer_configuration_it_meets(table):
-    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), weight_bits=[32], sparsity=[0.0])
     graphs = list(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12))
     keys = {k for g, config in graphs for k in graph_nodes(g, SHAPE, config).keys}
     assert set(table.entries) == keys  # patience 100 > 12 networks: every network was read
@@ -38,7 +38,7 @@ def test_profile_times_every_layer_configuration_it_meets(table):
 
 
 def test_prediction_sums_the_layers_of_a_network(table):
-    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), weight_bits=[32], sparsity=[0.0])
     graph, _ = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     keys = graph_nodes(graph, SHAPE).keys
     expected = table.overhead_ms + sum(table.op_scales.get(json.loads(k)[1], 1.0) * table.entries[k] for k in keys)
@@ -48,7 +48,9 @@ def test_prediction_sums_the_layers_of_a_network(table):
 
 
 def test_a_network_with_unprofiled_layers_is_refused(table):
-    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=6, cells_per_stage=1), [32], [0.0])  # other widths
+    joint = JointSpace(
+        SEARCH_SPACES.create("nb201", channels=6, cells_per_stage=1), weight_bits=[32], sparsity=[0.0]
+    )  # other widths
     graph, _ = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     with pytest.raises(MissingLayers, match="not in the table"):
         table.predict(graph)
@@ -92,7 +94,12 @@ def test_calibration_fits_overhead_and_a_scale_per_op_type():
 
 
 def test_quantized_inputs_are_profiled_and_predicted_as_integer_kernels():
-    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [8], [0.0], activation_bits=[8])
+    joint = JointSpace(
+        SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1),
+        weight_bits=[8],
+        sparsity=[0.0],
+        activation_bits=[8],
+    )
     table = profile(
         sampled_graphs(joint, SHAPE, 10, seed=0, limit=4), SHAPE, "local-cpu", FAST, calibration=4, patience=100
     )
@@ -105,7 +112,7 @@ def test_profile_keeps_the_lowest_of_several_rounds(monkeypatch):
     """A round slowed by other load must not make it into the table."""
     import cosearch.hardware.lut as lut
 
-    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), [32], [0.0])
+    joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), weight_bits=[32], sparsity=[0.0])
     calls = {"n": 0}
     real = lut._time_ms
 

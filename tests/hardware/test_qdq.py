@@ -30,7 +30,9 @@ def test_int8_storage_matches_the_fake_quantized_model(space_name, arch):
     space = SEARCH_SPACES.create(space_name, channels=8)
     slots = space.layer_slots(arch)
     bits = [4, 8, 32]
-    policy = Policy({slot: LayerPolicy(bits[i % 3], 0.5 if i % 2 else 0.0) for i, slot in enumerate(slots)})
+    policy = Policy(
+        {slot: LayerPolicy(weight_bits=bits[i % 3], sparsity=0.5 if i % 2 else 0.0) for i, slot in enumerate(slots)}
+    )
     torch.manual_seed(0)
     compressed = compress(space.build(arch, (1, 8, 8), 10), policy)
     compressed.eval()
@@ -51,7 +53,7 @@ def test_weights_off_the_grid_are_refused():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     float_bytes = to_onnx_bytes(model, (1, 8, 8))  # not baked: float weights are not on a 4-bit grid
     with pytest.raises(CosearchError, match="grid"):
-        quantize_weight_initializers(float_bytes, model, Policy({"1": LayerPolicy(4, 0.0)}))
+        quantize_weight_initializers(float_bytes, model, Policy({"1": LayerPolicy(weight_bits=4, sparsity=0.0)}))
 
 
 def test_batch_norms_are_folded_into_their_convs_in_the_deployed_file():
@@ -66,7 +68,12 @@ def test_batch_norms_are_folded_into_their_convs_in_the_deployed_file():
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(-1.5, 1.5)
-    policy = Policy({slot: LayerPolicy([4, 8, 32][i % 3], 0.0) for i, slot in enumerate(space.layer_slots(arch))})
+    policy = Policy(
+        {
+            slot: LayerPolicy(weight_bits=[4, 8, 32][i % 3], sparsity=0.0)
+            for i, slot in enumerate(space.layer_slots(arch))
+        }
+    )
     plain = bake(compress(model, policy)).eval()
     onnx_bytes, config = deployment(plain, policy, (1, 8, 8))
     graph = onnx.load_from_string(onnx_bytes).graph
@@ -86,7 +93,9 @@ def test_four_bit_weights_are_stored_two_a_byte_where_they_fold_to_float(activat
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
     files = {}
     for bits in (4, 8):
-        policy = Policy({"1": LayerPolicy(bits, activation_bits=activation_bits), "3": LayerPolicy(8)})
+        policy = Policy(
+            {"1": LayerPolicy(weight_bits=bits, activation_bits=activation_bits), "3": LayerPolicy(weight_bits=8)}
+        )
         plain = bake(compress(model, policy)).eval()
         files[bits], config = deployment(plain, policy, (1, 8, 8), quantized_outputs=False)
         x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)

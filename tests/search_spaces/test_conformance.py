@@ -73,10 +73,12 @@ def test_decode_equals_canonical_of_the_whole_policy(joint):
     for _ in range(10):
         sample = joint.sample(rng)
         layers = {
-            slot: LayerPolicy(sample[f"bits:{slot}"], sample[f"sparsity:{slot}"]) for slot in joint.space.all_slots()
+            slot: LayerPolicy(weight_bits=sample[f"bits:{slot}"], sparsity=sample[f"sparsity:{slot}"])
+            for slot in joint.space.all_slots()
         }
         arch = joint.space.arch_from_sample(sample)
-        assert joint.decode(sample) == joint.canonical(arch, layers, sample["distill_alpha"], sample["channel_ratio"])
+        network = {"distill_alpha": sample["distill_alpha"], "channel_ratio": sample["channel_ratio"]}
+        assert joint.decode(sample) == joint.canonical(arch, layers, **network)
 
 
 def test_seeded_sampler_repeats(joint):

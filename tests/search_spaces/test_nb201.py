@@ -94,8 +94,8 @@ def test_policy_moves_with_the_relabelled_slot(joint, space):
 
     a = "|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|none~0|nor_conv_1x1~1|none~2|"
     b = "|avg_pool_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|nor_conv_1x1~2|"
-    pol_a = {"stage0.0.e0_1.conv": LayerPolicy(4, 0.5)}
-    pol_b = {"stage0.0.e0_2.conv": LayerPolicy(4, 0.5)}
+    pol_a = {"stage0.0.e0_1.conv": LayerPolicy(weight_bits=4, sparsity=0.5)}
+    pol_b = {"stage0.0.e0_2.conv": LayerPolicy(weight_bits=4, sparsity=0.5)}
     assert joint.canonical({"cell": a}, pol_a).key == joint.canonical({"cell": b}, pol_b).key
     assert joint.canonical({"cell": a}, pol_a).key != joint.canonical({"cell": b}, {}).key
 

@@ -112,13 +112,13 @@ def setting(name: str, table: str | None = None) -> Setting:
             return FailSome(evaluator, fail_rate) if fail_rate else evaluator
 
         return Setting(
-            JointSpace(SPACE, [32], [0.0]),
+            JointSpace(SPACE, weight_bits=[32], sparsity=[0.0]),
             Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.9"),)),
             table_evaluator,
         )
     goals = Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 1.8"),))
     return Setting(
-        JointSpace(ToySpace(), [32], [0.0]),
+        JointSpace(ToySpace(), weight_bits=[32], sparsity=[0.0]),
         goals,
         lambda fail_rate=0.0: FailSome(ToyEvaluator(), fail_rate) if fail_rate else ToyEvaluator(),
     )

@@ -1,0 +1,301 @@
+"""Building a run from its job: the search space, strategy, evaluator and devices, and every
+check that reads something (the dataset folder, device tables, the profiles file, the teacher).
+
+`cosearch.job` only parses, so a stored job reads back whatever has moved since; `run` and
+`resume` come here first (`load_job`, `check`) and say what is wrong before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cosearch.compressors import genes as compression_genes
+from cosearch.core.errors import SpecError
+from cosearch.job import DEVICE_METRIC_KINDS, DeviceSpec, JobSpec, _Component, _read_yaml, check_device, read_job
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read a job file and check everything about it: what `cosearch run` does before writing anything."""
+    return check(read_job(path))
+
+
+def check(job: JobSpec) -> JobSpec:
+    """Raise SpecError for the first thing that keeps `job` from running: files, then components."""
+    from cosearch.evaluators.data import check_dataset_path
+
+    check_dataset_path(job.task.dataset, job.task.path)
+    _check_teacher(job)
+    profiles = device_profiles(job)
+    make_space(job)
+    validate_strategy(job)
+    validate_evaluator(job, profiles)
+    return job
+
+
+def _check_teacher(job: JobSpec) -> None:
+    teacher = job.compression.teacher
+    if teacher is None:
+        return
+    import timm
+
+    if not timm.is_model(teacher.model):
+        close = timm.list_models(f"*{teacher.model.split('_')[0][:6]}*")[:5]
+        raise SpecError("compression.teacher.model", teacher.model, f"a timm model name, e.g. {close or ['resnet18']}")
+    if teacher.checkpoint is not None and not Path(teacher.checkpoint).is_file():
+        raise SpecError(
+            "compression.teacher.checkpoint", teacher.checkpoint, "a local state-dict file (nothing is downloaded)"
+        )
+    _check_teacher_checkpoint(job)
+
+
+def _check_teacher_checkpoint(job: JobSpec) -> None:
+    """A teacher checkpoint must fit the task: its classes and input channels."""
+    teacher = job.compression.teacher
+    if teacher is None or teacher.checkpoint is None:
+        return
+    import timm
+    import torch
+
+    from cosearch.evaluators.data import INPUT_SHAPES, NUM_CLASSES
+
+    classes, channels = NUM_CLASSES[job.task.dataset], INPUT_SHAPES[job.task.dataset][0]
+    model = timm.create_model(teacher.model, pretrained=False, num_classes=classes, in_chans=channels)
+    field = "compression.teacher.checkpoint"
+    try:
+        state = torch.load(teacher.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user mistake
+        raise SpecError(
+            field, teacher.checkpoint, f"a state dict saved with torch.save ({type(error).__name__})"
+        ) from None
+    expected = model.state_dict()
+    if not isinstance(state, dict) or set(state) != set(expected):
+        raise SpecError(field, teacher.checkpoint, f"a state dict of timm's {teacher.model!r} (its keys differ)")
+    classifier = model.get_classifier()
+    head = next(name for name, p in model.named_parameters() if p is getattr(classifier, "weight", None))
+    if tuple(state[head].shape) != tuple(expected[head].shape):
+        raise SpecError(
+            field,
+            teacher.checkpoint,
+            f"a teacher with the task's {classes} classes ({head} {list(expected[head].shape)}), not {list(state[head].shape)}",
+            problem=f"the teacher has {state[head].shape[0]} output classes",
+        )
+    bad = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if bad:
+        raise SpecError(
+            field,
+            teacher.checkpoint,
+            f"weights shaped for {channels}-channel {job.task.dataset} inputs ({bad[0]} differs)",
+        )
+
+
+def device_profiles(job: JobSpec) -> dict[str, Any]:
+    """Every device this job knows: built in (`local-cpu`), from `profiles`, and declared here."""
+    from cosearch.hardware.profiles import builtin_devices
+
+    specs: dict[str, tuple[str, DeviceSpec, Path | None]] = {}
+    if job.profiles is not None:
+        for name, spec in _read_profiles(job.profiles).items():
+            specs[name] = (f"profiles ({job.profiles}): devices.{name}", spec, Path(job.profiles).parent)
+    for name, spec in job.devices.items():
+        if name in specs:
+            raise SpecError(
+                f"devices.{name}", name, f"a name not already declared in {job.profiles}", problem="declared twice"
+            )
+        specs[name] = (f"devices.{name}", spec, None)
+    profiles = builtin_devices(_latency_settings(job))
+    profiles.update({name: _device(job, name, *entry) for name, entry in specs.items()})
+    return profiles
+
+
+def _latency_settings(job: JobSpec, spec: DeviceSpec | None = None):
+    from cosearch.hardware import LatencySettings
+
+    values = job.latency.model_dump()
+    for key in values:
+        if spec is not None and getattr(spec, key, None) is not None:
+            values[key] = getattr(spec, key)
+    return LatencySettings(**values)
+
+
+def _device(job: JobSpec, name: str, field: str, spec: DeviceSpec, base: Path | None) -> Any:
+    from cosearch.evaluators.data import INPUT_SHAPES
+    from cosearch.hardware.analytic import load_bitfusion
+    from cosearch.hardware.lut import LatencyTable
+    from cosearch.hardware.profiles import AnalyticDevice, LutDevice, MeasuredDevice
+
+    check_device(name, field, spec)
+    if spec.kind == "measured":
+        return MeasuredDevice(name, _latency_settings(job, spec), spec.statistic, spec.resource)  # type: ignore[arg-type]
+    table = str(base / spec.table) if base is not None and not Path(spec.table).is_absolute() else spec.table
+    if not Path(table).is_file():
+        raise SpecError(f"{field}.table", table, "an existing table file")
+    if spec.kind == "lut":
+        lut = LatencyTable.load(table, f"{field}.table")
+        expected = list(INPUT_SHAPES[job.task.dataset])
+        if lut.input_shape != expected:
+            raise SpecError(
+                f"{field}.table",
+                table,
+                f"a table profiled at the task's input shape {expected}, not {lut.input_shape}",
+            )
+        return LutDevice(name, table)
+    try:
+        load_bitfusion(table)
+    except SpecError as error:
+        raise SpecError(f"{field}.table", table, error.allowed) from None
+    return AnalyticDevice(name, table, spec.activation_bits)
+
+
+def evaluated_devices(job: JobSpec, profiles: dict[str, Any] | None = None) -> list[Any]:
+    """The devices each candidate is costed on: every declared one, and `local-cpu` when named."""
+    from cosearch.core.objectives import DEFAULT_DEVICE
+
+    profiles = profiles if profiles is not None else device_profiles(job)
+    named = {m.partition("@")[2] for m in job.goals().metrics}
+    return [p for name, p in profiles.items() if name != DEFAULT_DEVICE or name in named or name in job.devices]
+
+
+def make_space(job: JobSpec) -> Any:
+    from cosearch.search_spaces import SEARCH_SPACES
+
+    SEARCH_SPACES.get(job.search_space.name)
+    SEARCH_SPACES.check_params(job.search_space.name, job.search_space.params, "search_space")
+    return _construct(SEARCH_SPACES, job.search_space, "search_space")
+
+
+def make_joint_space(job: JobSpec) -> Any:
+    from cosearch.search_spaces import JointSpace
+
+    options = {name: getattr(job.compression, name) for name in compression_genes()}
+    return JointSpace(make_space(job), **options)
+
+
+def validate_strategy(job: JobSpec) -> None:
+    from cosearch.strategies import CONTROLLER_ARGS, STRATEGIES
+
+    STRATEGIES.get(job.strategy.name)
+    STRATEGIES.check_params(job.strategy.name, job.strategy.params, "strategy", skip=CONTROLLER_ARGS)
+    make_strategy(job)
+
+
+def make_strategy(job: JobSpec) -> Any:
+    from cosearch.strategies import STRATEGIES
+
+    kwargs = {"space": make_joint_space(job), "goals": job.goals(), "seed": job.resources.seed}
+    return _construct(STRATEGIES, job.strategy, "strategy", **kwargs)
+
+
+def validate_evaluator(job: JobSpec, profiles: dict[str, Any] | None = None) -> None:
+    from cosearch.evaluators import EVALUATORS
+
+    EVALUATORS.get(job.evaluator.name)
+    fixed = ("space", "data", "training", "devices", "budgets", "teacher_logits", "temperature", "compression")
+    EVALUATORS.check_params(job.evaluator.name, job.evaluator.params, "evaluator", skip=fixed)
+    profiles = profiles if profiles is not None else device_profiles(job)
+    evaluator = make_evaluator(job, profiles=profiles)
+    provided = evaluator.provides()
+    named = [(f"objectives[{i}]", o.metric) for i, o in enumerate(job.goals().objectives)]
+    named += [(f"budgets[{i}]", c.metric) for i, c in enumerate(job.goals().constraints)]
+    devices = profiles if job.evaluator.name == "train" else {}  # only the train evaluator costs devices
+    known = set(profiles) | {m.partition("@")[2] for m in provided if "@" in m}
+    for field, metric in named:
+        if metric in provided:
+            continue
+        base, _, device = metric.partition("@")
+        if device and device not in known:
+            raise SpecError(
+                field,
+                metric,
+                f"a device this job declares (devices: ...): {sorted(known)}",
+                problem=f"unknown device {device!r}",
+            )
+        if device in devices:
+            kinds = [kind for kind, bases in DEVICE_METRIC_KINDS.items() if base in bases]
+            offers = [m.partition("@")[0] for m in devices[device].metrics()]
+            raise SpecError(
+                field,
+                metric,
+                f"{devices[device].kind} devices provide {offers}; {base} comes from {kinds or 'no'} devices",
+                problem=f"device {device!r} does not provide {base}",
+            )
+        raise SpecError(field, metric, f"a metric the {job.evaluator.name!r} evaluator provides: {sorted(provided)}")
+    if not evaluator.evaluates_policy and not job.compression.searches_nothing():
+        off = ", ".join(f"{name}: [{gene.default}]" for name, gene in compression_genes().items())
+        raise SpecError(
+            "compression",
+            job.compression.model_dump(),
+            f"{off}, since the {job.evaluator.name!r} evaluator ignores compression",
+        )
+
+
+def data_settings(job: JobSpec) -> Any:
+    from cosearch.evaluators.train import DataSettings
+
+    t = job.task
+    return DataSettings(t.dataset, t.path, t.val_fraction, t.test_fraction, job.resources.seed)
+
+
+def training_settings(job: JobSpec) -> Any:
+    from cosearch.evaluators.train import TrainingSettings
+
+    return TrainingSettings(**job.training.model_dump(), seed=job.resources.seed)
+
+
+def compression_settings(job: JobSpec) -> Any:
+    from cosearch.evaluators.train import CompressionSettings
+
+    c = job.compression
+    return CompressionSettings(c.channel_importance, c.calibration, learn_activation_scales=c.learn_activation_scales)
+
+
+def make_evaluator(job: JobSpec, teacher_logits: Any = None, profiles: dict[str, Any] | None = None) -> Any:
+    from cosearch.evaluators import EVALUATORS
+
+    params: dict[str, Any] = {"space": make_space(job)}
+    if "seed" in EVALUATORS.parameters(job.evaluator.name) and "seed" not in job.evaluator.params:
+        params["seed"] = job.resources.seed
+    if job.evaluator.name == "train":
+        params["data"] = data_settings(job)
+        params["training"] = training_settings(job)
+        params["devices"] = tuple(evaluated_devices(job, profiles))
+        params["budgets"] = job.goals().constraints
+        params["teacher_logits"] = teacher_logits
+        params["temperature"] = job.compression.temperature
+        params["compression"] = compression_settings(job)
+    return _construct(EVALUATORS, job.evaluator, "evaluator", **params)
+
+
+def _read_profiles(path: str) -> dict[str, DeviceSpec]:
+    """The `devices` mapping of a profiles file."""
+    if not Path(path).is_file():
+        raise SpecError("profiles", path, "an existing YAML file with a `devices:` mapping")
+    data = _read_yaml(Path(path))
+    if not isinstance(data, dict) or set(data) != {"devices"} or not isinstance(data["devices"], dict):
+        raise SpecError("profiles", path, "a YAML file holding one mapping, `devices: {NAME: {kind: ...}}`")
+    out = {}
+    for name, spec in data["devices"].items():
+        try:
+            out[str(name)] = DeviceSpec.model_validate(spec if spec is not None else {})
+        except ValidationError as error:
+            first = error.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise SpecError(f"profiles ({path}): devices.{name}.{loc}", first.get("input"), str(first["msg"])) from None
+    return out
+
+
+def _construct(registry, component: _Component, field: str, **fixed: Any):
+    try:
+        return registry.create(component.name, **fixed, **component.params)
+    except SpecError:
+        raise
+    except (TypeError, ValueError) as error:
+        # Components word their checks "`RULE` must hold, but got NAME=VALUE": name that field.
+        named = re.search(r"`(.+)` must hold, but got (\w+)=", str(error))
+        if named and named.group(2) in component.params:
+            key = named.group(2)
+            raise SpecError(f"{field}.{key}", component.params[key], named.group(1)) from None
+        raise SpecError(field, component.params, str(error)) from None

@@ -1,0 +1,138 @@
+"""What a compression technique is: one gene of the joint genome and how it acts on a network.
+
+A technique is one file holding one `Compressor` subclass under `@COMPRESSORS.register(name)`;
+the name is its gene's name everywhere (the job's `compression` section, a candidate's JSON,
+`LayerPolicy` / `Policy`). This module is torch-free: the driver reads genes without torch, and
+the torch-side hooks import it when a network is compressed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+from cosearch.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class Gene:
+    """One decision per layer slot (`scope="layer"`) or per network, with its allowed values.
+
+    `default` means "off" and is left out of a candidate's JSON, so adding a technique changes
+    no stored key. `rule` is the condition as code (`0 <= sparsity < 1`), `allowed` the same
+    for people ("a fraction with 0 <= sparsity < 1"); `check` tests one value.
+    """
+
+    scope: Literal["layer", "network"]
+    default: Any
+    search: tuple[Any, ...]  # the options a job searches when it names none
+    kind: type  # int or float: the type of the job's option list
+    rule: str
+    allowed: str
+    check: Callable[[Any], bool]
+    genome: str  # gene names in a genome: `GENOME:SLOT` per layer, `GENOME` per network
+    group: str  # mutation picks a group first, so techniques with many slots do not crowd out others
+    # Before plug-ins, four genes were always in the genome and two always in a layer's JSON;
+    # keeping that keeps every stored key and seeded run as it was. New genes set neither.
+    always_a_gene: bool = False
+    always_written: bool = False
+
+    def validate(self, name: str, value: Any) -> None:
+        """Raise ValueError in the "`RULE` must hold, but got NAME=VALUE" form the job maps to its field."""
+        try:
+            ok = self.check(value)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"`{self.rule}` must hold, but got {name}={value!r}")
+
+
+@dataclass(frozen=True)
+class WeightCost:
+    """What one weight tensor needs at rest, folded through the techniques in stage order."""
+
+    values: int  # numbers stored
+    bits_per_value: int = 32
+    extra_bits: int = 0  # masks, scales
+    shared: bool = False  # values are hashed buckets: stored as float, not on the weights' grid
+
+    @property
+    def bits(self) -> int:
+        return self.values * self.bits_per_value + self.extra_bits
+
+
+class Compressor:
+    """Base of every technique. Override only the hooks the technique uses.
+
+    Hooks run in `stage` order: structural changes first (`reshape`: channels removed, layers
+    factorised), then weight transforms per layer (`apply`, as torch parametrizations), so
+    pruning masks are taken before quantization scales.
+    """
+
+    name: str = ""  # set by the registry
+    gene: Gene
+    stage: int = 50
+    needs_teacher: bool = False  # a run whose options turn this on prepares a distillation teacher
+    summary_position: int = 50  # where its part goes in `Policy.summary`
+
+    def summarize(self, values: Sequence[Any]) -> str | None:
+        """A short phrase for the values of this gene over a policy's layers (or its one value)."""
+        return None
+
+    # --- torch side: each hook imports torch itself ---------------------------------------
+    def reshape(self, model: Any, policy: Any, context: ReshapeContext) -> Any:
+        """A copy of `model` with this technique's structural change, or `model` itself."""
+        return model
+
+    def apply(self, module: Any, value: Any, learn: bool) -> None:
+        """Transform one conv / linear layer in place for a non-default `value` (`learn`: trainable steps)."""
+
+    def rebuilds_for_loading(self) -> bool:
+        """True when a baked model needs this technique's modules back before its state loads."""
+        return False
+
+    def weight_cost(self, value: Any, weight: Any, cost: WeightCost) -> WeightCost:
+        """`cost` after this technique acts on `weight` (a baked tensor) at a non-default `value`."""
+        return cost
+
+
+@dataclass(frozen=True)
+class ReshapeContext:
+    input_shape: Sequence[int]
+    importance: str = "l1"
+    batch: Any = None  # (images, labels) for data-driven importance
+
+
+COMPRESSORS: Registry[Compressor] = Registry("compressor")
+
+
+@cache
+def _instances(count: int) -> dict[str, Compressor]:
+    del count  # a new registration is a new cache entry
+    out = {}
+    for name in COMPRESSORS.in_order():
+        compressor = COMPRESSORS.create(name)
+        compressor.name = name
+        out[name] = compressor
+    return out
+
+
+def compressors() -> dict[str, Compressor]:
+    """Every technique by gene name, in registration order (the genome's order)."""
+    return _instances(len(COMPRESSORS))
+
+
+def genes(scope: str | None = None) -> dict[str, Gene]:
+    """Genes by name, in genome order; `scope` "layer" or "network" for one kind only."""
+    return _genes(len(COMPRESSORS), scope)
+
+
+@cache
+def _genes(count: int, scope: str | None) -> dict[str, Gene]:
+    return {name: c.gene for name, c in _instances(count).items() if scope is None or c.gene.scope == scope}
+
+
+def in_stage_order(scope: str | None = None) -> list[Compressor]:
+    return sorted((c for c in compressors().values() if scope is None or c.gene.scope == scope), key=lambda c: c.stage)
