@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cosearch.compressors import genes as compression_genes
-from cosearch.core.errors import SpecError
+from cosearch.core.errors import CosearchError, SpecError
 from cosearch.job import DEVICE_METRIC_KINDS, DeviceSpec, JobSpec, _Component, _read_yaml, check_device, read_job
 
 
@@ -192,15 +192,14 @@ def make_strategy(job: JobSpec) -> Any:
 def validate_evaluator(job: JobSpec, profiles: dict[str, Any] | None = None) -> None:
     from cosearch.evaluators import EVALUATORS
 
-    EVALUATORS.get(job.evaluator.name)
-    fixed = ("space", "data", "training", "devices", "budgets", "teacher_logits", "temperature", "compression")
-    EVALUATORS.check_params(job.evaluator.name, job.evaluator.params, "evaluator", skip=fixed)
+    needs = evaluator_needs(job)
+    EVALUATORS.check_params(job.evaluator.name, job.evaluator.params, "evaluator", skip=("space", *needs))
     profiles = profiles if profiles is not None else device_profiles(job)
     evaluator = make_evaluator(job, profiles=profiles)
     provided = evaluator.provides()
     named = [(f"objectives[{i}]", o.metric) for i, o in enumerate(job.goals().objectives)]
     named += [(f"budgets[{i}]", c.metric) for i, c in enumerate(job.goals().constraints)]
-    devices = profiles if job.evaluator.name == "train" else {}  # only the train evaluator costs devices
+    devices = profiles if "devices" in needs else {}  # only an evaluator that takes devices costs them
     known = set(profiles) | {m.partition("@")[2] for m in provided if "@" in m}
     for field, metric in named:
         if metric in provided:
@@ -258,15 +257,32 @@ def make_evaluator(job: JobSpec, teacher_logits: Any = None, profiles: dict[str,
     params: dict[str, Any] = {"space": make_space(job)}
     if "seed" in EVALUATORS.parameters(job.evaluator.name) and "seed" not in job.evaluator.params:
         params["seed"] = job.resources.seed
-    if job.evaluator.name == "train":
-        params["data"] = data_settings(job)
-        params["training"] = training_settings(job)
-        params["devices"] = tuple(evaluated_devices(job, profiles))
-        params["budgets"] = job.goals().constraints
-        params["teacher_logits"] = teacher_logits
-        params["temperature"] = job.compression.temperature
-        params["compression"] = compression_settings(job)
+    inputs = {
+        "data": lambda: data_settings(job),
+        "training": lambda: training_settings(job),
+        "devices": lambda: tuple(evaluated_devices(job, profiles)),
+        "budgets": lambda: job.goals().constraints,
+        "teacher_logits": lambda: teacher_logits,
+        "temperature": lambda: job.compression.temperature,
+        "compression": lambda: compression_settings(job),
+    }
+    params.update({need: inputs[need]() for need in evaluator_needs(job)})
     return _construct(EVALUATORS, job.evaluator, "evaluator", **params)
+
+
+# What a run can hand an evaluator's constructor besides its space (the keyword it arrives as).
+RUN_INPUTS = ("data", "training", "devices", "budgets", "teacher_logits", "temperature", "compression")
+
+
+def evaluator_needs(job: JobSpec) -> frozenset[str]:
+    """The run inputs the job's evaluator declares (`Evaluator.needs`)."""
+    from cosearch.evaluators import EVALUATORS
+
+    needs = EVALUATORS.get(job.evaluator.name).needs
+    unknown = sorted(set(needs) - set(RUN_INPUTS))
+    if unknown:
+        raise CosearchError(f"evaluator {job.evaluator.name!r} needs {unknown}; a run provides {list(RUN_INPUTS)}")
+    return needs
 
 
 def _read_profiles(path: str) -> dict[str, DeviceSpec]:

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+pytest.register_assert_rewrite("cosearch.testing")  # the conformance suites: detailed assertion messages
+
 
 def session_pids(sid: int) -> list[int]:
     """Every process of session `sid`: a driver started with start_new_session and all it spawned."""

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cosearch._private import learnable_fake_quantize
+
 Calibration = Literal["minmax", "percentile", "mse", "kl"]
 CALIBRATIONS: tuple[str, ...] = ("minmax", "percentile", "mse", "kl")
 ACTIVATION_BITS = (4, 8)
@@ -49,9 +51,7 @@ class ActivationFakeQuant(nn.Module):
         if self.learnable:
             grad_factor = 1.0 / float(np.sqrt(x[0].numel() * self.qmax))  # LSQ's gradient scale
             scale = self.scale.abs() + 1e-8
-            return torch._fake_quantize_learnable_per_tensor_affine(
-                x, scale, self.zero_point.float(), 0, self.qmax, grad_factor
-            )
+            return learnable_fake_quantize(x, scale, self.zero_point.float(), 0, self.qmax, grad_factor)
         scale = self.scale.float()
         if self.qmax < 255:
             # Below 8 bits: clip to the narrow grid, then an 8-bit fake quantize with the same scale

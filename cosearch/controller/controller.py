@@ -203,7 +203,7 @@ class RoutedMeasure:
 
 def routed_devices(job: JobSpec) -> list[Any]:
     """The measured devices of `job` that live on particular nodes (a Ray resource names them)."""
-    evaluated = build.evaluated_devices(job) if job.evaluator.name == "train" else []
+    evaluated = build.evaluated_devices(job) if "devices" in build.evaluator_needs(job) else []
     return [d for d in evaluated if d.kind == "measured" and d.resource]
 
 
@@ -226,6 +226,13 @@ def connect_ray(address: str | None, concurrency: int) -> bool:
     import ray
 
     if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if address and address not in ("auto", "local", current):  # another cluster than the one joined
+            _check_reachable(address)
+            raise CosearchError(
+                f"--address {address}: this process is already connected to the Ray cluster at {current}; "
+                "call ray.shutdown() first, or give that cluster's address"
+            )
         return False
     import signal
     import threading
@@ -420,7 +427,7 @@ class Controller:
     def _route(self, evaluator: Evaluator) -> Evaluator:
         """Send each routed device's measurements to the nodes that have it."""
         for device in routed_devices(self.job):
-            evaluator.remote_measure[device.name] = RoutedMeasure()  # type: ignore[attr-defined]
+            evaluator.route(device.name, RoutedMeasure())
         return evaluator
 
     def _restore(self, reset_strategy: bool = False) -> None:

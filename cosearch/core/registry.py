@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
+from types import UnionType
 from typing import Any, Generic, TypeVar
 
 from cosearch.core.errors import SpecError
@@ -75,14 +76,52 @@ class Registry(Generic[T]):
                 )
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> T:
-        return self.get(name)(*args, **kwargs)
+        """`name` built with these arguments, each keyword first checked against the range its
+        signature declares: `population_size: Annotated[int, Field(ge=2)]` raises ValueError
+        "`population_size >= 2` must hold, but got population_size=1" (the job names the field)."""
+        factory = self.get(name)
+        hints = _type_hints(factory, extras=True)
+        for key, value in kwargs.items():
+            rule = _rule(key, hints.get(key))
+            if rule is not None and not _fits(hints[key], value):
+                raise ValueError(f"`{rule}` must hold, but got {key}={value!r}")
+        return factory(*args, **kwargs)
 
 
-def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+def _type_hints(factory: Callable[..., Any], extras: bool = False) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+        return typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory, include_extras=extras)
     except Exception:  # noqa: BLE001 - an unresolvable annotation only means no type check
         return {}
+
+
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def _rule(key: str, annotation: Any) -> str | None:
+    """`0.5 <= key <= 1` from the `Field` / annotated-types bounds of an `Annotated` hint (also
+    inside `X | None`, where None passes); None when the hint declares no bounds."""
+    union = typing.get_origin(annotation) in (typing.Union, UnionType)
+    for member in typing.get_args(annotation) if union else (annotation,):
+        if typing.get_origin(member) is not typing.Annotated:
+            continue
+        bounds: dict[str, Any] = {}
+        for meta in typing.get_args(member)[1:]:
+            for item in (meta, *getattr(meta, "metadata", ())):  # a pydantic Field keeps them in .metadata
+                bounds.update({b: getattr(item, b) for b in _BOUNDS if getattr(item, b, None) is not None})
+        lower = next(((b, bounds[b]) for b in ("ge", "gt") if b in bounds), None)
+        upper = next(((b, bounds[b]) for b in ("le", "lt") if b in bounds), None)
+        if lower and upper:
+            flipped = {"ge": "<=", "gt": "<"}[lower[0]]
+            return f"{_number(lower[1])} {flipped} {key} {_BOUNDS[upper[0]]} {_number(upper[1])}"
+        if lower or upper:
+            bound, value = lower or upper
+            return f"{key} {_BOUNDS[bound]} {_number(value)}"
+    return None
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _fits(annotation: Any, value: Any) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.registry import Registry
@@ -22,6 +24,8 @@ class Evaluator(ABC):
 
     registry_name: str = ""
     evaluates_policy: bool = True  # False: answers by architecture alone (compression is ignored)
+    # What the run hands the constructor besides `space`, by keyword; one of `cosearch.build.RUN_INPUTS` each.
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def evaluate(self, candidate: Candidate) -> Evaluation: ...
@@ -29,6 +33,11 @@ class Evaluator(ABC):
     @abstractmethod
     def provides(self) -> set[str]:
         """The metrics every ok result carries (e.g. accuracy, latency_ms@local-cpu, size_kb)."""
+
+    def route(self, device: str, measure: Callable[..., dict[str, Any]]) -> None:
+        """Measure `device` with `measure(profile, onnx_bytes, input_shape, config)` (it lives on another
+        node). Only an evaluator that needs "devices" is asked to."""
+        raise NotImplementedError(f"the {self.registry_name!r} evaluator measures no devices")
 
 
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")

@@ -7,10 +7,13 @@ Its numbers mean nothing about real networks; `fail_rate` injects failures on pu
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from cosearch.core.candidate import FLOAT_BITS, Candidate
+from cosearch.core.errors import SpecError
 from cosearch.core.objectives import DEFAULT_DEVICE
 from cosearch.core.result import Result
 from cosearch.evaluators.base import EVALUATORS, Evaluation, Evaluator
@@ -20,12 +23,12 @@ from cosearch.search_spaces.base import SearchSpace
 @EVALUATORS.register("synthetic")
 class SyntheticEvaluator(Evaluator):
     def __init__(
-        self, space: SearchSpace, fail_rate: float = 0.0, delay_s: float = 0.0, device: str = DEFAULT_DEVICE
+        self,
+        space: SearchSpace,
+        fail_rate: Annotated[float, Field(ge=0, le=1)] = 0.0,
+        delay_s: Annotated[float, Field(ge=0)] = 0.0,  # NaN fails the bound too
+        device: str = DEFAULT_DEVICE,
     ) -> None:
-        if not 0.0 <= fail_rate <= 1.0:
-            raise ValueError(f"`0 <= fail_rate <= 1` must hold, but got {fail_rate=}")
-        if not delay_s >= 0:  # NaN too
-            raise ValueError(f"`delay_s >= 0` must hold, but got {delay_s=}")
         self.space, self.fail_rate, self.delay_s, self.device = space, fail_rate, delay_s, device
 
     def provides(self) -> set[str]:
@@ -37,6 +40,10 @@ class SyntheticEvaluator(Evaluator):
             time.sleep(self.delay_s)
         if rng.random() < self.fail_rate:
             return Evaluation(Result.failed(candidate, "SyntheticFailure: injected by fail_rate"))
+        try:
+            self.space.validate_arch(candidate.arch)
+        except SpecError as error:  # another space's candidate (a replayed run): a failed result, not a raise
+            return Evaluation(Result.failed(candidate, f"SpecError: {error}"))
         slots = self.space.layer_slots(candidate.arch)
         bits = [candidate.policy.get(s).weight_bits for s in slots]
         sparsity = [candidate.policy.get(s).sparsity for s in slots]

@@ -155,6 +155,8 @@ class TrainEvaluator(Evaluator):
     either step is stored as infeasible with its costs and never trained.
     """
 
+    needs = frozenset({"data", "training", "devices", "budgets", "teacher_logits", "temperature", "compression"})
+
     def __init__(
         self,
         space: SearchSpace,
@@ -173,8 +175,10 @@ class TrainEvaluator(Evaluator):
         self.compression = compression
         self.budgets, self.prefilter = tuple(budgets), prefilter
         self.teacher_logits, self.temperature = teacher_logits, temperature
-        # device name -> how to measure there; the controller routes devices on other nodes
-        self.remote_measure: dict[str, Measure] = {}
+        self.remote_measure: dict[str, Measure] = {}  # device name -> how to measure there (see `route`)
+
+    def route(self, device: str, measure: Measure) -> None:
+        self.remote_measure[device] = measure
 
     def distillation(self, candidate: Candidate) -> Distillation | None:
         alpha = candidate.policy.distill_alpha

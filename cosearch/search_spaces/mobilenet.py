@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cosearch._private import timm_block_decoder
 from cosearch.core.errors import SpecError
 from cosearch.search_spaces.base import SEARCH_SPACES, Choice, Form, Sample, SearchSpace
 
@@ -131,10 +132,10 @@ class MobileNetSpace(SearchSpace):
     def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:
         from functools import partial
 
-        from timm.models._efficientnet_builder import decode_arch_def, round_channels
         from timm.models.efficientnet import EfficientNet
 
         self.validate_arch(arch)
+        decode_arch_def, round_channels = timm_block_decoder()
         width = float(arch["width"])
         return EfficientNet(
             block_args=decode_arch_def(self.arch_def(arch)),

@@ -6,9 +6,10 @@ the paper's algorithm and with several it prefers feasible, Pareto-optimal paren
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.objectives import Goals
@@ -27,12 +28,10 @@ class RegularizedEvolution(Strategy):
         space: JointSpace,
         goals: Goals,
         seed: int = 0,
-        population_size: int = 20,
-        sample_size: int = 5,
+        population_size: Annotated[int, Field(ge=2)] = 20,
+        sample_size: Annotated[int, Field(ge=1)] = 5,
     ) -> None:
-        if not (isinstance(population_size, int) and population_size >= 2):
-            raise ValueError(f"`population_size >= 2` must hold, but got {population_size=}")
-        if not (isinstance(sample_size, int) and 1 <= sample_size <= population_size):
+        if not sample_size <= population_size:
             raise ValueError(f"`1 <= sample_size <= population_size` must hold, but got {sample_size=}")
         super().__init__(space, goals, seed)
         self.population_size = population_size

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 from scipy.linalg import cho_solve, solve_triangular
 from scipy.spatial.distance import cdist
 
@@ -119,30 +120,16 @@ class GaussianProcessBO(Strategy):
         space: JointSpace,
         goals: Goals,
         seed: int = 0,
-        initial_samples: int = 10,
-        pool_size: int = 200,
-        optimism: float | None = None,
-        refit_every: int = 10,
-        reference_quantile: float = 0.9,
-        tame_quantile: float | None = 0.9,
-        count_weight: float = 0.6,
+        initial_samples: Annotated[int, Field(ge=2)] = 10,
+        pool_size: Annotated[int, Field(ge=1)] = 200,
+        optimism: Annotated[float, Field(ge=0)] | None = None,
+        refit_every: Annotated[int, Field(ge=1)] = 10,
+        reference_quantile: Annotated[float, Field(ge=0.5, le=1)] = 0.9,
+        tame_quantile: Annotated[float, Field(ge=0.5, le=1)] | None = 0.9,
+        count_weight: Annotated[float, Field(ge=0, lt=1)] = 0.6,
     ) -> None:
-        if not (isinstance(initial_samples, int) and initial_samples >= 2):
-            raise ValueError(f"`initial_samples >= 2` must hold, but got {initial_samples=}")
-        if not (isinstance(pool_size, int) and pool_size >= 1):
-            raise ValueError(f"`pool_size >= 1` must hold, but got {pool_size=}")
         if optimism is None:
             optimism = 0.5 if len(goals.objectives) > 1 else 1.0
-        if not (isinstance(optimism, (int, float)) and optimism >= 0):
-            raise ValueError(f"`optimism >= 0` must hold, but got {optimism=}")
-        if not (isinstance(refit_every, int) and refit_every >= 1):
-            raise ValueError(f"`refit_every >= 1` must hold, but got {refit_every=}")
-        if not 0.5 <= reference_quantile <= 1.0:
-            raise ValueError(f"`0.5 <= reference_quantile <= 1` must hold, but got {reference_quantile=}")
-        if tame_quantile is not None and not 0.5 <= tame_quantile <= 1.0:
-            raise ValueError(f"`0.5 <= tame_quantile <= 1` (or None) must hold, but got {tame_quantile=}")
-        if not 0.0 <= count_weight < 1.0:
-            raise ValueError(f"`0 <= count_weight < 1` must hold, but got {count_weight=}")
         super().__init__(space, goals, seed)
         self.reference_quantile = float(reference_quantile)
         self.tame_quantile = tame_quantile

@@ -7,9 +7,10 @@ The elite is the best `population_size` of everything told so far, ranked the sa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.objectives import Goals
@@ -28,16 +29,10 @@ class NSGA2(Strategy):
         space: JointSpace,
         goals: Goals,
         seed: int = 0,
-        population_size: int = 20,
-        crossover_prob: float = 0.9,
-        mutation_count: int = 1,
+        population_size: Annotated[int, Field(ge=4)] = 20,
+        crossover_prob: Annotated[float, Field(ge=0, le=1)] = 0.9,
+        mutation_count: Annotated[int, Field(ge=0)] = 1,
     ) -> None:
-        if not (isinstance(population_size, int) and population_size >= 4):
-            raise ValueError(f"`population_size >= 4` must hold, but got {population_size=}")
-        if not 0.0 <= crossover_prob <= 1.0:
-            raise ValueError(f"`0 <= crossover_prob <= 1` must hold, but got {crossover_prob=}")
-        if not (isinstance(mutation_count, int) and mutation_count >= 0):
-            raise ValueError(f"`mutation_count >= 0` must hold, but got {mutation_count=}")
         super().__init__(space, goals, seed)
         self.population_size = population_size
         self.crossover_prob = crossover_prob

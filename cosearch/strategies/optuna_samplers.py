@@ -11,8 +11,11 @@ import base64
 import io
 import pickle
 import threading
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
+
+from cosearch._private import optuna_trial
 from cosearch.core.candidate import Candidate
 from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
@@ -107,9 +110,7 @@ class OptunaStrategy(Strategy):
             number = numbers.pop(0)
             if not numbers:
                 del self.running[candidate.key]
-            trial = optuna.trial.Trial(
-                self.study, self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
-            )
+            trial = optuna_trial(self.study, number)
             for name, value in constraints.items():
                 trial.set_constraint(name, value)
             self.study.tell(trial, values, state=state)
@@ -143,24 +144,23 @@ class OptunaStrategy(Strategy):
         self._new_study(sampler)
         for t in state["trials"]:
             # Trials go back in order, so trial numbers (which `running` refers to) stay the same.
-            self.study._storage.create_new_trial(
-                self.study._study_id,
-                template_trial=optuna.trial.create_trial(
+            self.study.add_trial(
+                optuna.trial.create_trial(
                     params=t["params"],
                     distributions=self.distributions,
                     values=t["values"],
                     state=optuna.trial.TrialState[t["state"]],
                     system_attrs=t["system_attrs"],
-                ),
+                )
             )
         self.running = {k: list(v) for k, v in state["running"].items()}
 
 
 @STRATEGIES.register("optuna:tpe")
 class OptunaTPE(OptunaStrategy):
-    def __init__(self, space: JointSpace, goals: Goals, seed: int = 0, n_startup_trials: int = 10) -> None:
-        if not (isinstance(n_startup_trials, int) and n_startup_trials >= 1):
-            raise ValueError(f"`n_startup_trials >= 1` must hold, but got {n_startup_trials=}")
+    def __init__(
+        self, space: JointSpace, goals: Goals, seed: int = 0, n_startup_trials: Annotated[int, Field(ge=1)] = 10
+    ) -> None:
         super().__init__(space, goals, seed, n_startup_trials=n_startup_trials)
 
     def _make_sampler(self, seed: int) -> Any:
@@ -171,9 +171,9 @@ class OptunaTPE(OptunaStrategy):
 
 @STRATEGIES.register("optuna:nsga2")
 class OptunaNSGA2(OptunaStrategy):
-    def __init__(self, space: JointSpace, goals: Goals, seed: int = 0, population_size: int = 20) -> None:
-        if not (isinstance(population_size, int) and population_size >= 2):
-            raise ValueError(f"`population_size >= 2` must hold, but got {population_size=}")
+    def __init__(
+        self, space: JointSpace, goals: Goals, seed: int = 0, population_size: Annotated[int, Field(ge=2)] = 20
+    ) -> None:
         super().__init__(space, goals, seed, population_size=population_size)
 
     def _make_sampler(self, seed: int) -> Any:

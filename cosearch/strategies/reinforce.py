@@ -9,9 +9,10 @@ variance and an entropy bonus keeps the policy from collapsing early (Pham et al
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.objectives import Goals
@@ -32,18 +33,12 @@ class ReinforceController(Strategy):
         space: JointSpace,
         goals: Goals,
         seed: int = 0,
-        learning_rate: float = 0.2,
-        baseline_decay: float = 0.9,
-        entropy_weight: float = 0.01,
+        learning_rate: Annotated[float, Field(gt=0)] = 0.2,
+        baseline_decay: Annotated[float, Field(ge=0, lt=1)] = 0.9,
+        entropy_weight: Annotated[float, Field(ge=0)] = 0.01,
         alpha: float = 0.0,
         beta: float = -1.0,
     ) -> None:
-        if not learning_rate > 0:
-            raise ValueError(f"`learning_rate > 0` must hold, but got {learning_rate=}")
-        if not 0.0 <= baseline_decay < 1.0:
-            raise ValueError(f"`0 <= baseline_decay < 1` must hold, but got {baseline_decay=}")
-        if entropy_weight < 0:
-            raise ValueError(f"`entropy_weight >= 0` must hold, but got {entropy_weight=}")
         super().__init__(space, goals, seed)
         self.learning_rate, self.baseline_decay, self.entropy_weight = learning_rate, baseline_decay, entropy_weight
         self.alpha, self.beta = alpha, beta

@@ -9,6 +9,7 @@ import pytest
 
 from cosearch import build
 from cosearch.controller import Controller, RunStore
+from cosearch.core import CosearchError
 from cosearch.job import spec_from_dict
 from cosearch.strategies import Strategy
 
@@ -252,3 +253,19 @@ def test_a_used_up_space_finishes_and_says_how_many_candidates_it_has(ray_local,
     assert "only 9 distinct candidates" in state.reason
     with RunStore(tmp_path / "run") as store:
         assert "only 9 distinct candidates" in store.status()["reason"]
+
+
+def test_an_address_other_than_the_joined_cluster_is_refused(ray_local):
+    """Ray already up in this process (a notebook, or these tests): another --address was ignored."""
+    import socket
+
+    from cosearch.controller.controller import connect_ray
+
+    current = ray_local.get_runtime_context().gcs_address
+    assert connect_ray(current, 2) is False and connect_ray("auto", 2) is False  # joined already: reused
+    with pytest.raises(CosearchError, match="no Ray head answers"):
+        connect_ray("127.0.0.1:1", 2)
+    with socket.create_server(("127.0.0.1", 0)) as server:  # something answers there, but not this cluster
+        with pytest.raises(CosearchError, match="already connected to the Ray cluster at"):
+            connect_ray(f"127.0.0.1:{server.getsockname()[1]}", 2)
+    assert ray_local.is_initialized()

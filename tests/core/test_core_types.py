@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Annotated
 
 import pytest
+from pydantic import Field
 
 from cosearch.core import Candidate, Constraint, Goals, LayerPolicy, Objective, Policy, Registry, Result, SpecError
 
@@ -109,3 +111,22 @@ def test_registry_duplicate_and_unknown():
     with pytest.raises(SpecError, match="size"):
         registry.check_params("a", {"colour": 1}, "widget")
     assert registry.create("a", size=3) == 3
+
+
+WIDGETS: Registry = Registry("widget")
+
+
+@WIDGETS.register("w")
+def widget(size: Annotated[int, Field(ge=2)] = 4, share: Annotated[float, Field(ge=0, lt=1)] | None = None):
+    return size, share
+
+
+def test_registry_checks_the_ranges_a_signature_declares():
+    assert WIDGETS.create("w", size=2, share=None) == (2, None)
+    assert WIDGETS.create("w", share=0.5) == (4, 0.5)
+    with pytest.raises(ValueError, match=r"`size >= 2` must hold, but got size=1"):
+        WIDGETS.create("w", size=1)
+    with pytest.raises(ValueError, match=r"`0 <= share < 1` must hold, but got share=1.0"):
+        WIDGETS.create("w", share=1.0)
+    with pytest.raises(ValueError, match=r"`size >= 2` must hold, but got size=True"):
+        WIDGETS.create("w", size=True)  # a bool is no int

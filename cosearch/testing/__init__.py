@@ -1,0 +1,19 @@
+"""Conformance suites a plug-in inherits, as optuna's `BasicSamplerTestCase` is used.
+
+    # tests/test_my_strategy.py
+    from cosearch.testing import StrategySuite
+
+    class TestMyStrategy(StrategySuite):
+        name = "my_strategy"  # registered with @STRATEGIES.register("my_strategy")
+
+pytest collects the inherited tests. cosearch's own tests run the same suites over every
+registered space, strategy, compressor and evaluator. Add
+`pytest.register_assert_rewrite("cosearch.testing")` to a conftest.py for detailed assertion messages.
+"""
+
+from cosearch.testing.compressors import CompressorSuite
+from cosearch.testing.evaluators import EvaluatorSuite
+from cosearch.testing.spaces import SearchSpaceSuite
+from cosearch.testing.strategies import StrategySuite
+
+__all__ = ["CompressorSuite", "EvaluatorSuite", "SearchSpaceSuite", "StrategySuite"]

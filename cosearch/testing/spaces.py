@@ -1,0 +1,94 @@
+"""What every search space promises: samples build and run, genomes round-trip, bad archs are clear errors."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from cosearch.core import SpecError
+from cosearch.search_spaces import SEARCH_SPACES, JointSpace
+
+
+class SearchSpaceSuite:
+    """Set `name` (the registry name), `params` (a small configuration: the suite builds networks)
+    and `bad_arch` (an architecture the space must refuse), or override the fixtures of those names."""
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Any]] = {}
+    bad_arch: ClassVar[dict[str, Any]] = {}
+
+    @pytest.fixture
+    def space_name(self) -> str:
+        return self.name
+
+    @pytest.fixture
+    def space_params(self, space_name) -> dict[str, Any]:
+        return self.params
+
+    @pytest.fixture
+    def space_bad_arch(self, space_name) -> dict[str, Any]:
+        return self.bad_arch
+
+    @pytest.fixture
+    def joint(self, space_name, space_params) -> JointSpace:
+        return JointSpace(SEARCH_SPACES.create(space_name, **space_params))
+
+    def test_sample_build_forward_and_slots(self, joint):
+        torch = pytest.importorskip("torch")
+        from cosearch.compressors import compress, compression_slots, layers_of_slot
+
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            candidate = joint.decode(joint.sample(rng))
+            model = joint.space.build(candidate.arch, (1, 8, 8), 10)
+            assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+            slots = joint.space.layer_slots(candidate.arch)
+            assert set(candidate.policy.layers) == set(slots)
+            covered = [name for slot in slots for name in layers_of_slot(model, slot)]
+            assert sorted(covered) == sorted(compression_slots(model))  # every layer in exactly one slot
+            assert compress(model, candidate.policy)(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+    def test_mutation_and_crossover_stay_inside(self, joint):
+        rng = np.random.default_rng(1)
+        a, b = joint.sample(rng), joint.sample(rng)
+        for _ in range(20):
+            assert joint.contains(joint.decode(joint.mutate(a, rng)))
+            assert joint.contains(joint.decode(joint.crossover(a, b, rng)))
+
+    def test_encode_decode_round_trip(self, joint):
+        rng = np.random.default_rng(2)
+        for _ in range(20):
+            candidate = joint.decode(joint.sample(rng))
+            assert joint.decode(joint.encode(candidate)).key == candidate.key
+
+    def test_decode_equals_canonical_of_the_whole_policy(self, joint):
+        # decode reads only the layer genes that stay live; canonical() is given every slot's policy.
+        from cosearch.compressors import genes
+        from cosearch.core.candidate import LayerPolicy
+
+        rng = np.random.default_rng(3)
+        for _ in range(10):
+            sample = joint.sample(rng)
+            layers = {
+                slot: LayerPolicy(
+                    {
+                        name: sample[f"{gene.genome}:{slot}"]
+                        for name, gene in genes("layer").items()
+                        if f"{gene.genome}:{slot}" in sample
+                    }
+                )
+                for slot in joint.space.all_slots()
+            }
+            network = {name: sample[gene.genome] for name, gene in genes("network").items() if gene.genome in sample}
+            arch = joint.space.arch_from_sample(sample)
+            assert joint.decode(sample) == joint.canonical(arch, layers, **network)
+
+    def test_seeded_sampler_repeats(self, joint):
+        assert joint.sample(np.random.default_rng(3)) == joint.sample(np.random.default_rng(3))
+
+    def test_bad_genotype_is_a_clear_error(self, joint, space_bad_arch):
+        with pytest.raises(SpecError) as error:
+            joint.space.validate_arch(space_bad_arch)
+        assert "allowed" in str(error.value)
