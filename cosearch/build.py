@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from cosearch.compressors import genes as compression_genes
 from cosearch.core.errors import CosearchError, SpecError
-from cosearch.job import DEVICE_METRIC_KINDS, DeviceSpec, JobSpec, _Component, _read_yaml, check_device, read_job
+from cosearch.hardware.profiles import DEVICE_KINDS
+from cosearch.job import DeviceSpec, JobSpec, _Component, _read_yaml, check_device, read_job
 
 
 def load_job(path: str | Path) -> JobSpec:
@@ -111,43 +112,19 @@ def device_profiles(job: JobSpec) -> dict[str, Any]:
     return profiles
 
 
-def _latency_settings(job: JobSpec, spec: DeviceSpec | None = None):
+def _latency_settings(job: JobSpec):
     from cosearch.hardware import LatencySettings
 
-    values = job.latency.model_dump()
-    for key in values:
-        if spec is not None and getattr(spec, key, None) is not None:
-            values[key] = getattr(spec, key)
-    return LatencySettings(**values)
+    return LatencySettings(**job.latency.model_dump())
 
 
 def _device(job: JobSpec, name: str, field: str, spec: DeviceSpec, base: Path | None) -> Any:
     from cosearch.evaluators.data import INPUT_SHAPES
-    from cosearch.hardware.analytic import load_bitfusion
-    from cosearch.hardware.lut import LatencyTable
-    from cosearch.hardware.profiles import AnalyticDevice, LutDevice, MeasuredDevice
+    from cosearch.hardware.profiles import DEVICE_KINDS, DeviceContext
 
     check_device(name, field, spec)
-    if spec.kind == "measured":
-        return MeasuredDevice(name, _latency_settings(job, spec), spec.statistic, spec.resource)  # type: ignore[arg-type]
-    table = str(base / spec.table) if base is not None and not Path(spec.table).is_absolute() else spec.table
-    if not Path(table).is_file():
-        raise SpecError(f"{field}.table", table, "an existing table file")
-    if spec.kind == "lut":
-        lut = LatencyTable.load(table, f"{field}.table")
-        expected = list(INPUT_SHAPES[job.task.dataset])
-        if lut.input_shape != expected:
-            raise SpecError(
-                f"{field}.table",
-                table,
-                f"a table profiled at the task's input shape {expected}, not {lut.input_shape}",
-            )
-        return LutDevice(name, table)
-    try:
-        load_bitfusion(table)
-    except SpecError as error:
-        raise SpecError(f"{field}.table", table, error.allowed) from None
-    return AnalyticDevice(name, table, spec.activation_bits)
+    context = DeviceContext(job.latency.model_dump(), INPUT_SHAPES[job.task.dataset], base)
+    return DEVICE_KINDS.get(spec.kind).from_spec(name, field, spec, context)
 
 
 def evaluated_devices(job: JobSpec, profiles: dict[str, Any] | None = None) -> list[Any]:
@@ -213,7 +190,7 @@ def validate_evaluator(job: JobSpec, profiles: dict[str, Any] | None = None) -> 
                 problem=f"unknown device {device!r}",
             )
         if device in devices:
-            kinds = [kind for kind, bases in DEVICE_METRIC_KINDS.items() if base in bases]
+            kinds = [kind for kind in DEVICE_KINDS.names() if base in DEVICE_KINDS.get(kind).offers]
             offers = [m.partition("@")[0] for m in devices[device].metrics()]
             raise SpecError(
                 field,
@@ -235,7 +212,7 @@ def data_settings(job: JobSpec) -> Any:
     from cosearch.evaluators.train import DataSettings
 
     t = job.task
-    return DataSettings(t.dataset, t.path, t.val_fraction, t.test_fraction, job.resources.seed)
+    return DataSettings(**t.model_dump(), seed=job.resources.seed)
 
 
 def training_settings(job: JobSpec) -> Any:

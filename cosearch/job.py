@@ -18,7 +18,6 @@ from cosearch.compressors import compressors
 from cosearch.compressors import genes as compression_genes
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Constraint, Goals, Objective
-from cosearch.evaluators.data import DATASETS
 
 
 class _Section(BaseModel):
@@ -45,6 +44,8 @@ class TaskSpec(_Section):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, value: str) -> str:
+        from cosearch.evaluators.data import DATASETS  # late: the evaluators build on these sections
+
         if value not in DATASETS:
             raise ValueError(f"allowed: one of {list(DATASETS)}")
         return value
@@ -147,43 +148,24 @@ class DeviceSpec(_Section):
     activation_bits: int = 8  # analytic
 
 
-DEVICE_FIELDS = {
-    "measured": {"resource", "threads", "batch_size", "warmup_runs", "runs", "statistic"},
-    "lut": {"table"},
-    "analytic": {"table", "activation_bits"},
-}
-
-DEVICE_METRIC_KINDS = {"measured": ("latency_ms",), "lut": ("latency_ms",), "analytic": ("latency_ms", "energy_mj")}
-MEASURED_MINIMUM = {"threads": 1, "batch_size": 1, "warmup_runs": 0, "runs": 30}  # as LatencySpec
-
-
 def check_device(name: str, field: str, spec: DeviceSpec) -> None:
-    """What can be checked of one device without reading its table."""
+    """What can be checked of one device without reading its table (each kind checks its own fields)."""
+    from cosearch.hardware.profiles import DEVICE_KINDS
+
     if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
         raise SpecError(field, name, "a device name of letters, digits, '-', '_' and '.'")
-    if spec.kind not in DEVICE_FIELDS:
-        raise SpecError(f"{field}.kind", spec.kind, f"one of {list(DEVICE_FIELDS)}")
+    if spec.kind not in DEVICE_KINDS:
+        raise SpecError(f"{field}.kind", spec.kind, f"one of {DEVICE_KINDS.names()}")
+    kind = DEVICE_KINDS.get(spec.kind)
     given = {key for key, info in DeviceSpec.model_fields.items() if getattr(spec, key) != info.default}
-    for key in sorted(given - {"kind"} - DEVICE_FIELDS[spec.kind]):  # stored jobs hold the defaults too
+    for key in sorted(given - {"kind"} - kind.fields):  # stored jobs hold the defaults too
         raise SpecError(
             f"{field}.{key}",
             getattr(spec, key),
-            f"fields of a {spec.kind} device: {sorted(DEVICE_FIELDS[spec.kind])}",
+            f"fields of a {spec.kind} device: {sorted(kind.fields)}",
             problem="not used by this kind",
         )
-    if spec.kind == "measured":
-        for key, low in MEASURED_MINIMUM.items():
-            if getattr(spec, key) is not None and getattr(spec, key) < low:
-                raise SpecError(f"{field}.{key}", getattr(spec, key), f"an integer >= {low}")
-        if spec.statistic not in ("median", "p90"):
-            raise SpecError(f"{field}.statistic", spec.statistic, "median or p90")
-        if spec.resource is not None and not spec.resource.strip():
-            raise SpecError(f"{field}.resource", spec.resource, "a Ray custom resource name, e.g. device:rpi4")
-        return
-    if spec.table is None:
-        raise SpecError(f"{field}.table", None, f"the path of the {spec.kind} device's table", problem="missing")
-    if spec.kind == "analytic" and spec.activation_bits not in range(2, 9):
-        raise SpecError(f"{field}.activation_bits", spec.activation_bits, "an integer 2..8")
+    kind.check(field, spec)
 
 
 class ResourcesSpec(_Section):

@@ -116,7 +116,7 @@ def main() -> None:
     from cosearch.search_spaces.nb201 import edge_name, parse_arch_str
 
     torch.set_num_threads(1)
-    data_settings = DataSettings("cifar10", args.cifar10) if args.cifar10 else DataSettings()
+    data_settings = DataSettings(dataset="cifar10", path=args.cifar10) if args.cifar10 else DataSettings()
     data = data_settings.load()
     shape, classes = data.input_shape, data.num_classes
     training = TrainingSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs)

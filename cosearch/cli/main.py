@@ -345,8 +345,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         )
     devices = build.device_profiles(job)
     device = devices.get(args.device)
-    if device is None or device.kind != "measured":
-        measured = sorted(name for name, d in devices.items() if d.kind == "measured")
+    if device is None or not device.measured:
+        measured = sorted(name for name, d in devices.items() if d.measured)
         raise CosearchError(f"--device {args.device!r}: a measured device to profile on, one of {measured}")
     shape = _input_shape(args.input_shape) if args.input_shape else INPUT_SHAPES[job.task.dataset]
     out = Path(args.out)

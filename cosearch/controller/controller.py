@@ -204,7 +204,7 @@ class RoutedMeasure:
 def routed_devices(job: JobSpec) -> list[Any]:
     """The measured devices of `job` that live on particular nodes (a Ray resource names them)."""
     evaluated = build.evaluated_devices(job) if "devices" in build.evaluator_needs(job) else []
-    return [d for d in evaluated if d.kind == "measured" and d.resource]
+    return [d for d in evaluated if d.measured and d.resource]
 
 
 def check_device_resources(job: JobSpec, address: str | None) -> None:
@@ -227,8 +227,8 @@ def connect_ray(address: str | None, concurrency: int) -> bool:
 
     if ray.is_initialized():
         current = ray.get_runtime_context().gcs_address
-        if address and address not in ("auto", "local", current):  # another cluster than the one joined
-            _check_reachable(address)
+        if address and address not in ("auto", "local", _JOINED.get("address")) and not _same_head(address, current):
+            _check_reachable(address)  # another cluster than the one joined: it was silently ignored
             raise CosearchError(
                 f"--address {address}: this process is already connected to the Ray cluster at {current}; "
                 "call ray.shutdown() first, or give that cluster's address"
@@ -252,11 +252,31 @@ def connect_ray(address: str | None, concurrency: int) -> bool:
             raise CosearchError(
                 f"--address {address}: no Ray cluster answers there ({str(error)[:200]}); check the address and port"
             ) from None
+        _JOINED["address"] = address
     else:
         ray.init(num_cpus=concurrency, include_dashboard=False, **quiet)
+        _JOINED["address"] = None
     if on_sigterm is not None:
         signal.signal(signal.SIGTERM, on_sigterm)
     return True
+
+
+_JOINED: dict[str, str | None] = {"address": None}  # the --address this process's Ray was started with
+
+
+def _same_head(address: str, current: str) -> bool:
+    """Whether HOST:PORT `address` names the head at `current` (Ray reports it by the node's IP)."""
+    import socket
+
+    (host, _, port), (current_host, _, current_port) = address.rpartition(":"), current.rpartition(":")
+    if port != current_port:
+        return False
+    try:
+        ip, current_ip = socket.gethostbyname(host), socket.gethostbyname(current_host)
+        here = {"127.0.0.1", *socket.gethostbyname_ex(socket.gethostname())[2]}
+    except OSError:
+        return host == current_host
+    return ip == current_ip or (ip.startswith("127.") and current_ip in here)
 
 
 CONNECT_TIMEOUT_S = 10.0  # a head that does not answer a TCP connect in this long is not there

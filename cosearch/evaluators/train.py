@@ -22,31 +22,24 @@ from cosearch.hardware.layers import bitops, layer_shapes
 from cosearch.hardware.onnx_runtime import run_onnx
 from cosearch.hardware.profiles import DeviceProfile, MeasuredDevice
 from cosearch.hardware.qdq import deployment
+from cosearch.job import TaskSpec, TrainingSpec
 from cosearch.search_spaces.base import SearchSpace
 
 
-@dataclass(frozen=True)
-class DataSettings:
-    dataset: str = "digits"
-    path: str | None = None
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
+class DataSettings(TaskSpec):
+    """The job's `task` section and the run's seed (which fixes the splits)."""
+
     seed: int = 0
 
     def load(self):
         return load_dataset(self.dataset, self.path, self.val_fraction, self.test_fraction, self.seed)
 
 
-@dataclass(frozen=True)
-class TrainingSettings:
-    epochs: int = 8
-    finetune_epochs: int = 2
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    finetune_learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
+class TrainingSettings(TrainingSpec):
+    """The job's `training` section and the run's seed. `shift_px`: an epoch passes over every
+    shift of the images up to that many pixels."""
+
     seed: int = 0
-    shift_px: int = 0  # train on every shift of the images up to this many pixels; an epoch is a pass over all views
 
 
 def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
@@ -222,7 +215,7 @@ class TrainEvaluator(Evaluator):
     ) -> tuple[dict[str, float], dict[str, Any]]:
         metrics, how = {}, {}
         for device in self.devices:
-            if isinstance(device, MeasuredDevice):
+            if device.measured:
                 out = self.remote_measure.get(device.name, measure_here)(device, onnx_bytes, input_shape, config)
                 metrics[f"latency_ms@{device.name}"] = out["value_ms"]
                 how[f"latency_ms@{device.name}"] = {
@@ -329,7 +322,7 @@ class TrainEvaluator(Evaluator):
             }
             if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):
                 how["activations"] = asdict(self.compression)
-            how["training"] = asdict(self.training)
+            how["training"] = self.training.model_dump()
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))
         except Exception as error:  # noqa: BLE001 - a failing candidate is a failed result, never a dead search
             timings = {"total_s": time.perf_counter() - start_all}

@@ -1,4 +1,7 @@
-"""Device profiles: how a device's costs are obtained. Torch-free; the job file builds them.
+"""What a device kind is: how a device's costs are obtained. Torch-free; the job file builds them.
+
+A kind is one file in `cosearch/hardware/devices/` holding one frozen dataclass under
+`@DEVICE_KINDS.register(name)`; the name is the job's `devices: {NAME: {kind: ...}}`. Built in:
 
 - `measured`: ONNX Runtime times the candidate's file on a machine that has the device. A
   profile may name a Ray custom resource (`device:rpi4`); the controller then runs its
@@ -11,53 +14,76 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
+from cosearch.core.errors import SpecError
 from cosearch.core.objectives import DEFAULT_DEVICE
+from cosearch.core.registry import Registry
 from cosearch.hardware.onnx_runtime import LatencySettings
 
-Statistic = Literal["median", "p90"]
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """What building a device from its job entry may use besides the entry itself."""
+
+    latency: Mapping[str, Any]  # the job's `latency` section: defaults for measured settings
+    input_shape: Sequence[int]  # of the task's images
+    base: Path | None = None  # relative table paths are read from here (a profiles file's folder)
+
+    def path(self, table: str) -> str:
+        return str(self.base / table) if self.base is not None and not Path(table).is_absolute() else table
 
 
 @dataclass(frozen=True)
-class MeasuredDevice:
-    name: str
-    settings: LatencySettings = field(default_factory=LatencySettings)
-    statistic: Statistic = "median"
-    resource: str | None = None  # Ray custom resource of the nodes that have the device
+class DeviceProfile:
+    """Base of every device kind. `fields` are the job fields the kind takes besides `kind`;
+    `offers` the metric bases it reports (`latency_ms` -> `latency_ms@NAME`). A `measured` kind
+    is timed after the candidate's file exists (`cosearch.hardware.costs.measure_here`); the
+    others `predict` before training, cheaply."""
 
-    kind = "measured"
+    name: str
+
+    fields: ClassVar[frozenset[str]] = frozenset()
+    offers: ClassVar[tuple[str, ...]] = ("latency_ms",)
+    measured: ClassVar[bool] = False
+
+    @property
+    def kind(self) -> str:
+        return type(self).registry_name  # type: ignore[attr-defined]
 
     def metrics(self) -> tuple[str, ...]:
-        return (f"latency_ms@{self.name}",)
+        return tuple(f"{base}@{self.name}" for base in self.offers)
+
+    @classmethod
+    def check(cls, field: str, spec: Any) -> None:
+        """What can be checked of a job entry without reading files; raise SpecError naming `field`."""
+
+    @classmethod
+    def from_spec(cls, name: str, field: str, spec: Any, context: DeviceContext) -> DeviceProfile:
+        """The device of a checked job entry (reads its files: SpecError naming `field`)."""
+        raise NotImplementedError
+
+    def predict(self, onnx_bytes: bytes, layers: Sequence[Any], config: dict[str, str] | None) -> tuple[dict, dict]:
+        """Predicted metrics of a candidate's file and its layers, and how each was obtained."""
+        return {}, {}
 
 
-@dataclass(frozen=True)
-class LutDevice:
-    name: str
-    table: str  # path of a table written by `cosearch profile`
-
-    kind = "lut"
-
-    def metrics(self) -> tuple[str, ...]:
-        return (f"latency_ms@{self.name}",)
+def table_path(field: str, spec: Any, context: DeviceContext) -> str:
+    """The existing table a lut / analytic entry names (`check` made sure it names one)."""
+    table = context.path(spec.table)
+    if not Path(table).is_file():
+        raise SpecError(f"{field}.table", table, "an existing table file")
+    return table
 
 
-@dataclass(frozen=True)
-class AnalyticDevice:
-    name: str
-    table: str  # path of a BitFusion-style per-layer table
-    activation_bits: int = 8  # the width of layers whose policy leaves activations in float
+DEVICE_KINDS: Registry[DeviceProfile] = Registry("device kind")
 
-    kind = "analytic"
+from cosearch.hardware.devices import AnalyticDevice, LutDevice, MeasuredDevice  # noqa: E402 - they register
 
-    def metrics(self) -> tuple[str, ...]:
-        return (f"latency_ms@{self.name}", f"energy_mj@{self.name}")
-
-
-DeviceProfile = MeasuredDevice | LutDevice | AnalyticDevice
-KINDS = ("measured", "lut", "analytic")
+__all__ = ["DEVICE_KINDS", "AnalyticDevice", "DeviceContext", "DeviceProfile", "LutDevice", "MeasuredDevice"]
 
 
 def builtin_devices(settings: LatencySettings = LatencySettings()) -> dict[str, DeviceProfile]:

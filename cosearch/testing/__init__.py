@@ -7,13 +7,14 @@
         name = "my_strategy"  # registered with @STRATEGIES.register("my_strategy")
 
 pytest collects the inherited tests. cosearch's own tests run the same suites over every
-registered space, strategy, compressor and evaluator. Add
+registered space, strategy, compressor, evaluator and device kind. Add
 `pytest.register_assert_rewrite("cosearch.testing")` to a conftest.py for detailed assertion messages.
 """
 
 from cosearch.testing.compressors import CompressorSuite
+from cosearch.testing.devices import DeviceSuite
 from cosearch.testing.evaluators import EvaluatorSuite
 from cosearch.testing.spaces import SearchSpaceSuite
 from cosearch.testing.strategies import StrategySuite
 
-__all__ = ["CompressorSuite", "EvaluatorSuite", "SearchSpaceSuite", "StrategySuite"]
+__all__ = ["CompressorSuite", "DeviceSuite", "EvaluatorSuite", "SearchSpaceSuite", "StrategySuite"]

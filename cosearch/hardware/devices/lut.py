@@ -1,0 +1,52 @@
+"""A device predicted from a per-layer latency table profiled on it (`cosearch profile`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from cosearch.core.errors import SpecError
+from cosearch.hardware.lut import LatencyTable
+from cosearch.hardware.profiles import DEVICE_KINDS, DeviceContext, DeviceProfile, table_path
+
+
+@lru_cache(maxsize=8)
+def load_latency_table(path: str) -> LatencyTable:
+    return LatencyTable.load(path)
+
+
+@DEVICE_KINDS.register("lut")
+@dataclass(frozen=True)
+class LutDevice(DeviceProfile):
+    table: str  # path of a table written by `cosearch profile`
+
+    fields = frozenset({"table"})
+
+    @classmethod
+    def check(cls, field: str, spec: Any) -> None:
+        if spec.table is None:
+            raise SpecError(f"{field}.table", None, "the path of the lut device's table", problem="missing")
+
+    @classmethod
+    def from_spec(cls, name: str, field: str, spec: Any, context: DeviceContext) -> LutDevice:
+        table = table_path(field, spec, context)
+        lut = LatencyTable.load(table, f"{field}.table")
+        if lut.input_shape != list(context.input_shape):
+            raise SpecError(
+                f"{field}.table",
+                table,
+                f"a table profiled at the task's input shape {list(context.input_shape)}, not {lut.input_shape}",
+            )
+        return cls(name, table)
+
+    def predict(self, onnx_bytes: bytes, layers: Sequence[Any], config: dict[str, str] | None) -> tuple[dict, dict]:
+        table = load_latency_table(self.table)
+        metric = f"latency_ms@{self.name}"
+        how = {
+            "how": "predicted: per-layer lookup table",
+            "table": self.table,
+            "profiled_on": table.source.get("processor"),
+        }
+        return {metric: table.predict(onnx_bytes, config)}, {metric: how}
