@@ -13,11 +13,15 @@ from typing import Any
 FLOAT_BITS = 32  # "leave this layer in float"
 
 
-def _genes(scope: str) -> dict[str, Any]:
-    # Imported late: the technique files import core modules themselves.
-    from cosearch.compressors import genes
+_GENES: list[Any] = []  # cosearch.compressors.genes, once imported
 
-    return genes(scope)
+
+def _genes(scope: str) -> dict[str, Any]:
+    if not _GENES:  # imported late: the technique files import core modules themselves
+        from cosearch.compressors import genes
+
+        _GENES.append(genes)
+    return _GENES[0](scope)
 
 
 def _checked(scope: str, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,7 +45,7 @@ class LayerPolicy(Mapping[str, Any]):
     `policy["weight_bits"]` (or `policy.weight_bits`). The techniques are in `cosearch.compressors`.
     """
 
-    __slots__ = ("_hash", "_values")
+    __slots__ = ("_hash", "_json", "_values")
 
     def __init__(self, values: Mapping[str, Any] | None = None, /, **given: Any) -> None:
         object.__setattr__(self, "_values", _checked("layer", {**(values or {}), **given}))
@@ -81,9 +85,14 @@ class LayerPolicy(Mapping[str, Any]):
         return LayerPolicy({**self._values, **changes})
 
     def to_json(self) -> dict[str, Any]:
-        genes = _genes("layer")
-        # Genes at their default are left out, so adding a technique changes no stored key.
-        return {k: v for k, v in self._values.items() if genes[k].always_written or v != genes[k].default}
+        try:
+            items = self._json  # immutable, so written once: keys of long runs are taken often
+        except AttributeError:
+            genes = _genes("layer")
+            # Genes at their default are left out, so adding a technique changes no stored key.
+            items = tuple((k, v) for k, v in self._values.items() if genes[k].always_written or v != genes[k].default)
+            object.__setattr__(self, "_json", items)
+        return dict(items)
 
 
 class Policy:
