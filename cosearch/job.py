@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from cosearch.compressors import compressors
 from cosearch.compressors import genes as compression_genes
+from cosearch.compressors.techniques.activation_bits import Calibration
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Constraint, Goals, Objective
 
@@ -74,7 +75,7 @@ class _CompressionOptions(_Section):
     added from the registry (`cosearch.compressors`), e.g. `weight_bits: [4, 8, 32]`."""
 
     channel_importance: Literal["l1", "l2", "taylor"] = "l1"  # which channels structured pruning removes
-    calibration: Literal["minmax", "percentile", "mse", "kl"] = "minmax"  # how activation ranges are chosen
+    calibration: Calibration = "minmax"  # how activation ranges are chosen
     learn_activation_scales: bool = False  # LSQ: step sizes trained during fine-tuning
     temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
     teacher: TeacherSpec | None = None

@@ -11,17 +11,14 @@ fine-tuning then trains through it with a straight-through estimator, or learns 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from cosearch._private import learnable_fake_quantize
+from cosearch.compressors.techniques.activation_bits import CALIBRATIONS, QUANTIZED_BITS, Calibration
 
-Calibration = Literal["minmax", "percentile", "mse", "kl"]
-CALIBRATIONS: tuple[str, ...] = ("minmax", "percentile", "mse", "kl")
-ACTIVATION_BITS = (4, 8)
 SAMPLES_PER_BATCH = 4096  # values kept per calibration batch for percentile / MSE / KL
 PERCENTILE = 99.99
 
@@ -31,8 +28,8 @@ class ActivationFakeQuant(nn.Module):
 
     def __init__(self, bits: int, learnable: bool = False) -> None:
         super().__init__()
-        if bits not in ACTIVATION_BITS:
-            raise ValueError(f"`activation_bits in {ACTIVATION_BITS}` must hold, but got {bits=}")
+        if bits not in QUANTIZED_BITS:
+            raise ValueError(f"`bits in {QUANTIZED_BITS}` must hold, but got {bits=}")
         self.bits, self.learnable = bits, learnable
         self.qmax = 2**bits - 1
         if learnable:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cosearch.compressors.base import COMPRESSORS, Compressor, Gene
 
 FLOAT_BITS = 32
 ACTIVATION_BITS = (4, 8, FLOAT_BITS)
+QUANTIZED_BITS = tuple(b for b in ACTIVATION_BITS if b != FLOAT_BITS)
+Calibration = Literal["minmax", "percentile", "mse", "kl"]  # how activation ranges are chosen (the job's option)
+CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
 
 
 @COMPRESSORS.register("activation_bits")
