@@ -414,13 +414,19 @@ def _read_yaml(path: Path) -> Any:
     return data if data is not None else {}
 
 
+def teacher_genes() -> list[str]:
+    """The techniques that learn from a teacher (distillation), each as "NAME > OFF"."""
+    return [f"{name} > {c.gene.default:g}" for name, c in compressors().items() if c.needs_teacher]
+
+
 def require_teacher(job: JobSpec, module_given: bool = False) -> None:
     """A job that distils needs a teacher: named in the job, or a module given to Controller.start."""
     if job.compression.distills and job.compression.teacher is None and not module_given:
         raise SpecError(
             "compression.teacher",
             None,
-            "a teacher ({model: resnet18}) when any distill_alpha > 0, or a trained module: Controller.start(job, run_dir, teacher=MODULE)",
+            f"a teacher ({{model: resnet18}}) when any {' or '.join(teacher_genes())}, or a trained module: "
+            "Controller.start(job, run_dir, teacher=MODULE)",
         )
 
 

@@ -93,6 +93,11 @@ class Compressor:
         """True when a baked model needs this technique's modules back before its state loads."""
         return False
 
+    def training_loss(self, value: Any, teacher_logits: Any, temperature: float) -> Any:
+        """For a `needs_teacher` technique: the loss (`.loss(student_logits, labels, idx)`) that
+        training and fine-tuning use at a non-default `value`."""
+        raise NotImplementedError(f"{self.name} uses no teacher")
+
     def weight_cost(self, value: Any, weight: Any, cost: WeightCost) -> WeightCost:
         """`cost` after this technique acts on `weight` (a baked tensor) at a non-default `value`."""
         return cost

@@ -39,7 +39,7 @@ from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
 from cosearch.evaluators.base import Evaluation, Evaluator
-from cosearch.job import JobSpec, require_teacher, spec_from_dict
+from cosearch.job import JobSpec, require_teacher, spec_from_dict, teacher_genes
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ class Controller:
             raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
         require_teacher(job, module_given=teacher is not None)
         if teacher is not None and not job.compression.distills:
-            raise CosearchError("a teacher module was given but no compression.distill_alpha is above 0")
+            raise CosearchError(f"a teacher module was given but the job searches no {' or '.join(teacher_genes())}")
         teacher_outputs = (
             cls._module_teacher(job, teacher) if teacher is not None else None
         )  # a bad module fails before anything is written

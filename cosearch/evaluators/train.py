@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from cosearch.compressors.base import compressors
+from cosearch.compressors.techniques.distill_alpha import Distillation
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import EvaluationError
 from cosearch.core.objectives import DEFAULT_DEVICE, Constraint
@@ -48,24 +50,6 @@ def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
     for start in range(0, stop, batch_size):  # training drops the ragged last batch (BatchNorm needs > 1 sample)
         idx = order[start : start + batch_size]
         yield idx, split.x[idx], split.y[idx]
-
-
-@dataclass(frozen=True)
-class Distillation:
-    """Soft labels: `alpha * T^2 * KL(student/T || teacher/T) + (1 - alpha) * CE` (Hinton et al. 2015)."""
-
-    teacher_logits: np.ndarray  # (N, classes), row i for training image (or view) i
-    alpha: float
-    temperature: float
-
-    def loss(self, student_logits: Any, labels: Any, idx: np.ndarray) -> Any:
-        import torch
-        import torch.nn.functional as F
-
-        t = self.temperature
-        soft = F.softmax(torch.from_numpy(self.teacher_logits[idx]) / t, dim=1)
-        kd = F.kl_div(F.log_softmax(student_logits / t, dim=1), soft, reduction="batchmean") * t * t
-        return self.alpha * kd + (1.0 - self.alpha) * F.cross_entropy(student_logits, labels)
 
 
 def train_epochs(
@@ -174,12 +158,14 @@ class TrainEvaluator(Evaluator):
         self.remote_measure[device] = measure
 
     def distillation(self, candidate: Candidate) -> Distillation | None:
-        alpha = candidate.policy.distill_alpha
-        if not alpha:
-            return None
-        if self.teacher_logits is None:
-            raise EvaluationError("the policy asks for distillation but the run has no teacher logits")
-        return Distillation(self.teacher_logits, alpha, self.temperature)
+        """The training loss of the teacher-using technique the policy turns on, or None."""
+        for technique in compressors().values():
+            value = candidate.policy.network.get(technique.name, technique.gene.default)
+            if technique.needs_teacher and value != technique.gene.default:
+                if self.teacher_logits is None:
+                    raise EvaluationError(f"the policy asks for {technique.name} but the run has no teacher logits")
+                return technique.training_loss(value, self.teacher_logits, self.temperature)
+        return None
 
     def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes, dict[str, str]]:
         """The pruned, compressed, baked model, its ONNX file and the session config it runs with."""

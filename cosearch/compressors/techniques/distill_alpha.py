@@ -1,13 +1,17 @@
 """Distillation: the weight of a teacher's soft labels in the training loss (0 = none).
 
 A training-time technique: it changes how a network is trained, not the network, so it has no
-hooks on the model; the train evaluator reads it, and the run prepares a teacher when any is > 0.
+hooks on the model; its `training_loss` replaces cross-entropy in training and fine-tuning, and
+the run prepares a teacher when any value is > 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from cosearch.compressors.base import COMPRESSORS, Compressor, Gene
 
@@ -24,3 +28,24 @@ class DistillAlpha(Compressor):
 
     def summarize(self, values: Sequence[Any]) -> str | None:
         return f"distill {values[0]:g}" if values[0] else None
+
+    def training_loss(self, value: float, teacher_logits: np.ndarray, temperature: float) -> Distillation:
+        return Distillation(teacher_logits, value, temperature)
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Soft labels: `alpha * T^2 * KL(student/T || teacher/T) + (1 - alpha) * CE` (Hinton et al. 2015)."""
+
+    teacher_logits: np.ndarray  # (N, classes), row i for training image (or view) i
+    alpha: float
+    temperature: float
+
+    def loss(self, student_logits: Any, labels: Any, idx: np.ndarray) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        t = self.temperature
+        soft = F.softmax(torch.from_numpy(self.teacher_logits[idx]) / t, dim=1)
+        kd = F.kl_div(F.log_softmax(student_logits / t, dim=1), soft, reduction="batchmean") * t * t
+        return self.alpha * kd + (1.0 - self.alpha) * F.cross_entropy(student_logits, labels)
