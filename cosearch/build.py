@@ -24,12 +24,14 @@ def load_job(path: str | Path) -> JobSpec:
     return check(read_job(path))
 
 
-def check(job: JobSpec) -> JobSpec:
-    """Raise SpecError for the first thing that keeps `job` from running: files, then components."""
+def check(job: JobSpec, teacher_prepared: bool = False) -> JobSpec:
+    """Raise SpecError for the first thing that keeps `job` from running: files, then components.
+    `teacher_prepared`: the run already stores its teacher's outputs, so its checkpoint is not read."""
     from cosearch.evaluators.data import check_dataset_path
 
     check_dataset_path(job.task.dataset, job.task.path)
-    _check_teacher(job)
+    if not teacher_prepared:
+        _check_teacher(job)
     profiles = device_profiles(job)
     make_space(job)
     validate_strategy(job)

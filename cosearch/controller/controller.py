@@ -414,7 +414,8 @@ class Controller:
         owns_ray = False
         try:
             store = RunStore(run_dir, write=True)
-            job = build.check(spec_from_dict(store.job(), str(run_dir)))  # its files may have moved
+            job = spec_from_dict(store.job(), str(run_dir))
+            build.check(job, teacher_prepared=store.teacher() is not None)  # its files may have moved
             owns_ray = cls._connect(job, address)
             controller = cls(job, store, address=address, lock=lock, **kwargs)
             controller._owns_ray = owns_ray

@@ -64,3 +64,8 @@ def test_status_pareto_report_and_export_work_after_tables_profiles_and_teacher_
     out = cosearch("resume", str(run_dir))  # resuming reads them again, and says which one is missing
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "teacher.pt" in out.stderr or "team.yaml" in out.stderr or "accelerator.json" in out.stderr
+
+    (tmp_path / "elsewhere").rename(files)
+    (files / "teacher.pt").unlink()  # the run stores its teacher's outputs: the checkpoint is not needed again
+    out = cosearch("resume", str(run_dir))
+    assert out.returncode == 0, out.stdout + out.stderr
