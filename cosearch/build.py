@@ -11,12 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from cosearch.compressors import genes as compression_genes
 from cosearch.core.errors import CosearchError, SpecError
 from cosearch.hardware.profiles import DEVICE_KINDS
-from cosearch.job import DeviceSpec, JobSpec, _Component, _read_yaml, check_device, read_job
+from cosearch.job import DeviceSpec, JobSpec, _Component, _read_yaml, check_device, device_entry, read_job
 
 
 def load_job(path: str | Path) -> JobSpec:
@@ -271,15 +269,9 @@ def _read_profiles(path: str) -> dict[str, DeviceSpec]:
     data = _read_yaml(Path(path))
     if not isinstance(data, dict) or set(data) != {"devices"} or not isinstance(data["devices"], dict):
         raise SpecError("profiles", path, "a YAML file holding one mapping, `devices: {NAME: {kind: ...}}`")
-    out = {}
-    for name, spec in data["devices"].items():
-        try:
-            out[str(name)] = DeviceSpec.model_validate(spec if spec is not None else {})
-        except ValidationError as error:
-            first = error.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise SpecError(f"profiles ({path}): devices.{name}.{loc}", first.get("input"), str(first["msg"])) from None
-    return out
+    return {
+        str(name): device_entry(spec, f"profiles ({path}): devices.{name}") for name, spec in data["devices"].items()
+    }
 
 
 def _construct(registry, component: _Component, field: str, **fixed: Any):

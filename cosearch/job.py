@@ -12,17 +12,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from cosearch.compressors import compressors
 from cosearch.compressors import genes as compression_genes
 from cosearch.compressors.techniques.activation_bits import Calibration
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Constraint, Goals, Objective
+from cosearch.core.schema import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+class _Section(
+    Section, BaseModel
+):  # BaseModel named again so linters see a pydantic model (mutable defaults are copied)
+    pass
 
 
 class _Component(BaseModel):
@@ -135,38 +147,60 @@ class LatencySpec(_Section):
     runs: int = Field(100, ge=30)  # fewer and the median moves by more than the differences searched for
 
 
-class DeviceSpec(_Section):
-    """One device: `kind` and the fields that kind takes (checked per kind in JobSpec)."""
-
-    kind: str = "measured"
-    resource: str | None = None  # measured: Ray custom resource of the nodes that have the device
-    threads: int | None = None  # measured: these four default to the `latency` section
-    batch_size: int | None = None
-    warmup_runs: int | None = None
-    runs: int | None = None
-    statistic: str = "median"  # measured: median or p90
-    table: str | None = None  # lut: a `cosearch profile` table; analytic: a BitFusion-style table
-    activation_bits: int = 8  # analytic
+DeviceSpec = SerializeAsAny[Section]  # one device: the entry model of its kind (a union discriminated by `kind`)
 
 
-def check_device(name: str, field: str, spec: DeviceSpec) -> None:
-    """What can be checked of one device without reading its table (each kind checks its own fields)."""
+def device_entry(data: Any, field: str) -> Section:
+    """One device of the job (or of a profiles file) as the entry model its `kind` registers
+    (measured when not given): `field` names it in errors. Runs stored before kinds had their own
+    entries hold every kind's fields at their defaults; those are dropped."""
+    from cosearch.hardware.profiles import DEVICE_KINDS
+
+    data = {} if data is None else data
+    if isinstance(data, BaseModel):
+        return data
+    if not isinstance(data, dict):
+        raise SpecError(field, data, "a mapping: kind and that kind's fields")
+    kind_name = data.get("kind", "measured")
+    if not isinstance(kind_name, str) or kind_name not in DEVICE_KINDS:
+        raise SpecError(f"{field}.kind", kind_name, f"one of {DEVICE_KINDS.names()}")
+    kind = DEVICE_KINDS.get(kind_name)
+    legacy = _legacy_device_defaults()
+    entry = {"kind": kind_name}
+    for key, value in data.items():
+        if key == "kind" or (key not in kind.fields() and key in legacy and value == legacy[key]):
+            continue
+        if key not in kind.fields():
+            problem = "not used by this kind" if key in legacy else "unknown key"
+            raise SpecError(
+                f"{field}.{key}", value, f"fields of a {kind_name} device: {sorted(kind.fields())}", problem
+            )
+        entry[key] = value
+    try:
+        return kind.entry.model_validate(entry)
+    except ValidationError as error:
+        raise _spec_error(error, field, kind.entry) from None
+
+
+def _legacy_device_defaults() -> dict[str, Any]:
+    """Every kind's fields with their defaults (None where required): what a stored entry held."""
+    from cosearch.hardware.profiles import DEVICE_KINDS
+
+    out: dict[str, Any] = {}
+    for name in DEVICE_KINDS.in_order():
+        for key, info in DEVICE_KINDS.get(name).entry.model_fields.items():
+            if key != "kind":
+                out.setdefault(key, None if info.is_required() else info.default)
+    return out
+
+
+def check_device(name: str, field: str, spec: Section) -> None:
+    """What can be checked of one device without reading its table, beyond its entry model."""
     from cosearch.hardware.profiles import DEVICE_KINDS
 
     if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
         raise SpecError(field, name, "a device name of letters, digits, '-', '_' and '.'")
-    if spec.kind not in DEVICE_KINDS:
-        raise SpecError(f"{field}.kind", spec.kind, f"one of {DEVICE_KINDS.names()}")
-    kind = DEVICE_KINDS.get(spec.kind)
-    given = {key for key, info in DeviceSpec.model_fields.items() if getattr(spec, key) != info.default}
-    for key in sorted(given - {"kind"} - kind.fields):  # stored jobs hold the defaults too
-        raise SpecError(
-            f"{field}.{key}",
-            getattr(spec, key),
-            f"fields of a {spec.kind} device: {sorted(kind.fields)}",
-            problem="not used by this kind",
-        )
-    kind.check(field, spec)
+    DEVICE_KINDS.get(spec.kind).check(field, spec)
 
 
 class ResourcesSpec(_Section):
@@ -197,6 +231,15 @@ class JobSpec(_Section):
         if not value or not all(ch.isalnum() or ch in "-_." for ch in value):
             raise ValueError("allowed: letters, digits, '-', '_' and '.'")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _device_entries(cls, data: Any) -> Any:
+        """Each device as its kind's entry model, dispatched by `kind` through the registry."""
+        if isinstance(data, dict) and isinstance(data.get("devices"), dict):
+            devices = {name: device_entry(spec, f"devices.{name}") for name, spec in data["devices"].items()}
+            data = {**data, "devices": devices}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
@@ -234,17 +277,24 @@ def spec_from_dict(data: Any, source: str = "job") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        loc = _location(tuple(first["loc"]))
-        cause = first.get("ctx", {}).get("error")
-        if isinstance(cause, SpecError):
-            raise cause from None
-        if first["type"] == "extra_forbidden":
-            parent = _section_fields(tuple(first["loc"])[:-1])
-            raise SpecError(loc, first["input"], f"one of {parent}", problem="unknown key") from None
-        if first["type"] == "missing":
-            raise SpecError(loc, None, "a value", problem="missing") from None
-        raise SpecError(loc, first.get("input"), _allowed(first, _field(tuple(first["loc"])))) from None
+        raise _spec_error(error) from None
+
+
+def _spec_error(error: ValidationError, prefix: str = "", root: Any = None) -> SpecError:
+    """The first error of a validation as a SpecError; `root`: the model validated (JobSpec unless
+    given), `prefix`: where it sits in the job."""
+    root = JobSpec if root is None else root
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    field = ".".join(part for part in (prefix, _location(loc) if loc else "") if part) or "job"
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, SpecError):
+        return cause
+    if first["type"] == "extra_forbidden":
+        return SpecError(field, first["input"], f"one of {_section_fields(loc[:-1], root)}", problem="unknown key")
+    if first["type"] == "missing":
+        return SpecError(field, None, "a value", problem="missing")
+    return SpecError(field, first.get("input"), _allowed(first, _field(loc, root)))
 
 
 _BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
@@ -283,9 +333,9 @@ _TYPE_WORDS = {
 }
 
 
-def _field(loc: tuple[Any, ...]) -> Any:
+def _field(loc: tuple[Any, ...], root: Any = None) -> Any:
     """The pydantic FieldInfo at `loc` (through lists, Optional and the names of a dict), or None."""
-    model: Any = JobSpec
+    model: Any = JobSpec if root is None else root
     field = None
     for part in loc:
         fields = getattr(model, "model_fields", None)
@@ -301,9 +351,10 @@ def _field(loc: tuple[Any, ...]) -> Any:
     return field
 
 
-def _section_fields(loc: tuple[Any, ...]) -> list[str]:
+def _section_fields(loc: tuple[Any, ...], root: Any = None) -> list[str]:
     """The keys the section at `loc` takes."""
-    model: Any = JobSpec if not loc else getattr(_field(loc), "annotation", None)
+    root = JobSpec if root is None else root
+    model: Any = root if not loc else getattr(_field(loc, root), "annotation", None)
     while typing.get_origin(model) in (dict, list, typing.Union, types.UnionType):
         model = next(a for a in typing.get_args(model)[::-1] if a is not type(None))
     return sorted(model.model_fields) if hasattr(model, "model_fields") else []

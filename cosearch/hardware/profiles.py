@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import DEFAULT_DEVICE
 from cosearch.core.registry import Registry
+from cosearch.core.schema import Section
 from cosearch.hardware.onnx_runtime import LatencySettings
 
 
@@ -39,16 +40,22 @@ class DeviceContext:
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """Base of every device kind. `fields` are the job fields the kind takes besides `kind`;
-    `offers` the metric bases it reports (`latency_ms` -> `latency_ms@NAME`). A `measured` kind
-    is timed after the candidate's file exists (`cosearch.hardware.costs.measure_here`); the
-    others `predict` before training, cheaply."""
+    """Base of every device kind. `entry` is the job's entry for one device of this kind (a
+    `Section` with `kind: Literal[NAME]` and the kind's own fields: the job's `devices` union is
+    built from them); `offers` the metric bases it reports (`latency_ms` -> `latency_ms@NAME`).
+    A `measured` kind is timed after the candidate's file exists (`cosearch.hardware.costs.measure_here`);
+    the others `predict` before training, cheaply."""
 
     name: str
 
-    fields: ClassVar[frozenset[str]] = frozenset()
+    entry: ClassVar[type[Section]]
     offers: ClassVar[tuple[str, ...]] = ("latency_ms",)
     measured: ClassVar[bool] = False
+
+    @classmethod
+    def fields(cls) -> frozenset[str]:
+        """The job fields this kind takes besides `kind`."""
+        return frozenset(cls.entry.model_fields) - {"kind"}
 
     @property
     def kind(self) -> str:
@@ -59,7 +66,7 @@ class DeviceProfile:
 
     @classmethod
     def check(cls, field: str, spec: Any) -> None:
-        """What can be checked of a job entry without reading files; raise SpecError naming `field`."""
+        """What its `entry` model cannot say, checked without reading files; raise SpecError naming `field`."""
 
     @classmethod
     def from_spec(cls, name: str, field: str, spec: Any, context: DeviceContext) -> DeviceProfile:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -46,13 +46,15 @@ class DeviceSuite:
     def candidate(self) -> dict[str, Any]:
         return sample_candidate()
 
-    def test_registered_under_its_kind_with_job_fields(self, device):
-        from cosearch.job import DeviceSpec
+    def test_registered_under_its_kind_with_an_entry_model(self, device):
+        from cosearch.job import device_entry
 
         assert DEVICE_KINDS.get(device.kind) is type(device)
         assert device.offers and all(isinstance(base, str) and "@" not in base for base in device.offers)
-        unknown = set(device.fields) - set(DeviceSpec.model_fields)
-        assert not unknown, f"fields the job's device entry cannot hold: {sorted(unknown)}"
+        assert device.entry.model_fields["kind"].annotation == Literal[device.kind]  # the union's tag
+        fields = {key: getattr(device, key) for key in device.fields() if hasattr(device, key)}
+        entry = device_entry({"kind": device.kind, **fields}, "devices.x")  # the job file can say this device
+        assert isinstance(entry, device.entry) and entry.kind == device.kind
 
     def test_metrics_name_the_device(self, device):
         assert device.metrics() == tuple(f"{base}@{device.name}" for base in device.offers)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from cosearch.core.errors import SpecError
+from cosearch.core.schema import Section
 from cosearch.hardware.analytic import load_bitfusion
 from cosearch.hardware.profiles import DEVICE_KINDS, DeviceContext, DeviceProfile, table_path
+
+
+class AnalyticEntry(Section):
+    kind: Literal["analytic"]
+    table: str  # a BitFusion-style table
+    activation_bits: int = 8  # the width of layers whose policy leaves activations in float
 
 
 @DEVICE_KINDS.register("analytic")
@@ -17,13 +24,11 @@ class AnalyticDevice(DeviceProfile):
     table: str  # path of a BitFusion-style per-layer table
     activation_bits: int = 8  # the width of layers whose policy leaves activations in float
 
-    fields = frozenset({"table", "activation_bits"})
+    entry = AnalyticEntry
     offers = ("latency_ms", "energy_mj")
 
     @classmethod
     def check(cls, field: str, spec: Any) -> None:
-        if spec.table is None:
-            raise SpecError(f"{field}.table", None, "the path of the analytic device's table", problem="missing")
         if spec.activation_bits not in range(2, 9):
             raise SpecError(f"{field}.activation_bits", spec.activation_bits, "an integer 2..8")
 

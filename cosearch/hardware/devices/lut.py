@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from cosearch.core.errors import SpecError
+from cosearch.core.schema import Section
 from cosearch.hardware.lut import LatencyTable
 from cosearch.hardware.profiles import DEVICE_KINDS, DeviceContext, DeviceProfile, table_path
 
@@ -17,17 +18,17 @@ def load_latency_table(path: str) -> LatencyTable:
     return LatencyTable.load(path)
 
 
+class LutEntry(Section):
+    kind: Literal["lut"]
+    table: str  # a `cosearch profile` table; a relative path is read from the profiles file's folder
+
+
 @DEVICE_KINDS.register("lut")
 @dataclass(frozen=True)
 class LutDevice(DeviceProfile):
     table: str  # path of a table written by `cosearch profile`
 
-    fields = frozenset({"table"})
-
-    @classmethod
-    def check(cls, field: str, spec: Any) -> None:
-        if spec.table is None:
-            raise SpecError(f"{field}.table", None, "the path of the lut device's table", problem="missing")
+    entry = LutEntry
 
     @classmethod
     def from_spec(cls, name: str, field: str, spec: Any, context: DeviceContext) -> LutDevice:

@@ -5,12 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import Field
+
 from cosearch.core.errors import SpecError
+from cosearch.core.schema import Section
 from cosearch.hardware.onnx_runtime import LatencySettings
 from cosearch.hardware.profiles import DEVICE_KINDS, DeviceContext, DeviceProfile
 
 Statistic = Literal["median", "p90"]
-MINIMUM = {"threads": 1, "batch_size": 1, "warmup_runs": 0, "runs": 30}  # as the job's latency section
+
+
+class MeasuredEntry(Section):
+    kind: Literal["measured"] = "measured"
+    resource: str | None = None  # Ray custom resource of the nodes that have the device
+    threads: int | None = Field(None, ge=1)  # these four default to the job's `latency` section (same bounds)
+    batch_size: int | None = Field(None, ge=1)
+    warmup_runs: int | None = Field(None, ge=0)
+    runs: int | None = Field(None, ge=30)
+    statistic: Statistic = "median"
 
 
 @DEVICE_KINDS.register("measured")
@@ -20,16 +32,11 @@ class MeasuredDevice(DeviceProfile):
     statistic: Statistic = "median"
     resource: str | None = None  # Ray custom resource of the nodes that have the device
 
-    fields = frozenset({"resource", "threads", "batch_size", "warmup_runs", "runs", "statistic"})
+    entry = MeasuredEntry
     measured = True
 
     @classmethod
     def check(cls, field: str, spec: Any) -> None:
-        for key, low in MINIMUM.items():
-            if getattr(spec, key) is not None and getattr(spec, key) < low:
-                raise SpecError(f"{field}.{key}", getattr(spec, key), f"an integer >= {low}")
-        if spec.statistic not in ("median", "p90"):
-            raise SpecError(f"{field}.statistic", spec.statistic, "median or p90")
         if spec.resource is not None and not spec.resource.strip():
             raise SpecError(f"{field}.resource", spec.resource, "a Ray custom resource name, e.g. device:rpi4")
 
