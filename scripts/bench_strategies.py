@@ -41,7 +41,7 @@ from cosearch.core import Constraint, Goals, Objective, hypervolume
 from cosearch.evaluators.table import TableEvaluator, read_table
 from cosearch.search_spaces import JointSpace
 from cosearch.search_spaces.nb201 import EDGES, OPS, NB201Space, format_arch_str
-from cosearch.strategies import STRATEGIES
+from cosearch.strategies import STRATEGIES, Deduplicated
 
 BUDGETS = (50, 150, 300)
 STRATEGY_PARAMS = {
@@ -58,18 +58,13 @@ MAX_DUPLICATES = 500
 
 def search(name: str, space: JointSpace, goals: Goals, evaluator: TableEvaluator, seed: int, steps: int):
     """Ask/tell until `steps` distinct candidates are evaluated; returns their results in order."""
-    strategy = STRATEGIES.create(name, space, goals, seed=seed, **STRATEGY_PARAMS[name])
-    seen: dict[str, object] = {}
+    strategy = Deduplicated(STRATEGIES.create(name, space, goals, seed=seed, **STRATEGY_PARAMS[name]))
     results = []
-    duplicates = 0
-    while len(results) < steps and duplicates < MAX_DUPLICATES:
-        candidate = strategy.ask()
-        if candidate.key in seen:
-            strategy.tell(candidate, seen[candidate.key])
-            duplicates += 1
-            continue
+    while len(results) < steps:
+        candidate = strategy.ask(max_repeats=MAX_DUPLICATES - strategy.repeats)
+        if candidate is None:
+            break
         result = evaluator.evaluate(candidate).result
-        seen[candidate.key] = result
         strategy.tell(candidate, result)
         results.append(result)
     return results

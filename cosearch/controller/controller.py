@@ -40,6 +40,7 @@ from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
 from cosearch.evaluators.base import Evaluation, Evaluator
 from cosearch.job import JobSpec, require_teacher, spec_from_dict, teacher_genes
+from cosearch.strategies.dedup import Deduplicated
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +280,16 @@ def _same_head(address: str, current: str) -> bool:
     return ip == current_ip or (ip.startswith("127.") and current_ip in here)
 
 
+class _Either:
+    """Membership in either of two collections, without building their union per ask."""
+
+    def __init__(self, a, b) -> None:
+        self.a, self.b = a, b
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.a or key in self.b
+
+
 CONNECT_TIMEOUT_S = 10.0  # a head that does not answer a TCP connect in this long is not there
 
 
@@ -489,16 +500,10 @@ class Controller:
         when every distinct candidate of the space is stored or running.
 
         A repeat of a stored candidate is answered from the store (told again, never evaluated)."""
-        for _ in range(MAX_REPEATED_ASKS):
-            candidate = self.strategy.ask()
-            stored = self.known.get(candidate.key)
-            if stored is not None:
-                self.strategy.tell(candidate, stored)
-                self.state.duplicates += 1
-                continue
-            if candidate.key in in_flight or candidate.key in self.pending:
-                self.state.duplicates += 1
-                continue
+        dedup = Deduplicated(self.strategy, self.known)
+        candidate = dedup.ask(_Either(in_flight, self.pending), MAX_REPEATED_ASKS)
+        self.state.duplicates += dedup.repeats
+        if candidate is not None:
             return candidate
         candidate = self._random_candidate(in_flight)
         if candidate is not None:

@@ -2,5 +2,6 @@
 
 from cosearch.strategies import evolution, gp, nsga2, optuna_samplers, random_search, reinforce  # noqa: F401  (register)
 from cosearch.strategies.base import CONTROLLER_ARGS, STRATEGIES, Strategy
+from cosearch.strategies.dedup import Deduplicated
 
-__all__ = ["CONTROLLER_ARGS", "STRATEGIES", "Strategy"]
+__all__ = ["CONTROLLER_ARGS", "STRATEGIES", "Deduplicated", "Strategy"]

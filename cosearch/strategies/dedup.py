@@ -1,0 +1,41 @@
+"""Repeated proposals, filtered once for every strategy (the shape of NNI's Deduplication middleware).
+
+A strategy may propose a candidate it (or an earlier run) already had answered. `Deduplicated`
+asks again instead of evaluating it twice: a repeat of an answered candidate is told that answer
+again, so the strategy learns it is known; a repeat of one still being evaluated is skipped.
+The controller and the benchmarks drive every strategy through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, MutableMapping
+
+from cosearch.core.candidate import Candidate
+from cosearch.core.result import Result
+from cosearch.strategies.base import Strategy
+
+
+class Deduplicated:
+    """`strategy`, asked until it proposes a candidate not in `answered` (key -> result, shared
+    with the caller, which may fill it too) nor busy. `repeats` counts the proposals filtered."""
+
+    def __init__(self, strategy: Strategy, answered: MutableMapping[str, Result] | None = None) -> None:
+        self.strategy = strategy
+        self.answered: MutableMapping[str, Result] = {} if answered is None else answered
+        self.repeats = 0
+
+    def ask(self, busy: Container[str] = (), max_repeats: int = 20) -> Candidate | None:
+        """A candidate to evaluate, or None when `max_repeats` proposals in a row were repeats."""
+        for _ in range(max_repeats):
+            candidate = self.strategy.ask()
+            known = self.answered.get(candidate.key)
+            self.repeats += known is not None or candidate.key in busy
+            if known is not None:
+                self.strategy.tell(candidate, known)
+            elif candidate.key not in busy:
+                return candidate
+        return None
+
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        self.answered[candidate.key] = result
+        self.strategy.tell(candidate, result)
