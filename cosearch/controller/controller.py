@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -311,12 +312,40 @@ def _check_reachable(address: str) -> None:
             f"--address {address!r}: HOST:PORT of a Ray head node (its GCS port, 6379 unless set), or auto"
         )
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        connection = socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S)
     except OSError as error:
         raise CosearchError(
             f"--address {address}: no Ray head answers there ({error.strerror or error}, after at most {CONNECT_TIMEOUT_S:.0f} s); "
             "start one with `ray start --head --port PORT` or check the address"
         ) from None
+    with connection:
+        if not os.environ.get("RAY_USE_TLS") and not _answers_http2(connection):  # ray.init would wait minutes
+            raise CosearchError(
+                f"--address {address}: something listens there but it is not a Ray head (no gRPC answer within "
+                f"{HANDSHAKE_TIMEOUT_S:.0f} s); give the head's GCS port (6379 unless set) or check the address"
+            )
+
+
+HANDSHAKE_TIMEOUT_S = 5.0
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # preface + empty SETTINGS
+
+
+def _answers_http2(connection: Any) -> bool:
+    """Whether the server greets an HTTP/2 client with its SETTINGS frame, as every gRPC server
+    (Ray's GCS among them) does; a listener that is silent or speaks something else does not."""
+
+    try:
+        connection.settimeout(HANDSHAKE_TIMEOUT_S)
+        connection.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = connection.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except (TimeoutError, OSError):
+        return False
+    return header[3] == 4  # frame type SETTINGS
 
 
 class Controller:

@@ -292,3 +292,20 @@ def test_a_device_no_node_has_fails_before_anything_is_written(ray_local, tmp_pa
     for fragment in ("'rpi4'", "device:rpi4", "no node", "ray start", "--resources"):
         assert fragment in err, f"{fragment!r} missing from: {err}"
     assert "Traceback" not in err and not Path("out").exists()
+
+
+def test_an_address_where_something_else_listens_fails_fast(tmp_path, monkeypatch, capsys):
+    """A port that accepts TCP but is no Ray head: ray.init waited minutes; now a clear error in seconds."""
+    import socket
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    Path("job.yaml").write_text(
+        yaml.safe_dump({"evaluator": {"name": "synthetic"}, "compression": {"weight_bits": [32], "sparsity": [0.0]}})
+    )
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts (the kernel's backlog), never speaks
+        start = time.monotonic()
+        code = main(["run", "job.yaml", "--run-dir", "out", "--address", f"127.0.0.1:{server.getsockname()[1]}"])
+    assert code == 2 and time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert "not a Ray head" in err and "Traceback" not in err and not Path("out").exists()

@@ -258,6 +258,7 @@ def test_a_used_up_space_finishes_and_says_how_many_candidates_it_has(ray_local,
 def test_an_address_other_than_the_joined_cluster_is_refused(ray_local):
     """Ray already up in this process (a notebook, or these tests): another --address was ignored."""
     import socket
+    import threading
 
     from cosearch.controller.controller import connect_ray
 
@@ -265,7 +266,21 @@ def test_an_address_other_than_the_joined_cluster_is_refused(ray_local):
     assert connect_ray(current, 2) is False and connect_ray("auto", 2) is False  # joined already: reused
     with pytest.raises(CosearchError, match="no Ray head answers"):
         connect_ray("127.0.0.1:1", 2)
-    with socket.create_server(("127.0.0.1", 0)) as server:  # something answers there, but not this cluster
+    with socket.create_server(("127.0.0.1", 0)) as server:  # something listens there, silent
+        with pytest.raises(CosearchError, match="not a Ray head"):
+            connect_ray(f"127.0.0.1:{server.getsockname()[1]}", 2)
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a gRPC server, as another cluster's head is
+
+        def greet():
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(33)  # the client's preface and SETTINGS
+                connection.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # the server's SETTINGS
+                connection.recv(1)
+
+        thread = threading.Thread(target=greet, daemon=True)
+        thread.start()
         with pytest.raises(CosearchError, match="already connected to the Ray cluster at"):
             connect_ray(f"127.0.0.1:{server.getsockname()[1]}", 2)
+        thread.join(timeout=10)
     assert ray_local.is_initialized()
