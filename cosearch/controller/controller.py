@@ -573,6 +573,7 @@ class Controller:
         self.lock.acquire()  # held since start / resume; taken again for a second run()
         started_ray = self._connect(self.job, self.address) or self._owns_ray
         in_flight: dict[Any, Candidate] = {}
+        stopping: BaseException | None = None
         try:
             if self.job.compression.distills:
                 self._ensure_teacher()
@@ -605,16 +606,17 @@ class Controller:
                 for ref in ready:
                     self._complete(in_flight.pop(ref), ref)
             self._finish(exhausted)
-        except BaseException:
+        except BaseException as error:
             # A cooperative cancel (KeyboardInterrupt inside the task) frees a shared cluster's CPUs without
             # killing worker processes (a CI run once died in this path with force=True; cause not found).
+            stopping = error
             for ref in in_flight:
                 ray.cancel(ref)
-            self._quietly(self.store.set_status, "stopped")  # never hide the error that stopped the run
+            self._quietly(stopping, self.store.set_status, "stopped")  # never hide the error that stopped the run
             raise
         finally:
             if self._dirty:
-                self._quietly(self._checkpoint, True)
+                self._quietly(stopping, self._checkpoint, True)
             self.state.running = 0
             if started_ray:
                 ray.shutdown()
@@ -623,11 +625,14 @@ class Controller:
         return self.state
 
     @staticmethod
-    def _quietly(write: Callable[..., Any], *args: Any) -> None:
+    def _quietly(stopping: BaseException | None, write: Callable[..., Any], *args: Any) -> None:
+        """`write`, warning if it fails (a full disk: the run resumes from what is committed), unless
+        it fails as the error that is stopping the run did: that one is reported once, by the caller."""
         try:
             write(*args)
-        except CosearchError as error:  # e.g. a full disk; the run is resumable from what is committed
-            log.warning("%s", error)
+        except CosearchError as error:
+            if str(error) != str(stopping):
+                log.warning("%s", error)
 
     def _finish(self, exhausted: bool) -> None:
         """Finished means `trials` results, or a space whose every distinct candidate is stored."""

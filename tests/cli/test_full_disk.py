@@ -54,6 +54,7 @@ cp -a {d}/run {o}/final
     first_err = " ".join((out / "first.err").read_text().split())
     assert (out / "first.rc").read_text().strip() == "2", first_err
     assert "Traceback" not in first_err and "cosearch.db" in first_err and "resume" in first_err, first_err
+    assert first_err.count("cannot write") == 1, first_err  # said once, not by every cleanup write too
     assert (out / "second.rc").read_text().strip() == "0", (out / "second.err").read_text()
 
     def rows(run_dir):
