@@ -24,6 +24,12 @@ from cosearch.core.registry import Registry
 Sample = dict[str, Any]  # decision name -> chosen option; what strategies see
 
 
+# Caps on a space's size parameters: far above any network searched here, low enough that a typo
+# (cells_per_stage: 1000000000000) is a clear error instead of a driver enumerating slots forever.
+MAX_CHANNELS = 4096
+MAX_DEPTH = 64
+
+
 @dataclass(frozen=True)
 class Choice:
     """One categorical decision of a genome. `group` lets mutation balance arch and policy genes."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 import ast
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import networkx as nx
+from pydantic import Field
 
 from cosearch.core.errors import SpecError
-from cosearch.search_spaces.base import SEARCH_SPACES, Choice, Form, Sample, SearchSpace
+from cosearch.search_spaces.base import MAX_CHANNELS, MAX_DEPTH, SEARCH_SPACES, Choice, Form, Sample, SearchSpace
 
 OPS = (
     "none",
@@ -130,14 +131,12 @@ def live_cells(cells: Mapping[str, Cell], kinds: Sequence[str]) -> list[bool]:
 class DartsSpace(SearchSpace):
     """DARTS cells stacked `layers` deep (reductions at 1/3 and 2/3), stem width `channels`."""
 
-    def __init__(self, channels: int = 16, layers: int = 8, stem_multiplier: int = 3) -> None:
-        for name, value, low in (
-            ("channels", channels, 1),
-            ("layers", layers, 3),
-            ("stem_multiplier", stem_multiplier, 1),
-        ):
-            if not (isinstance(value, int) and value >= low):
-                raise SpecError(f"search_space.{name}", value, f"an integer >= {low}")
+    def __init__(
+        self,
+        channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)] = 16,
+        layers: Annotated[int, Field(ge=3, le=MAX_DEPTH)] = 8,
+        stem_multiplier: Annotated[int, Field(ge=1, le=8)] = 3,
+    ) -> None:
         self.channels, self.layers, self.stem_multiplier = channels, layers, stem_multiplier
         self.reductions = (layers // 3, 2 * layers // 3)
         self._all_slots = self._make_slots()

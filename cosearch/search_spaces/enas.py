@@ -9,10 +9,12 @@ from higher resolutions too). Arch: `{"ops": [op per layer], "skips": [[earlier 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from cosearch.core.errors import SpecError
-from cosearch.search_spaces.base import SEARCH_SPACES, Choice, Form, Sample, SearchSpace
+from cosearch.search_spaces.base import MAX_CHANNELS, MAX_DEPTH, SEARCH_SPACES, Choice, Form, Sample, SearchSpace
 
 OPS = ("conv_3x3", "conv_5x5", "sep_conv_3x3", "sep_conv_5x5", "max_pool_3x3", "avg_pool_3x3")
 PARAM_OPS = OPS[:4]
@@ -20,10 +22,11 @@ PARAM_OPS = OPS[:4]
 
 @SEARCH_SPACES.register("enas")
 class EnasMacroSpace(SearchSpace):
-    def __init__(self, channels: int = 16, layers: int = 6) -> None:
-        for name, value, low in (("channels", channels, 1), ("layers", layers, 2)):
-            if not (isinstance(value, int) and value >= low):
-                raise SpecError(f"search_space.{name}", value, f"an integer >= {low}")
+    def __init__(
+        self,
+        channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)] = 16,
+        layers: Annotated[int, Field(ge=2, le=MAX_DEPTH)] = 6,
+    ) -> None:
         self.channels, self.layers = channels, layers
         self.pool_after = sorted({layers // 3 - 1, 2 * layers // 3 - 1} - {-1})
 

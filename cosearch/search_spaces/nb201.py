@@ -12,12 +12,13 @@ import itertools
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
 import networkx as nx
+from pydantic import Field
 
 from cosearch.core.errors import SpecError
-from cosearch.search_spaces.base import SEARCH_SPACES, Choice, Form, Sample, SearchSpace
+from cosearch.search_spaces.base import MAX_CHANNELS, MAX_DEPTH, SEARCH_SPACES, Choice, Form, Sample, SearchSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
@@ -123,11 +124,11 @@ def cell_graph(ops: Mapping[tuple[int, int], str]) -> nx.DiGraph:
 class NB201Space(SearchSpace):
     """NAS-Bench-201 cells; `channels` is the stem width, `cells_per_stage` the N of the paper."""
 
-    def __init__(self, channels: int = 16, cells_per_stage: int = 5) -> None:
-        if not (isinstance(channels, int) and channels >= 1):
-            raise SpecError("search_space.channels", channels, "an integer >= 1")
-        if not (isinstance(cells_per_stage, int) and cells_per_stage >= 1):
-            raise SpecError("search_space.cells_per_stage", cells_per_stage, "an integer >= 1")
+    def __init__(
+        self,
+        channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)] = 16,
+        cells_per_stage: Annotated[int, Field(ge=1, le=MAX_DEPTH)] = 5,
+    ) -> None:
         self.channels = channels
         self.cells_per_stage = cells_per_stage
         self._all_slots = self._make_slots()

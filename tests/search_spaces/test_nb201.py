@@ -143,7 +143,9 @@ def test_built_network_names_its_compression_slots(space, joint):
 
 
 def test_space_parameters_are_validated():
-    with pytest.raises(SpecError, match="channels"):
+    with pytest.raises(ValueError, match=r"`1 <= channels <= 4096` must hold, but got channels=0"):
         SEARCH_SPACES.create("nb201", channels=0)
+    with pytest.raises(ValueError, match=r"cells_per_stage <= 64"):  # a typo must not enumerate slots for ever
+        SEARCH_SPACES.create("nb201", cells_per_stage=10**12)
     with pytest.raises(SpecError, match="one of"):
         SEARCH_SPACES.get("nope")
