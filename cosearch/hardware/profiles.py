@@ -41,8 +41,8 @@ class DeviceContext:
 @dataclass(frozen=True)
 class DeviceProfile:
     """Base of every device kind. `entry` is the job's entry for one device of this kind (a
-    `Section` with `kind: Literal[NAME]` and the kind's own fields: the job's `devices` union is
-    built from them); `offers` the metric bases it reports (`latency_ms` -> `latency_ms@NAME`).
+    `Section` with `kind: Literal[NAME]` and the kind's own fields: the job dispatches each of its
+    `devices` on `kind` to one of these); `offers` the metric bases it reports (`latency_ms` -> `latency_ms@NAME`).
     A `measured` kind is timed after the candidate's file exists (`cosearch.hardware.costs.measure_here`);
     the others `predict` before training, cheaply."""
 
