@@ -14,7 +14,16 @@ from typing import Any
 from cosearch.compressors import genes as compression_genes
 from cosearch.core.errors import CosearchError, SpecError
 from cosearch.hardware.profiles import DEVICE_KINDS
-from cosearch.job import DeviceSpec, JobSpec, _Component, _read_yaml, check_device, device_entry, read_job
+from cosearch.job import (
+    CompressionMethod,
+    DeviceSpec,
+    JobSpec,
+    _Component,
+    _read_yaml,
+    check_device,
+    device_entry,
+    read_job,
+)
 
 
 def load_job(path: str | Path) -> JobSpec:
@@ -225,7 +234,7 @@ def compression_settings(job: JobSpec) -> Any:
     from cosearch.evaluators.train import CompressionSettings
 
     c = job.compression
-    return CompressionSettings(c.channel_importance, c.calibration, learn_activation_scales=c.learn_activation_scales)
+    return CompressionSettings(**{key: getattr(c, key) for key in CompressionMethod.model_fields})
 
 
 def make_evaluator(job: JobSpec, teacher_logits: Any = None, profiles: dict[str, Any] | None = None) -> Any:

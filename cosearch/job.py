@@ -82,13 +82,18 @@ class TeacherSpec(_Section):
     epochs: int = Field(10, ge=1)
 
 
-class _CompressionOptions(_Section):
-    """How the searched techniques are carried out; the option list of every technique's gene is
-    added from the registry (`cosearch.compressors`), e.g. `weight_bits: [4, 8, 32]`."""
+class CompressionMethod(_Section):
+    """How a policy is carried out (the part of the `compression` section the evaluator receives)."""
 
     channel_importance: Literal["l1", "l2", "taylor"] = "l1"  # which channels structured pruning removes
     calibration: Calibration = "minmax"  # how activation ranges are chosen
     learn_activation_scales: bool = False  # LSQ: step sizes trained during fine-tuning
+
+
+class _CompressionOptions(CompressionMethod):
+    """How the searched techniques are carried out; the option list of every technique's gene is
+    added from the registry (`cosearch.compressors`), e.g. `weight_bits: [4, 8, 32]`."""
+
     temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
     teacher: TeacherSpec | None = None
 

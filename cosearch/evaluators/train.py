@@ -6,10 +6,10 @@ import io
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from cosearch.compressors.base import compressors
 from cosearch.compressors.techniques.distill_alpha import Distillation
@@ -24,7 +24,7 @@ from cosearch.hardware.layers import bitops, layer_shapes
 from cosearch.hardware.onnx_runtime import run_onnx
 from cosearch.hardware.profiles import DeviceProfile, MeasuredDevice
 from cosearch.hardware.qdq import deployment
-from cosearch.job import TaskSpec, TrainingSpec
+from cosearch.job import CompressionMethod, TaskSpec, TrainingSpec
 from cosearch.search_spaces.base import SearchSpace
 
 
@@ -109,14 +109,11 @@ def serialize_state(model: Any) -> bytes:
 Measure = Callable[[MeasuredDevice, bytes, Sequence[int], dict[str, str]], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class CompressionSettings:
-    """How a policy is carried out: which channels go, how activations get their ranges."""
+class CompressionSettings(CompressionMethod):
+    """The job's compression method (channel importance, calibration, LSQ) and how many training
+    images calibrate (Taylor importance takes its gradients there too)."""
 
-    channel_importance: str = "l1"  # l1 | l2 | taylor
-    calibration: str = "minmax"  # minmax | percentile | mse | kl
-    calibration_images: int = 256  # from the training split; Taylor importance takes its gradients there too
-    learn_activation_scales: bool = False  # LSQ
+    calibration_images: int = Field(256, ge=1)
 
     def images(self, data) -> np.ndarray:
         """The calibration images: the first `calibration_images` of the training split."""
@@ -307,7 +304,7 @@ class TrainEvaluator(Evaluator):
                 "pytorch_fake_quantized": torch_accuracy,
             }
             if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):
-                how["activations"] = asdict(self.compression)
+                how["activations"] = self.compression.model_dump()
             how["training"] = self.training.model_dump()
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))
         except Exception as error:  # noqa: BLE001 - a failing candidate is a failed result, never a dead search
