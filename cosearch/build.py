@@ -243,21 +243,22 @@ def make_evaluator(job: JobSpec, teacher_logits: Any = None, profiles: dict[str,
     params: dict[str, Any] = {"space": make_space(job)}
     if "seed" in EVALUATORS.parameters(job.evaluator.name) and "seed" not in job.evaluator.params:
         params["seed"] = job.resources.seed
-    inputs = {
-        "data": lambda: data_settings(job),
-        "training": lambda: training_settings(job),
-        "devices": lambda: tuple(evaluated_devices(job, profiles)),
-        "budgets": lambda: job.goals().constraints,
-        "teacher_logits": lambda: teacher_logits,
-        "temperature": lambda: job.compression.temperature,
-        "compression": lambda: compression_settings(job),
-    }
-    params.update({need: inputs[need]() for need in evaluator_needs(job)})
+    params.update({need: _RUN_INPUTS[need](job, teacher_logits, profiles) for need in evaluator_needs(job)})
     return _construct(EVALUATORS, job.evaluator, "evaluator", **params)
 
 
-# What a run can hand an evaluator's constructor besides its space (the keyword it arrives as).
-RUN_INPUTS = ("data", "training", "devices", "budgets", "teacher_logits", "temperature", "compression")
+# What a run can hand an evaluator's constructor besides its space, by the keyword it arrives as:
+# (job, teacher logits, device profiles) -> the value.
+_RUN_INPUTS: dict[str, Any] = {
+    "data": lambda job, logits, profiles: data_settings(job),
+    "training": lambda job, logits, profiles: training_settings(job),
+    "devices": lambda job, logits, profiles: tuple(evaluated_devices(job, profiles)),
+    "budgets": lambda job, logits, profiles: job.goals().constraints,
+    "teacher_logits": lambda job, logits, profiles: logits,
+    "temperature": lambda job, logits, profiles: job.compression.temperature,
+    "compression": lambda job, logits, profiles: compression_settings(job),
+}
+RUN_INPUTS = tuple(_RUN_INPUTS)
 
 
 def evaluator_needs(job: JobSpec) -> frozenset[str]:

@@ -162,7 +162,7 @@ def device_entry(data: Any, field: str) -> Section:
     from cosearch.hardware.profiles import DEVICE_KINDS
 
     data = {} if data is None else data
-    if isinstance(data, BaseModel):
+    if isinstance(data, Section):  # already an entry (a JobSpec validated again)
         return data
     if not isinstance(data, dict):
         raise SpecError(field, data, "a mapping: kind and that kind's fields")
@@ -170,16 +170,14 @@ def device_entry(data: Any, field: str) -> Section:
     if not isinstance(kind_name, str) or kind_name not in DEVICE_KINDS:
         raise SpecError(f"{field}.kind", kind_name, f"one of {DEVICE_KINDS.names()}")
     kind = DEVICE_KINDS.get(kind_name)
-    legacy = _legacy_device_defaults()
+    fields, legacy = kind.fields(), _legacy_device_defaults()
     entry = {"kind": kind_name}
     for key, value in data.items():
-        if key == "kind" or (key not in kind.fields() and key in legacy and value == legacy[key]):
+        if key == "kind" or (key not in fields and key in legacy and value == legacy[key]):
             continue
-        if key not in kind.fields():
+        if key not in fields:
             problem = "not used by this kind" if key in legacy else "unknown key"
-            raise SpecError(
-                f"{field}.{key}", value, f"fields of a {kind_name} device: {sorted(kind.fields())}", problem
-            )
+            raise SpecError(f"{field}.{key}", value, f"fields of a {kind_name} device: {sorted(fields)}", problem)
         entry[key] = value
     try:
         return kind.entry.model_validate(entry)
@@ -470,7 +468,7 @@ def _read_yaml(path: Path) -> Any:
     return data if data is not None else {}
 
 
-def teacher_genes() -> list[str]:
+def teacher_rules() -> list[str]:
     """The techniques that learn from a teacher (distillation), each as "NAME > OFF"."""
     return [f"{name} > {c.gene.default:g}" for name, c in compressors().items() if c.needs_teacher]
 
@@ -481,7 +479,7 @@ def require_teacher(job: JobSpec, module_given: bool = False) -> None:
         raise SpecError(
             "compression.teacher",
             None,
-            f"a teacher ({{model: resnet18}}) when any {' or '.join(teacher_genes())}, or a trained module: "
+            f"a teacher ({{model: resnet18}}) when any {' or '.join(teacher_rules())}, or a trained module: "
             "Controller.start(job, run_dir, teacher=MODULE)",
         )
 

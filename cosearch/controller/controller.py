@@ -40,7 +40,7 @@ from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
 from cosearch.evaluators.base import Evaluation, Evaluator
-from cosearch.job import JobSpec, require_teacher, spec_from_dict, teacher_genes
+from cosearch.job import JobSpec, require_teacher, spec_from_dict, teacher_rules
 from cosearch.strategies.dedup import Deduplicated
 
 log = logging.getLogger(__name__)
@@ -281,16 +281,6 @@ def _same_head(address: str, current: str) -> bool:
     return ip == current_ip or (ip.startswith("127.") and current_ip in here)
 
 
-class _Either:
-    """Membership in either of two collections, without building their union per ask."""
-
-    def __init__(self, a, b) -> None:
-        self.a, self.b = a, b
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.a or key in self.b
-
-
 CONNECT_TIMEOUT_S = 10.0  # a head that does not answer a TCP connect in this long is not there
 
 
@@ -390,7 +380,7 @@ class Controller:
             raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
         require_teacher(job, module_given=teacher is not None)
         if teacher is not None and not job.compression.distills:
-            raise CosearchError(f"a teacher module was given but the job searches no {' or '.join(teacher_genes())}")
+            raise CosearchError(f"a teacher module was given but the job searches no {' or '.join(teacher_rules())}")
         teacher_outputs = (
             cls._module_teacher(job, teacher) if teacher is not None else None
         )  # a bad module fails before anything is written
@@ -455,7 +445,7 @@ class Controller:
         try:
             store = RunStore(run_dir, write=True)
             job = spec_from_dict(store.job(), str(run_dir))
-            build.check(job, teacher_prepared=store.teacher() is not None)  # its files may have moved
+            build.check(job, teacher_prepared=store.has_teacher())  # its files may have moved
             owns_ray = cls._connect(job, address)
             controller = cls(job, store, address=address, lock=lock, **kwargs)
             controller._owns_ray = owns_ray
@@ -530,7 +520,7 @@ class Controller:
 
         A repeat of a stored candidate is answered from the store (told again, never evaluated)."""
         dedup = Deduplicated(self.strategy, self.known)
-        candidate = dedup.ask(_Either(in_flight, self.pending), MAX_REPEATED_ASKS)
+        candidate = dedup.ask((in_flight, self.pending), MAX_REPEATED_ASKS)
         self.state.duplicates += dedup.repeats
         if candidate is not None:
             return candidate

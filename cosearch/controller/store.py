@@ -256,6 +256,11 @@ class RunStore:
             self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:state", state))
             self._set_meta("teacher", info)
 
+    def has_teacher(self) -> bool:
+        """Whether the teacher is prepared (as `teacher()` would find it), without reading its logits."""
+        row = self._db.execute("SELECT 1 FROM weights WHERE key = ?", ("teacher:logits",)).fetchone()
+        return row is not None and self._meta("teacher") is not None
+
     def teacher(self) -> tuple[dict[str, Any], bytes] | None:
         """The teacher's description and its training-split logits (numpy .npy bytes), if prepared."""
         info = self._meta("teacher")

@@ -8,7 +8,7 @@ The controller and the benchmarks drive every strategy through it.
 
 from __future__ import annotations
 
-from collections.abc import Container, MutableMapping
+from collections.abc import Container, MutableMapping, Sequence
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.result import Result
@@ -24,15 +24,17 @@ class Deduplicated:
         self.answered: MutableMapping[str, Result] = {} if answered is None else answered
         self.repeats = 0
 
-    def ask(self, busy: Container[str] = (), max_repeats: int = 20) -> Candidate | None:
-        """A candidate to evaluate, or None when `max_repeats` proposals in a row were repeats."""
+    def ask(self, busy: Sequence[Container[str]] = (), max_repeats: int = 20) -> Candidate | None:
+        """A candidate to evaluate (its key in none of the `busy` collections), or None when
+        `max_repeats` proposals in a row were repeats."""
         for _ in range(max_repeats):
             candidate = self.strategy.ask()
             known = self.answered.get(candidate.key)
-            self.repeats += known is not None or candidate.key in busy
+            running = known is None and any(candidate.key in keys for keys in busy)
+            self.repeats += known is not None or running
             if known is not None:
                 self.strategy.tell(candidate, known)
-            elif candidate.key not in busy:
+            elif not running:
                 return candidate
         return None
 

@@ -35,7 +35,7 @@ def test_a_repeat_of_an_answered_candidate_is_told_its_answer_and_asked_again():
 def test_a_busy_candidate_is_skipped_untold_and_repeats_run_out():
     inner = Scripted("a", "a", "a")
     dedup = Deduplicated(inner, answered={})
-    assert dedup.ask(busy={candidate("a").key}, max_repeats=3) is None
+    assert dedup.ask(busy=[{candidate("a").key}], max_repeats=3) is None
     assert inner.told == [] and dedup.repeats == 3
 
 
