@@ -6,8 +6,9 @@
     class TestMyStrategy(StrategySuite):
         name = "my_strategy"  # registered with @STRATEGIES.register("my_strategy")
 
-pytest collects the inherited tests. cosearch's own tests run the same suites over every
-registered space, strategy, compressor, evaluator and device kind. Add
+pytest collects the inherited tests (pytest comes with the `dev` extra; nothing else in cosearch
+imports this package). cosearch's own tests run the same suites over every registered space,
+strategy, compressor, evaluator and device kind. Add
 `pytest.register_assert_rewrite("cosearch.testing")` to a conftest.py for detailed assertion messages.
 """
 
