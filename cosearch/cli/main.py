@@ -230,9 +230,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     with RunStore(args.run_dir) as store:
         job = spec_from_dict(store.job(), args.run_dir)
-        results = store.results()
         status = store.status()
-    state = RunState(job.goals(), job.resources.trials, results=results, started_s=time.time())
+        state = RunState(job.goals(), job.resources.trials, started_s=time.time())
+        for item in store.iter_results():
+            state.add(item)
     word = status["state"]
     if word == "running" and not driver_running(args.run_dir):
         word = "stopped (driver not running); continue with: cosearch resume " + str(args.run_dir)
@@ -242,9 +243,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     console.print(summary_line(state).split("  elapsed")[0])
     if state.skipped:
         console.print(savings_line(state))
-    for item in results:
-        if item.result.status == "failed":
-            console.print(f"  failed #{item.id}: {item.result.error}", style="red")
+    for item in state.failures:
+        console.print(f"  failed #{item.id}: {item.result.error}", style="red")
+    if state.failed > len(state.failures):
+        console.print(f"  ({state.failed - len(state.failures)} earlier failures not listed)", style="red")
     return 0
 
 
@@ -268,7 +270,8 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
     goals = view_goals(job.goals(), seen, device, extra)
     space = make_space(job)
     front = pareto_ids(results, goals)
-    chosen = results if show_all else [r for i in front for r in results if r.id == i]
+    by_id = {r.id: r for r in results}
+    chosen = results if show_all else [by_id[i] for i in front]
     budgets = ", ".join(map(str, goals.constraints)) or "none"
     title = f"{'All results' if show_all else 'Pareto set'} of {run_dir} (budgets: {budgets})"
     table = Table(title=title, title_justify="left")

@@ -1,6 +1,10 @@
-"""The one progress display for searches: a live panel on a terminal, a line per result elsewhere."""
+"""The one progress display for searches: a live panel on a terminal, a line per result elsewhere
+(several results to a line when they come more than ten a second)."""
 
 from __future__ import annotations
+
+import math
+import time
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -8,6 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
 from cosearch.controller.controller import RunState, format_duration
+
+# The display is redrawn (live) or a line written (plain) at most this often; results that come
+# faster are counted into the next update, so a run of cheap evaluations is not slowed by it.
+MIN_INTERVAL_S = 0.1
 
 
 def _fmt(metric: str, value: float) -> str:
@@ -46,8 +54,10 @@ class SearchProgress:
         self.bar = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), console=console)
         self.task = self.bar.add_task("search", total=1)
         self.live = Live(console=console, refresh_per_second=4, transient=False) if self.live_mode else None
-        self._printed = 0
+        self._printed: int | None = None  # results listed so far
         self._note = ""
+        self._shown_s = -math.inf
+        self._failed = 0  # failures counted in lines so far
 
     def __enter__(self) -> SearchProgress:
         if self.live:
@@ -59,20 +69,33 @@ class SearchProgress:
             self.live.__exit__(*exc)
 
     def __call__(self, state: RunState) -> None:
+        now = time.monotonic()
+        due = now - self._shown_s >= MIN_INTERVAL_S or not state.running or state.note != self._note
+        if not due:  # results arrive faster than anyone reads: they are shown together
+            return
+        self._shown_s = now
         if self.live:
             self.bar.update(self.task, total=state.total, completed=state.evaluated)
-            failures = [r for r in state.results if r.result.status == "failed"][-2:]
             lines = [self.bar, Text(summary_line(state))]
-            lines += [Text(f"  failed #{r.id}: {r.result.error}", style="red") for r in failures]
+            lines += [Text(f"  failed #{r.id}: {r.result.error}", style="red") for r in list(state.failures)[-2:]]
             self.live.update(Group(*lines))
+            self._note = state.note
             return
         if state.note and state.note != self._note:
             self.console.print(f"{state.note}...", highlight=False, markup=False)
         self._note = state.note
-        while self._printed < state.evaluated:  # plain output: one line per new result
-            item = state.results[self._printed]
-            self._printed += 1
+        if self._printed is None:  # results stored before this display started are not listed again
+            self._printed, self._failed = state.evaluated, state.failed
+        new = state.evaluated - self._printed
+        if new == 1:  # a line per result, as long as they come slowly enough to read
+            item = state.recent[-1]
             note = f" FAILED: {item.result.error}" if item.result.status == "failed" else ""
             note = f" ({item.result.error})" if item.result.status == "infeasible" else note
-            line = f"[{self._printed}/{state.total}] #{item.id} {item.result.status}{note} | {summary_line(state)}"
+            line = f"[{state.evaluated}/{state.total}] #{item.id} {item.result.status}{note} | {summary_line(state)}"
             self.console.print(line, highlight=False, soft_wrap=True, markup=False)
+        elif new > 1:
+            failed = state.failed - self._failed
+            note = f", {failed} FAILED, the latest: {state.failures[-1].result.error}" if failed else ""
+            line = f"[{state.evaluated}/{state.total}] {new} new results{note} | {summary_line(state)}"
+            self.console.print(line, highlight=False, soft_wrap=True, markup=False)
+        self._printed, self._failed = state.evaluated, state.failed

@@ -17,7 +17,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,18 @@ WAIT_TIMEOUT_S = 0.5  # how often the progress display refreshes while evaluatio
 CHECKPOINT_INTERVAL_S = 2.0
 
 
+RECENT_RESULTS = 1000  # results a display can still show one by one; older ones are only counted
+
+
 @dataclass
 class RunState:
-    """What a progress display shows; updated by the controller as results arrive."""
+    """What a progress display shows; updated by the controller as results arrive (`add`).
+
+    Every figure is kept as a running count, so showing it costs the same at the millionth
+    result as at the first; only the latest `RECENT_RESULTS` results themselves are held."""
 
     goals: Goals
     total: int
-    results: list[StoredResult] = field(default_factory=list)
     running: int = 0
     started_s: float = field(default_factory=time.time)
     done_at_start: int = 0
@@ -71,40 +77,56 @@ class RunState:
     finished: bool = False
     reason: str = ""  # why a run ended before `total` results, e.g. the space is used up
     note: str = ""  # what the run is doing besides evaluating, e.g. training the teacher
+    evaluated: int = 0
+    failed: int = 0
+    feasible: int = 0
+    recent: deque[StoredResult] = field(default_factory=lambda: deque(maxlen=RECENT_RESULTS))
+    failures: deque[StoredResult] = field(default_factory=lambda: deque(maxlen=RECENT_RESULTS))
+    _skipped_by: Counter[str] = field(default_factory=Counter)
+    _trained_s: list[float] = field(default_factory=lambda: [0.0, 0.0])  # sum of training seconds, count
+    _best_feasible: dict[str, float] = field(default_factory=dict)
+    _best_ok: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def evaluated(self) -> int:
-        return len(self.results)
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for r in self.results if r.result.status == "failed")
+    def add(self, item: StoredResult) -> None:
+        """Count one stored result in (a constant amount of work)."""
+        result = item.result
+        self.evaluated += 1
+        self.recent.append(item)
+        if result.status == "failed":
+            self.failed += 1
+            self.failures.append(item)
+        elif result.status == "infeasible":
+            self._skipped_by[result.measured.get("over_budget_stage", "")] += 1
+        if "train_s" in result.timings_s:
+            self._trained_s[0] += result.timings_s["train_s"] + result.timings_s.get("compress_s", 0.0)
+            self._trained_s[1] += 1
+        feasible = self.goals.feasible(result)
+        self.feasible += feasible
+        for best, counts in ((self._best_feasible, feasible), (self._best_ok, result.ok)):
+            if not counts:
+                continue
+            for objective in self.goals.objectives:
+                value = result.metrics.get(objective.metric)
+                if value is None:
+                    continue
+                old = best.get(objective.metric)
+                better = old is None or (value > old if objective.direction == "max" else value < old)
+                if better:
+                    best[objective.metric] = value
 
     @property
     def skipped(self) -> int:
         """Candidates known to break a budget before training, and so never trained."""
-        return sum(1 for r in self.results if r.result.status == "infeasible")
+        return sum(self._skipped_by.values())
 
     def skipped_by(self, stage: str) -> int:
         """Never-trained candidates caught by `predicted` (cheap) or `measured` costs."""
-        return sum(
-            1
-            for r in self.results
-            if r.result.status == "infeasible" and r.result.measured.get("over_budget_stage") == stage
-        )
+        return self._skipped_by[stage]
 
     def training_saved_s(self) -> float | None:
         """Training time the never-trained candidates would have cost, at the trained ones' mean."""
-        trained = [
-            r.result.timings_s["train_s"] + r.result.timings_s.get("compress_s", 0.0)
-            for r in self.results
-            if "train_s" in r.result.timings_s
-        ]
-        return self.skipped * sum(trained) / len(trained) if trained else None
-
-    @property
-    def feasible(self) -> int:
-        return sum(1 for r in self.results if self.goals.feasible(r.result))
+        total_s, trained = self._trained_s
+        return self.skipped * total_s / trained if trained else None
 
     @property
     def elapsed_s(self) -> float:
@@ -119,14 +141,7 @@ class RunState:
 
     def best(self) -> dict[str, float]:
         """Best value per objective among feasible results (all ok results when none is feasible)."""
-        pool = [r.result for r in self.results if self.goals.feasible(r.result)]
-        pool = pool or [r.result for r in self.results if r.result.ok]
-        best: dict[str, float] = {}
-        for objective in self.goals.objectives:
-            values = [r.metrics[objective.metric] for r in pool if objective.metric in r.metrics]
-            if values:
-                best[objective.metric] = max(values) if objective.direction == "max" else min(values)
-        return best
+        return dict(self._best_feasible if self.feasible else self._best_ok)
 
 
 Listener = Callable[[RunState], None]
@@ -360,7 +375,7 @@ class Controller:
         self.evaluator = build.make_evaluator(job)
         self.told_id = 0
         self.pending: dict[str, Candidate] = {}  # key -> candidate, asked and not yet stored
-        self.known: dict[str, Result] = {}  # key -> stored result, to answer repeated asks without a query
+        self.known = _StoredAnswers(store)  # key -> stored result, to answer repeated asks
         self.state = RunState(self.goals, job.resources.trials)
         self._checkpointed_s = 0.0
         self._dirty = False
@@ -494,16 +509,16 @@ class Controller:
                 ) from None
             self.told_id = checkpoint.told_id
             self.pending = pending
-        stored = self.store.results()
-        self.state.results = list(stored)
-        self.known = {item.result.candidate.key: item.result for item in stored}
-        self.state.done_at_start = len(stored)
-        for item in stored:
-            self.pending.pop(item.result.candidate.key, None)
+        for item in self.store.iter_results():
+            key = item.result.candidate.key
+            self.known.add(key)
+            self.state.add(item)
+            self.pending.pop(key, None)
             if item.id > self.told_id:  # stored but the strategy never heard of it
                 self.strategy.tell(item.result.candidate, item.result)
                 self.told_id = item.id
-        log.info("resumed: %d results stored, %d candidates to re-submit", len(stored), len(self.pending))
+        self.state.done_at_start = stored = self.state.evaluated
+        log.info("resumed: %d results stored, %d candidates to re-submit", stored, len(self.pending))
 
     def _checkpoint(self, force: bool = False) -> None:
         self._dirty = True
@@ -677,14 +692,47 @@ class Controller:
         except ray.exceptions.RayError as error:  # the worker died even after retries
             evaluation = Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}"))
         result_id = self.store.add(evaluation.result, evaluation.weights)  # 1. durable
-        self.known[candidate.key] = evaluation.result
+        self.known.add(candidate.key)
         self.pending.pop(candidate.key, None)
         self.strategy.tell(candidate, evaluation.result)  # 2. told
         self.told_id = result_id
         self._checkpoint()  # 3. checkpointed
-        self.state.results.append(StoredResult(result_id, evaluation.result, time.time()))
+        self.state.add(StoredResult(result_id, evaluation.result, time.time()))
         if evaluation.result.status == "failed":
             log.info("candidate %s failed: %s", candidate.key, evaluation.result.error)
+
+
+class _StoredAnswers(MutableMapping[str, Result]):
+    """Stored results by key, holding only the keys in memory: the rare repeated proposal is
+    answered by one indexed query, so the driver's memory does not grow with every result."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.keys: set[str] = set()
+
+    def add(self, key: str) -> None:
+        self.keys.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def __getitem__(self, key: str) -> Result:
+        stored = self.store.by_key(key) if key in self.keys else None
+        if stored is None:
+            raise KeyError(key)
+        return stored.result
+
+    def __setitem__(self, key: str, result: Result) -> None:
+        self.keys.add(key)  # the store holds the result itself
+
+    def __delitem__(self, key: str) -> None:
+        self.keys.discard(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 def format_duration(seconds: float | None) -> str:

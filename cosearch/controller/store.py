@@ -196,8 +196,19 @@ class RunStore:
         return int(cursor.lastrowid)
 
     def results(self, after_id: int = 0) -> list[StoredResult]:
-        rows = self._db.execute("SELECT id, result, created_s FROM results WHERE id > ? ORDER BY id", (after_id,))
-        return [self._stored(*row) for row in rows]
+        return list(self.iter_results(after_id))
+
+    def iter_results(self, after_id: int = 0, batch: int = 1000) -> Iterator[StoredResult]:
+        """Stored results in id order, read `batch` at a time (memory stays flat over a large run)."""
+        while True:
+            rows = self._db.execute(
+                "SELECT id, result, created_s FROM results WHERE id > ? ORDER BY id LIMIT ?", (after_id, batch)
+            ).fetchall()
+            for row in rows:
+                yield self._stored(*row)
+            if len(rows) < batch:
+                return
+            after_id = rows[-1][0]
 
     def get(self, result_id: int) -> StoredResult | None:
         row = self._db.execute("SELECT id, result, created_s FROM results WHERE id = ?", (result_id,)).fetchone()

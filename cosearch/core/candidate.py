@@ -38,6 +38,25 @@ def _checked(scope: str, given: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+_INTERNED: dict[tuple, LayerPolicy] = {}  # a run has few distinct layer policies: read each once
+MAX_INTERNED = 10_000
+
+
+def _layer_policy(data: Mapping[str, Any]) -> LayerPolicy:
+    """`LayerPolicy(data)`, shared between the many slots and candidates that have the same one
+    (it is immutable), so reading 100,000 stored results checks each distinct policy once."""
+    try:
+        key = tuple(sorted(data.items()))
+        policy = _INTERNED.get(key)
+    except TypeError:  # an unhashable value: checked (and refused) by the constructor
+        return LayerPolicy(data)
+    if policy is None:
+        if len(_INTERNED) >= MAX_INTERNED:
+            _INTERNED.clear()
+        policy = _INTERNED[key] = LayerPolicy(data)
+    return policy
+
+
 class LayerPolicy(Mapping[str, Any]):
     """How one layer slot is compressed: an immutable mapping of every layer gene to its value.
 
@@ -142,7 +161,7 @@ class Policy:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Policy:
-        layers = {slot: LayerPolicy(lp) for slot, lp in data.get("layers", {}).items()}
+        layers = {slot: _layer_policy(lp) for slot, lp in data.get("layers", {}).items()}
         network = {k: float(v) for k, v in data.items() if k != "layers"}  # network genes are numbers
         return cls(layers, **network)
 

@@ -60,12 +60,40 @@ def pareto_front(values: np.ndarray, violations: np.ndarray | None = None) -> li
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         return []
-    if violations is None and values.shape[1] == 2:
+    if violations is not None:  # a feasible point is never dominated by an infeasible one
+        feasible = np.flatnonzero(np.asarray(violations, dtype=float) == 0.0)
+        return sorted(int(feasible[i]) for i in pareto_front(values[feasible])) if len(feasible) else []
+    if values.shape[1] == 2:
         return _front_2d(values)
-    first = nondominated_sort(values, violations)[0]
-    if violations is not None:
-        first = [i for i in first if violations[i] == 0.0]
-    return first
+    return _front_sweep(values)
+
+
+def _front_sweep(values: np.ndarray, chunk: int = 1024) -> list[int]:
+    """Non-dominated points of any dimension without the n x n matrix: a point can only be
+    dominated by one before it in lexicographic order, so in that order each point is compared
+    with the front found so far (first a chunk at a time against it, vectorised)."""
+    n, m = values.shape
+    order = np.lexsort(values.T[::-1])
+    front = np.empty((16, m))
+    size, kept = 0, []
+
+    def dominated(points: np.ndarray, by: np.ndarray) -> np.ndarray:
+        a, b = by[None, :, :], points[:, None, :]
+        return np.any(np.all(a <= b, axis=2) & np.any(a < b, axis=2), axis=1)
+
+    for start in range(0, n, chunk):
+        indices = order[start : start + chunk]
+        if size:
+            indices = indices[~dominated(values[indices], front[:size])]
+        for i in indices:
+            if size and dominated(values[i][None, :], front[:size])[0]:
+                continue
+            if size == len(front):
+                front = np.concatenate([front, np.empty_like(front)])
+            front[size] = values[i]
+            size += 1
+            kept.append(int(i))
+    return sorted(kept)
 
 
 def _front_2d(values: np.ndarray) -> list[int]:
@@ -74,7 +102,7 @@ def _front_2d(values: np.ndarray) -> list[int]:
     front, best_y, last = [], np.inf, None
     for i in order:
         x, y = values[i]
-        if y < best_y:
+        if last is None or y < best_y:  # the first point in (x, y) order is never dominated
             front.append(int(i))
             best_y, last = y, (x, y)
         elif last is not None and (x, y) == last:

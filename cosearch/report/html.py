@@ -16,6 +16,7 @@ from cosearch.core.objectives import Goals
 from cosearch.job import spec_from_dict
 from cosearch.report.pareto import pareto_ids
 
+RASTER_ABOVE = 500  # points of one kind drawn as vector marks; more become one embedded image
 COLOURS = {"front": "#d62728", "feasible": "#1f77b4", "over budget": "#aaaaaa", "failed": "#000000"}
 
 
@@ -55,6 +56,7 @@ def scatter(results: Sequence[StoredResult], goals: Goals, x_metric: str, y_metr
                 c=COLOURS[kind],
                 label=f"{kind} ({len(points)})",
                 zorder=3 if kind == "front" else 2,
+                rasterized=len(points) > RASTER_ABOVE,  # a large cloud as one image, not a node per point
             )
     for constraint in goals.constraints:
         if constraint.metric == x_metric:

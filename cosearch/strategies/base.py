@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,9 @@ class Strategy(ABC):
 
     A strategy may be asked several times before it is told anything (evaluations run in
     parallel), may be told results of candidates it never asked for (a resumed run replays
-    them), and must give the same continuation after `load_state_dict(state_dict())`.
+    them), and must give the same continuation after `load_state_dict(state_dict())` (with the
+    same `known` keys). Its state should stay bounded as a run grows: the run store holds the
+    history, and `known` says what not to propose again.
     """
 
     registry_name: str = ""
@@ -32,6 +34,9 @@ class Strategy(ABC):
         self.space = space
         self.goals = goals
         self.rng = np.random.default_rng(seed)
+        # Keys its driver already has stored, running or asked for (`Deduplicated` sets it). The
+        # driver keeps them, not the strategy, so a strategy's state stays bounded as a run grows.
+        self.known: Container[str] = frozenset()
 
     @abstractmethod
     def ask(self) -> Candidate:
@@ -41,12 +46,11 @@ class Strategy(ABC):
     def tell(self, candidate: Candidate, result: Result) -> None:
         """The result of evaluating `candidate`."""
 
-    @staticmethod
-    def first_new(propose: Callable[[], Candidate], seen: set[str], tries: int = 50) -> Candidate:
-        """The first proposal whose key is not in `seen`; after `tries` attempts, the last one."""
+    def first_new(self, propose: Callable[[], Candidate], tries: int = 50) -> Candidate:
+        """The first proposal whose key is not `known`; after `tries` attempts, the last one."""
         for _ in range(tries):
             candidate = propose()
-            if candidate.key not in seen:
+            if candidate.key not in self.known:
                 break
         return candidate
 

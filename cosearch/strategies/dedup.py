@@ -17,16 +17,25 @@ from cosearch.strategies.base import Strategy
 
 class Deduplicated:
     """`strategy`, asked until it proposes a candidate not in `answered` (key -> result, shared
-    with the caller, which may fill it too) nor busy. `repeats` counts the proposals filtered."""
+    with the caller, which may fill it too) nor busy. `repeats` counts the proposals filtered.
+
+    It is also the strategy's `known`: the keys answered or busy, which the strategy's own
+    retries avoid, so no strategy keeps a growing set of its own."""
 
     def __init__(self, strategy: Strategy, answered: MutableMapping[str, Result] | None = None) -> None:
         self.strategy = strategy
         self.answered: MutableMapping[str, Result] = {} if answered is None else answered
         self.repeats = 0
+        self._busy: Sequence[Container[str]] = ()
+        strategy.known = self
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.answered or any(key in keys for keys in self._busy)
 
     def ask(self, busy: Sequence[Container[str]] = (), max_repeats: int = 20) -> Candidate | None:
         """A candidate to evaluate (its key in none of the `busy` collections), or None when
         `max_repeats` proposals in a row were repeats."""
+        self._busy = busy
         for _ in range(max_repeats):
             candidate = self.strategy.ask()
             known = self.answered.get(candidate.key)

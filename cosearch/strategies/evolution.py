@@ -37,18 +37,15 @@ class RegularizedEvolution(Strategy):
         self.population_size = population_size
         self.sample_size = sample_size
         self.asked = 0
-        self.seen: set[str] = set()  # children that repeat a known candidate are bred again
         # The most recent results, oldest first: (genome, minimisation vector, violation).
         self.population: list[tuple[dict[str, Any], list[float], float]] = []
 
     def ask(self) -> Candidate:
         self.asked += 1
-        candidate = self._propose()
-        self.seen.add(candidate.key)
-        return candidate
+        return self._propose()
 
     def _random_unseen(self) -> Candidate:
-        return self.first_new(lambda: self.space.decode(self.space.sample(self.rng)), self.seen, MAX_MUTATION_TRIES)
+        return self.first_new(lambda: self.space.decode(self.space.sample(self.rng)), MAX_MUTATION_TRIES)
 
     def _propose(self) -> Candidate:
         if self.asked <= self.population_size or not self.population:
@@ -59,12 +56,11 @@ class RegularizedEvolution(Strategy):
         best_front = nondominated_sort(values, violations)[0]
         parent_genome = self.population[int(picks[best_front[int(self.rng.integers(len(best_front)))]])][0]
         child = self.first_new(
-            lambda: self.space.decode(self.space.mutate(parent_genome, self.rng)), self.seen, MAX_MUTATION_TRIES
+            lambda: self.space.decode(self.space.mutate(parent_genome, self.rng)), MAX_MUTATION_TRIES
         )
-        return child if child.key not in self.seen else self._random_unseen()
+        return child if child.key not in self.known else self._random_unseen()
 
     def tell(self, candidate: Candidate, result: Result) -> None:
-        self.seen.add(candidate.key)
         vector = self.goals.minimization_vector(result)
         self.population.append((self.space.encode(candidate), vector.tolist(), self.goals.violation(result)))
         if len(self.population) > self.population_size:
@@ -74,12 +70,10 @@ class RegularizedEvolution(Strategy):
         return {
             **super().state_dict(),
             "asked": self.asked,
-            "seen": sorted(self.seen),
             "population": [list(p) for p in self.population],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.asked = state["asked"]
-        self.seen = set(state["seen"])
         self.population = [(dict(g), list(v), float(w)) for g, v, w in state["population"]]

@@ -127,6 +127,7 @@ class GaussianProcessBO(Strategy):
         reference_quantile: Annotated[float, Field(ge=0.5, le=1)] = 0.9,
         tame_quantile: Annotated[float, Field(ge=0.5, le=1)] | None = 0.9,
         count_weight: Annotated[float, Field(ge=0, lt=1)] = 0.6,
+        history_size: Annotated[int, Field(ge=10)] = 1000,
     ) -> None:
         if optimism is None:
             optimism = 0.5 if len(goals.objectives) > 1 else 1.0
@@ -136,12 +137,15 @@ class GaussianProcessBO(Strategy):
         self.initial_samples, self.pool_size = initial_samples, pool_size
         self.optimism, self.refit_every = float(optimism), refit_every
         self.asked = 0
-        self.seen: set[str] = set()
+        self.told = 0
+        self.history_size = history_size
         self.pending: dict[str, dict[str, Any]] = {}  # asked, not yet told: key -> genome
-        # Everything told: (genome, modelled metrics, minimisation vector, violation).
+        # The GPs' training set, at most `history_size` of what was told (the constrained Pareto
+        # set kept, the oldest of the rest dropped first): (genome, modelled metrics,
+        # minimisation vector, violation). An exact GP costs O(n^3) per fit, so n stays bounded.
         self.archive: list[tuple[dict[str, Any], dict[str, float], list[float], float]] = []
         self.metrics = goals.metrics
-        self._hypers: dict[tuple[str, int], tuple[float, float]] = {}  # (metric, results used) -> choice
+        self._hypers: dict[str, tuple[int, float, float]] = {}  # metric -> (results told when chosen, choice)
         # One-hot layout: each gene's options get columns weighted so that genes of one group
         # share an equal part of the distance.
         genes = [c for c in space.choices() if len(c.options) > 1]
@@ -206,17 +210,17 @@ class GaussianProcessBO(Strategy):
             return None
         features = self._features([g for g, _ in rows])
         values = self._tame(metric, np.array([v for _, v in rows], dtype=float))
-        used = (len(self.archive) // self.refit_every) * self.refit_every
-        key = (metric, used)
-        if key not in self._hypers:
-            self._hypers[key] = self._choose_hypers(metric, used)
-        length_scale, noise = self._hypers[key]
+        used = (self.told // self.refit_every) * self.refit_every
+        if self._hypers.get(metric, (None,))[0] != used:
+            self._hypers[metric] = (used, *self._choose_hypers(metric, used))
+        _, length_scale, noise = self._hypers[metric]
         return self._gp(features, values, length_scale, noise)
 
     def _choose_hypers(self, metric: str, used: int) -> tuple[float, float]:
-        """Grid search on marginal likelihood over the first `used` results (a fixed prefix, so a
-        restored strategy chooses the same)."""
-        rows = [(g, m[metric]) for g, m, _, _ in self.archive[:used] if metric in m]
+        """Grid search on marginal likelihood over the results told before the `used`-th (a fixed
+        prefix, whenever it is chosen)."""
+        prefix = self.archive[: len(self.archive) - (self.told - used)]
+        rows = [(g, m[metric]) for g, m, _, _ in prefix if metric in m]
         if len(rows) < 4:
             return DEFAULT_HYPERS
         features = self._features([g for g, _ in rows])
@@ -232,7 +236,7 @@ class GaussianProcessBO(Strategy):
 
     # --- proposals ------------------------------------------------------------------------
     def _random_unseen(self) -> Candidate:
-        return self.first_new(lambda: self.space.decode(self.space.sample(self.rng)), self.seen, MAX_TRIES)
+        return self.first_new(lambda: self.space.decode(self.space.sample(self.rng)), MAX_TRIES)
 
     def _pool(self) -> list[tuple[Candidate, dict[str, Any]]]:
         """Mutants (one or two changes, sometimes after crossover) of the constrained Pareto set,
@@ -251,7 +255,7 @@ class GaussianProcessBO(Strategy):
             else:
                 child = self.space.sample(self.rng)
             candidate, genome = self._decode(child)
-            if candidate.key not in self.seen:
+            if candidate.key not in self.known and candidate.key not in self.pending:
                 pool.setdefault(candidate.key, (candidate, genome))
         return list(pool.values())
 
@@ -323,32 +327,37 @@ class GaussianProcessBO(Strategy):
         self.asked += 1
         warmup = len(self.archive) < self.initial_samples
         candidate = self._random_unseen() if warmup else self._propose()
-        self.seen.add(candidate.key)
         self.pending[candidate.key] = self.space.encode(candidate)
         return candidate
 
     def tell(self, candidate: Candidate, result: Result) -> None:
-        self.seen.add(candidate.key)
         self.pending.pop(candidate.key, None)
         metrics = {
             m: float(result.metrics[m]) for m in self.metrics if result.status != "failed" and m in result.metrics
         }
         vector = self.goals.minimization_vector(result)
         self.archive.append((self.space.encode(candidate), metrics, vector.tolist(), self.goals.violation(result)))
+        self.told += 1
+        if len(self.archive) > self.history_size:
+            values = np.array([a[2] for a in self.archive], dtype=float)
+            violations = np.array([a[3] for a in self.archive], dtype=float)
+            front = set(nondominated_sort(values, violations)[0])
+            self.archive.pop(next((i for i in range(len(self.archive)) if i not in front), 0))
 
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
             "asked": self.asked,
-            "seen": sorted(self.seen),
+            "told": self.told,
             "pending": self.pending,
             "archive": [list(a) for a in self.archive],
+            "hypers": {metric: list(h) for metric, h in self._hypers.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.asked = state["asked"]
-        self.seen = set(state["seen"])
         self.pending = {k: dict(g) for k, g in state["pending"].items()}
         self.archive = [(dict(g), dict(m), list(v), float(w)) for g, m, v, w in state["archive"]]
-        self._hypers = {}
+        self.told = state.get("told", len(self.archive))  # older checkpoints kept every result
+        self._hypers = {metric: (int(h[0]), float(h[1]), float(h[2])) for metric, h in state.get("hypers", {}).items()}

@@ -21,7 +21,7 @@ from cosearch.evaluators.table import TableEvaluator
 from cosearch.search_spaces import SEARCH_SPACES, JointSpace
 from cosearch.search_spaces.base import Choice, Form, SearchSpace
 from cosearch.search_spaces.nb201 import EDGES, OPS, format_arch_str
-from cosearch.strategies import STRATEGIES
+from cosearch.strategies import STRATEGIES, Deduplicated
 
 SPACE = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
 JOINT = JointSpace(SPACE)
@@ -133,12 +133,19 @@ def setting(name: str, table: str | None = None) -> Setting:
 
 
 def drive(strategy, evaluator, steps: int, results: list[Result] | None = None) -> list[Result]:
-    """`steps` rounds of ask, evaluate, tell."""
+    """`steps` rounds of ask, evaluate, tell, through `Deduplicated` as the controller drives it;
+    `results`: what was evaluated before (the driver's history, extended in place)."""
     results = [] if results is None else results
+    dedup = Deduplicated(strategy, {r.candidate.key: r for r in results})
+    rng = np.random.default_rng(len(results))
     for _ in range(steps):
-        candidate = strategy.ask()
+        candidate = dedup.ask(max_repeats=20)
+        for _ in range(1000 if candidate is None else 0):  # only repeats: a random one instead, as the controller does
+            candidate = strategy.space.decode(strategy.space.sample(rng))
+            if candidate.key not in dedup:
+                break
         result = evaluator.evaluate(candidate).result
-        strategy.tell(candidate, result)
+        dedup.tell(candidate, result)
         results.append(result)
     return results
 
@@ -150,6 +157,8 @@ class StrategySuite:
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
     learns: ClassVar[bool] = True
+    # name -> why its state grows with the run (said in the docs); the bound test is skipped for it
+    unbounded_state: ClassVar[dict[str, str]] = {}
 
     @pytest.fixture
     def strategy_name(self) -> str:
@@ -200,13 +209,24 @@ class StrategySuite:
     def test_state_dict_round_trip_continues_identically(self, make, where):
         evaluator = where.evaluator()
         original = make(1, where)
-        drive(original, evaluator, 15)
+        history = drive(original, evaluator, 15)
         state = json.loads(json.dumps(original.state_dict()))  # must survive JSON, as in the run store
         restored = make(99, where)
         restored.load_state_dict(state)
-        assert [r.candidate.key for r in drive(original, evaluator, 15)] == [
-            r.candidate.key for r in drive(restored, evaluator, 15)
+        assert [r.candidate.key for r in drive(original, evaluator, 15, list(history))] == [
+            r.candidate.key for r in drive(restored, evaluator, 15, list(history))
         ]
+
+    def test_state_stays_bounded_as_the_run_grows(self, make, where, strategy_name):
+        """The checkpoint is written as the run goes: it must not grow with every result (a
+        strategy that needs its history bounds it, or reads it from the run's store)."""
+        if strategy_name in self.unbounded_state:
+            pytest.skip(self.unbounded_state[strategy_name])
+        strategy = make(0, where)
+        history = drive(strategy, where.evaluator(), 60)
+        early = len(json.dumps(strategy.state_dict()))
+        drive(strategy, where.evaluator(), 120, history)
+        assert len(json.dumps(strategy.state_dict())) < 1.5 * early + 2000
 
     def test_never_proposes_outside_the_space(self, make, where):
         results = drive(make(0, where), where.evaluator(), 40)

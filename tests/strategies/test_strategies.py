@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -34,7 +35,15 @@ class TestEveryStrategy(StrategySuite):
 
     @pytest.fixture
     def strategy_learns(self, strategy_name) -> bool:
-        return strategy_name != "random"  # the baseline
+        # random is the baseline. REINFORCE needs thousands of samples: at 50-300 evaluations it
+        # measures as random does (benchmarks/strategies.md), and at 80 here it ties (0.8544 vs 0.8546).
+        return strategy_name not in ("random", "reinforce")
+
+    unbounded_state: ClassVar[dict[str, str]] = {
+        "gp": "keeps its GPs' training set, up to history_size (1000) results",
+        "optuna:tpe": "Optuna's samplers read every trial of the study",
+        "optuna:nsga2": "Optuna's samplers read every trial of the study",
+    }
 
 
 def test_strategies_import_without_torch():
