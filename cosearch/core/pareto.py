@@ -65,7 +65,13 @@ def pareto_front(values: np.ndarray, violations: np.ndarray | None = None) -> li
         return sorted(int(feasible[i]) for i in pareto_front(values[feasible])) if len(feasible) else []
     if values.shape[1] == 2:
         return _front_2d(values)
+    if len(values) <= MATRIX_UP_TO:  # small: the vectorised pairwise test is fastest
+        a, b = values[:, None, :], values[None, :, :]
+        return np.flatnonzero(~np.any(np.all(a <= b, axis=2) & np.any(a < b, axis=2), axis=0)).tolist()
     return _front_sweep(values)
+
+
+MATRIX_UP_TO = 256  # points; above, the n x n test's memory and time grow faster than the sweep's
 
 
 def _front_sweep(values: np.ndarray, chunk: int = 1024) -> list[int]:
