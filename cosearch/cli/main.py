@@ -222,6 +222,9 @@ def _drive(make, run_dir: Path) -> int:
     return 0
 
 
+STATUS_FAILURES = 20  # the latest failures `status` lists with their errors
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from cosearch.cli.progress import savings_line, summary_line
     from cosearch.controller import RunState, RunStore
@@ -243,10 +246,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     console.print(summary_line(state).split("  elapsed")[0])
     if state.skipped:
         console.print(savings_line(state))
-    for item in state.failures:
+    shown = list(state.failures)[-STATUS_FAILURES:]
+    if state.failed > len(shown):
+        console.print(
+            f"  ({state.failed - len(shown)} earlier failures not listed; `cosearch pareto --all` lists every result)"
+        )
+    for item in shown:
         console.print(f"  failed #{item.id}: {item.result.error}", style="red")
-    if state.failed > len(state.failures):
-        console.print(f"  ({state.failed - len(state.failures)} earlier failures not listed)", style="red")
     return 0
 
 
@@ -264,14 +270,14 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
 
     with RunStore(run_dir) as store:
         job = spec_from_dict(store.job(), str(run_dir))
-        results = store.results()
-    extra = [Constraint.parse(text, f"--budget[{i}]") for i, text in enumerate(budgets)]
-    seen = {m for r in results for m in r.result.metrics}
-    goals = view_goals(job.goals(), seen, device, extra)
+        outcomes = store.outcomes()  # the front needs metrics only; candidates are read for the rows shown
+        extra = [Constraint.parse(text, f"--budget[{i}]") for i, text in enumerate(budgets)]
+        seen = {m for r in outcomes for m in r.result.metrics}
+        goals = view_goals(job.goals(), seen, device, extra)
+        front = pareto_ids(outcomes, goals)
+        chosen = store.results() if show_all else [store.get(i) for i in front]
+        results = outcomes
     space = make_space(job)
-    front = pareto_ids(results, goals)
-    by_id = {r.id: r for r in results}
-    chosen = results if show_all else [by_id[i] for i in front]
     budgets = ", ".join(map(str, goals.constraints)) or "none"
     title = f"{'All results' if show_all else 'Pareto set'} of {run_dir} (budgets: {budgets})"
     table = Table(title=title, title_justify="left")

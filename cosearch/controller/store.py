@@ -49,6 +49,26 @@ class StoredResult:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """A stored result's status, metrics and error without its candidate: all that fronts,
+    counts and plots need, read from the store about a hundred times faster than a Result."""
+
+    status: str
+    metrics: dict[str, float]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class StoredOutcome:
+    id: int
+    result: Outcome
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     strategy: dict[str, Any]
     told_id: int  # every stored result with id <= told_id has been told to the strategy
@@ -209,6 +229,14 @@ class RunStore:
             if len(rows) < batch:
                 return
             after_id = rows[-1][0]
+
+    def outcomes(self) -> list[StoredOutcome]:
+        """Every result's status, metrics and error, in id order (the candidates are not read)."""
+        rows = self._db.execute(
+            "SELECT id, status, json_extract(result, '$.metrics'), json_extract(result, '$.error') FROM results ORDER BY id"
+        )
+        where = f"{self.run_dir / DB_NAME}: the metrics of a result"
+        return [StoredOutcome(i, Outcome(status, _parsed(metrics, where), error)) for i, status, metrics, error in rows]
 
     def get(self, result_id: int) -> StoredResult | None:
         row = self._db.execute("SELECT id, result, created_s FROM results WHERE id = ?", (result_id,)).fetchone()

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from cosearch.build import make_space
-from cosearch.controller.store import RunStore, StoredResult
+from cosearch.controller.store import RunStore, StoredOutcome, StoredResult
 from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
 from cosearch.job import spec_from_dict
 from cosearch.report.pareto import pareto_ids
 
+REPORT_FAILURES = 200  # the latest failures listed with their errors
 RASTER_ABOVE = 500  # points of one kind drawn as vector marks; more become one embedded image
 COLOURS = {"front": "#d62728", "feasible": "#1f77b4", "over budget": "#aaaaaa", "failed": "#000000"}
 
@@ -31,7 +32,7 @@ def _label(metric: str) -> str:
     return "accuracy (val)" if metric == "accuracy" else metric
 
 
-def scatter(results: Sequence[StoredResult], goals: Goals, x_metric: str, y_metric: str, front: set[int]) -> str:
+def scatter(results: Sequence[StoredOutcome | StoredResult], goals: Goals, x_metric: str, y_metric: str, front: set[int]) -> str:
     """Every result with both metrics, coloured by status; budget lines dashed."""
     import matplotlib
 
@@ -72,7 +73,7 @@ def scatter(results: Sequence[StoredResult], goals: Goals, x_metric: str, y_metr
     return svg
 
 
-def progress(results: Sequence[StoredResult], goals: Goals) -> str:
+def progress(results: Sequence[StoredOutcome | StoredResult], goals: Goals) -> str:
     """Best feasible value of the first objective after each evaluation."""
     import matplotlib
 
@@ -106,11 +107,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise CosearchError(f"--out {path} is a folder; give a file name, e.g. {path / 'report.html'}")
     with RunStore(run_dir) as store:
         job = spec_from_dict(store.job(), str(run_dir))
-        results = store.results()
+        results = store.outcomes()  # metrics only; the candidates of the Pareto set are read below
         status = store.status()
-    goals = job.goals()
+        goals = job.goals()
+        front_ids = pareto_ids(results, goals)
+        by_id = {i: store.get(i) for i in front_ids}
     space = make_space(job)
-    front_ids = pareto_ids(results, goals)
     front = set(front_ids)
     metrics = [o.metric for o in goals.objectives]
     plots = []
@@ -123,15 +125,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         plots.append(progress(results, goals))
     counts = {s: sum(r.result.status == s for r in results) for s in ("ok", "infeasible", "failed")}
     rows = []
-    by_id = {r.id: r for r in results}
     for result_id in front_ids:
         r = by_id[result_id].result
         cells = [str(result_id)] + [f"{r.metrics.get(m, float('nan')):.4g}" for m in metrics]
         cells += [r.candidate.policy.summary(), space.describe(r.candidate.arch)]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    failures = [
-        f"<li>#{r.id}: {html.escape(r.result.error or '')}</li>" for r in results if r.result.status == "failed"
-    ]
+    failed = [r for r in results if r.result.status == "failed"]
+    failures = [f"<li>#{r.id}: {html.escape(r.result.error or '')}</li>" for r in failed[-REPORT_FAILURES:]]
+    if len(failed) > REPORT_FAILURES:
+        failures.insert(0, f"<li>({len(failed) - REPORT_FAILURES} earlier failures: <code>cosearch pareto --all</code>)</li>")
     header = "".join(f"<th>{html.escape(h)}</th>" for h in ["id", *metrics, "compression", "arch"])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cosearch report: {html.escape(job.name)}</title>

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cosearch.controller.store import StoredResult
+from cosearch.controller.store import StoredOutcome, StoredResult
 from cosearch.core.objectives import Constraint, Goals, Objective
 from cosearch.core.pareto import pareto_front
 
@@ -21,7 +21,7 @@ class Row:
     error: str | None
 
 
-def pareto_ids(results: Sequence[StoredResult], goals: Goals) -> list[int]:
+def pareto_ids(results: Sequence[StoredOutcome | StoredResult], goals: Goals) -> list[int]:
     """Ids of the feasible, non-dominated results, best first by the first objective."""
     ok = [r for r in results if r.result.ok]
     if not ok:
