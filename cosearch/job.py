@@ -209,6 +209,9 @@ def check_device(name: str, field: str, spec: Section) -> None:
 class ResourcesSpec(_Section):
     trials: int = Field(24, ge=1)
     concurrency: int = Field(2, ge=1)
+    # GPUs per evaluation (and for the teacher's training), as Ray's num_gpus: 0.5 lets two
+    # trainings share one GPU. Latency is still measured by ONNX Runtime on the job's devices.
+    gpus_per_trial: float = Field(0.0, ge=0)
     address: str | None = None
     seed: int = 0
 

@@ -238,6 +238,22 @@ def check_device_resources(job: JobSpec, address: str | None) -> None:
             )
 
 
+def check_gpus(job: JobSpec, address: str | None) -> None:
+    """A job that asks for GPUs runs on a cluster that has them: fail now, not queue forever."""
+    import ray
+
+    wanted = job.resources.gpus_per_trial
+    if wanted <= 0:
+        return
+    have = ray.cluster_resources().get("GPU", 0.0)
+    if have < wanted:
+        where = f"the Ray cluster at {address}" if address else "local Ray (no --address given)"
+        raise CosearchError(
+            f"resources.gpus_per_trial is {wanted:g}, but {where} has {have:g} GPUs; run on GPU nodes "
+            "(`ray start ... --num-gpus N`), or set gpus_per_trial: 0 to train on CPUs"
+        )
+
+
 def connect_ray(address: str | None, concurrency: int) -> bool:
     """Start local Ray (no address) or join a cluster; returns True when this call started it."""
     import ray
@@ -481,9 +497,12 @@ class Controller:
         import ray
 
         address = address if address is not None else job.resources.address
+        # Inside `ray job submit` (or wherever RAY_ADDRESS is set) Ray says which cluster to join.
+        address = address if address is not None else os.environ.get("RAY_ADDRESS") or None
         owns_ray = connect_ray(address, job.resources.concurrency)
         try:
             check_device_resources(job, address)
+            check_gpus(job, address)
         except BaseException:
             if owns_ray:
                 ray.shutdown()
@@ -582,7 +601,7 @@ class Controller:
         try:
             if self.job.compression.distills:
                 self._ensure_teacher()
-            remote = ray.remote(num_cpus=1, max_retries=2)(_evaluate)
+            remote = ray.remote(**self._task_resources(), max_retries=2)(_evaluate)
             evaluator_ref = ray.put(self._route(self.evaluator))
             resubmit = list(self.pending.values())
             exhausted = False
@@ -675,13 +694,19 @@ class Controller:
         if stored is None:
             self.state.note = f"preparing teacher {self.job.compression.teacher.model}"
             self.listener(self.state)
-            info, logits, state = ray.get(ray.remote(num_cpus=1)(_prepare_teacher).remote(self.job.to_json()))
+            task = ray.remote(**self._task_resources())(_prepare_teacher)
+            info, logits, state = ray.get(task.remote(self.job.to_json()))
             self.store.save_teacher(info, logits, state)
             stored = (info, logits)
             self.state.note = ""
         info, logits = stored
         log.info("teacher %s: %s, val accuracy %.4f", info["model"], info["how"], info["val_accuracy"])
         self.evaluator = build.make_evaluator(self.job, teacher_logits=np.load(io.BytesIO(logits)))
+
+    def _task_resources(self) -> dict[str, float]:
+        """What Ray reserves for one evaluation: a CPU, and the job's share of a GPU if it asks."""
+        gpus = self.job.resources.gpus_per_trial
+        return {"num_cpus": 1, **({"num_gpus": gpus} if gpus else {})}
 
     def _complete(self, candidate: Candidate, ref: Any) -> None:
         import ray

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from cosearch.evaluators.data import shifted_views
-from cosearch.evaluators.train import DataSettings, TrainingSettings, accuracy, predict, train_epochs
+from cosearch.evaluators.train import (
+    DataSettings,
+    TrainingSettings,
+    accuracy,
+    predict,
+    train_epochs,
+    training_device,
+)
 
 
 def prepare_teacher(
@@ -35,7 +42,7 @@ def prepare_teacher(
         how = f"loaded from {checkpoint}"
     else:
         train = shifted_views(dataset.train, training.shift_px)
-        train_epochs(model, train, epochs, training.learning_rate, training, training.seed)
+        train_epochs(model, train, epochs, training.learning_rate, training, training.seed, device=training_device())
         how = f"trained {epochs} epochs on the training split" + (
             f" (shifts up to {training.shift_px} px)" if training.shift_px else ""
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,12 +45,46 @@ class TrainingSettings(TrainingSpec):
     seed: int = 0
 
 
+def training_device() -> Any:
+    """Where this evaluation trains: the GPU Ray assigned its task, else the CPU.
+
+    Ray gives a task with `num_gpus` its GPUs in CUDA_VISIBLE_DEVICES, so the first visible one
+    is its own; a fractional share runs beside other trainings on the same GPU. A task given a
+    GPU that PyTorch cannot use fails, rather than training on the CPU for hours unnoticed."""
+    import torch
+
+    gpus = _ray_gpu_ids()
+    if not gpus:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise EvaluationError(
+            f"Ray assigned GPU {gpus} to this evaluation (resources.gpus_per_trial), but PyTorch sees no CUDA device "
+            f"here (torch {torch.__version__}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): install "
+            "a CUDA build of torch on the GPU nodes, or set gpus_per_trial: 0"
+        )
+    return torch.device("cuda", 0)
+
+
+def _describe(device: Any) -> str:
+    import torch
+
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+
+
+def _ray_gpu_ids() -> list[Any]:
+    try:
+        import ray
+
+        return list(ray.get_gpu_ids()) if ray.is_initialized() else []
+    except Exception:  # noqa: BLE001 - outside a Ray task there is no assignment
+        return []
+
+
 def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
     order = rng.permutation(len(split.y)) if rng is not None else np.arange(len(split.y))
     stop = len(order) - (len(order) % batch_size if rng is not None and len(order) > batch_size else 0)
     for start in range(0, stop, batch_size):  # training drops the ragged last batch (BatchNorm needs > 1 sample)
-        idx = order[start : start + batch_size]
-        yield idx, split.x[idx], split.y[idx]
+        yield order[start : start + batch_size]
 
 
 def train_epochs(
@@ -60,28 +95,38 @@ def train_epochs(
     settings: TrainingSettings,
     seed: int,
     distillation: Distillation | None = None,
+    device: Any = None,
 ) -> None:
-    """Adam with a cosine schedule; raises EvaluationError when the loss stops being finite."""
+    """Adam with a cosine schedule on `device` (default the CPU); raises EvaluationError when the
+    loss stops being finite. The split is moved there once, and batches are cut from it there;
+    the model is left on the CPU afterwards, where compression and export happen."""
     import torch
     import torch.nn.functional as F
 
     if epochs <= 0:
         return
+    device = torch.device("cpu") if device is None else device
     rng = np.random.default_rng(seed)
+    model.to(device)
+    x, y = torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=settings.weight_decay)
     steps = epochs * max(1, len(split.y) // settings.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     model.train()
-    for epoch in range(epochs):
-        for idx, x, y in _batches(split, settings.batch_size, rng):
-            logits, labels = model(torch.from_numpy(x)), torch.from_numpy(y)
-            loss = distillation.loss(logits, labels, idx) if distillation else F.cross_entropy(logits, labels)
-            if not torch.isfinite(loss):
-                raise EvaluationError(f"loss became {loss.item()} in epoch {epoch + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    try:
+        for epoch in range(epochs):
+            for idx in _batches(split, settings.batch_size, rng):
+                rows = torch.from_numpy(idx).to(device)
+                logits, labels = model(x[rows]), y[rows]
+                loss = distillation.loss(logits, labels, idx) if distillation else F.cross_entropy(logits, labels)
+                if not torch.isfinite(loss):
+                    raise EvaluationError(f"loss became {loss.item()} in epoch {epoch + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    finally:
+        model.to("cpu")
 
 
 def predict(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
@@ -149,6 +194,7 @@ class TrainEvaluator(Evaluator):
         self.compression = compression
         self.budgets, self.prefilter = tuple(budgets), prefilter
         self.teacher_logits, self.temperature = teacher_logits, temperature
+        self.trained_on = "cpu"  # where the latest build_trained trained, for its result's record
         self.remote_measure: dict[str, Measure] = {}  # device name -> how to measure there (see `route`)
 
     def route(self, device: str, measure: Measure) -> None:
@@ -230,7 +276,10 @@ class TrainEvaluator(Evaluator):
                 f"the teacher logits have {len(distillation.teacher_logits)} rows but training has {len(train.y)} images "
                 f"(shift_px {self.training.shift_px}); they must come from the same training split and views"
             )
-        train_epochs(model, train, self.training.epochs, self.training.learning_rate, self.training, seed, distillation)
+        device = training_device()
+        self.trained_on = _describe(device)
+        lr = self.training.learning_rate
+        train_epochs(model, train, self.training.epochs, lr, self.training, seed, distillation, device)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
         # Structure first (channels chosen, layers factorised on trained weights), then masks and bits.
@@ -244,7 +293,8 @@ class TrainEvaluator(Evaluator):
         )  # activation ranges, post-training
         if self.training.finetune_epochs > 0:  # quantization-aware fine-tuning
             lr = self.training.finetune_learning_rate
-            train_epochs(compressed, train, self.training.finetune_epochs, lr, self.training, seed + 1, distillation)
+            epochs = self.training.finetune_epochs
+            train_epochs(compressed, train, epochs, lr, self.training, seed + 1, distillation, device)
         timings["compress_s"] = time.perf_counter() - start
         return compressed, data, timings
 
@@ -305,7 +355,7 @@ class TrainEvaluator(Evaluator):
             }
             if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):
                 how["activations"] = self.compression.model_dump()
-            how["training"] = self.training.model_dump()
+            how["training"] = {**self.training.model_dump(), "device": self.trained_on}
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))
         except Exception as error:  # noqa: BLE001 - a failing candidate is a failed result, never a dead search
             timings = {"total_s": time.perf_counter() - start_all}

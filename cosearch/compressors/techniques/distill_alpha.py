@@ -46,6 +46,7 @@ class Distillation:
         import torch.nn.functional as F
 
         t = self.temperature
-        soft = F.softmax(torch.from_numpy(self.teacher_logits[idx]) / t, dim=1)
+        teacher = torch.as_tensor(self.teacher_logits[idx]).to(student_logits.device, non_blocking=True)
+        soft = F.softmax(teacher / t, dim=1)
         kd = F.kl_div(F.log_softmax(student_logits / t, dim=1), soft, reduction="batchmean") * t * t
         return self.alpha * kd + (1.0 - self.alpha) * F.cross_entropy(student_logits, labels)
