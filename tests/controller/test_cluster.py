@@ -9,10 +9,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+
+from cosearch.controller import RunStore
 
 pytestmark = pytest.mark.ray
 
@@ -23,9 +27,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def cluster(tmp_path, sessions):
-    """A head node in its own process session, so stopping it touches no other Ray (never `ray stop`)."""
+@contextmanager
+def head_node(sessions, dashboard_port: int | None = None):
+    """A head node in its own process session, so stopping it touches no other Ray (never
+    `ray stop`); with `dashboard_port`, its dashboard and job server too (ray[default])."""
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
     if ray_cli is None:
         pytest.skip("the ray command line is not installed")
@@ -34,6 +39,11 @@ def cluster(tmp_path, sessions):
     ray_tmp = tempfile.mkdtemp(prefix="cosearch-ray-")
     # Token authentication on, as Ray's docs ask of a cluster; the driver then reads the same token.
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "token"}
+    dashboard = (
+        ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}"]
+        if dashboard_port
+        else ["--include-dashboard=false"]
+    )
     head = subprocess.Popen(
         [
             ray_cli,
@@ -43,7 +53,7 @@ def cluster(tmp_path, sessions):
             f"--port={port}",
             "--node-ip-address=127.0.0.1",
             "--num-cpus=2",
-            "--include-dashboard=false",
+            *dashboard,
             "--disable-usage-stats",
         ],
         stdout=subprocess.DEVNULL,
@@ -52,31 +62,84 @@ def cluster(tmp_path, sessions):
         start_new_session=True,
     )
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 120
         while True:
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                if probe.connect_ex(("127.0.0.1", dashboard_port or port)) == 0:
                     break
             if time.time() > deadline or head.poll() is not None:
                 pytest.fail("the Ray head did not start")
             time.sleep(0.5)
-        yield f"127.0.0.1:{port}", env
+        yield SimpleNamespace(
+            address=f"127.0.0.1:{port}", env=env, ray=ray_cli, jobs=f"http://127.0.0.1:{dashboard_port}"
+        )
     finally:
         sessions.kill(head.pid)
         head.wait(timeout=30)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.fixture()
+def cluster(sessions):
+    with head_node(sessions) as head:
+        yield head.address, head.env
+
+
+JOB = {
+    "name": "cluster",
+    "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+    "evaluator": {"name": "synthetic"},
+    "strategy": {"name": "random"},
+    "resources": {"trials": 6, "concurrency": 2},
+}
+
+
+def test_ray_job_submit_runs_the_search_on_the_cluster(sessions, tmp_path):
+    """`ray job submit --working-dir . -- cosearch run job.yaml`: the entrypoint runs on the head
+    with RAY_ADDRESS set, and cosearch joins that cluster instead of starting its own Ray."""
+    pytest.importorskip("aiohttp", reason="Ray's job server needs ray[default] (cosearch's `cluster` extra)")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "job.yaml").write_text(yaml.safe_dump(JOB))
+    run_dir = tmp_path / "run"  # absolute: the working dir is a copy that Ray deletes afterwards
+    with head_node(sessions, dashboard_port=free_port()) as head:
+        deadline = time.time() + 120
+        while True:  # the job server answers before its agent can take a job
+            out = subprocess.run(
+                [
+                    head.ray,
+                    "job",
+                    "submit",
+                    "--address",
+                    head.jobs,
+                    "--working-dir",
+                    str(work),
+                    "--",
+                    sys.executable,
+                    "-m",
+                    "cosearch.cli.main",
+                    "run",
+                    "job.yaml",
+                    "--run-dir",
+                    str(run_dir),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=head.env,
+            )
+            if "No available agent" not in out.stderr or time.time() > deadline:
+                break
+            time.sleep(2)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "[6/6]" in out.stdout  # Ray's job logs are the search's progress display
+    with RunStore(run_dir) as store:
+        assert store.count() == 6 and store.status()["state"] == "finished"
+
+
 def test_job_runs_on_a_cluster_given_by_address(cluster, tmp_path):
     address, env = cluster
-    job = {
-        "name": "cluster",
-        "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
-        "evaluator": {"name": "synthetic"},
-        "strategy": {"name": "random"},
-        "resources": {"trials": 6, "concurrency": 2},
-    }
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(JOB))
     out = subprocess.run(
         [
             sys.executable,
