@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+NOTES = "## Notes"  # benchmarks/scale.md keeps this section when the table is written again
 STRATEGIES = ["random", "regularized_evolution", "nsga2", "reinforce", "gp", "optuna:tpe", "optuna:nsga2"]
 JOB = {
     "name": "scale",
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--large-strategies", nargs="+", default=["random", "regularized_evolution", "nsga2"])
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
     parser.add_argument("--timeout-s", type=float, default=900.0, help="per run; a slower one reports how far it got")
+    parser.add_argument("--large-timeout-s", type=float, default=1200.0, help="per run of --large-size")
     parser.add_argument("--one", nargs=3, metavar=("STRATEGY", "N", "MARKS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -112,13 +114,14 @@ def main() -> None:
     for size, strategy in plan:
         with tempfile.TemporaryDirectory() as tmp:
             marks = Path(tmp) / "marks.jsonl"
+            limit_s = args.large_timeout_s if size == args.large_size else args.timeout_s
             command = [sys.executable, __file__, "--one", strategy, str(size), str(marks)]
             # Its own session, so that a run cut off is stopped with the Ray processes it started.
             child = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
             )
             try:
-                out, err = child.communicate(timeout=args.timeout_s)
+                out, err = child.communicate(timeout=limit_s)
                 row = json.loads(out.strip().splitlines()[-1]) if child.returncode == 0 else None
                 if row is None:
                     print(err[-2000:], file=sys.stderr)
@@ -130,7 +133,7 @@ def main() -> None:
                 reached = json.loads(lines[-1]) if lines else [0, 0.0]
                 row = {
                     "strategy": strategy,
-                    "error": f"cut off at {args.timeout_s:.0f} s: {reached[0]:,} done in {reached[1]:.0f} s",
+                    "error": f"cut off at {limit_s:.0f} s: {reached[0]:,} done in {reached[1]:.0f} s",
                 }
         row["size"] = size
         rows.append(row)
@@ -140,7 +143,9 @@ def main() -> None:
             args.out.with_suffix(".json").write_text(
                 json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1)
             )
-            args.out.with_suffix(".md").write_text(table(rows, " ".join(sys.argv[1:])))
+            md = args.out.with_suffix(".md")
+            notes = md.read_text().partition(NOTES)[2] if md.exists() else ""  # what people wrote below stays
+            md.write_text(table(rows, " ".join(sys.argv[1:])) + (f"\n{NOTES}{notes}" if notes else ""))
 
 
 def table(rows: list[dict], argv: str) -> str:
