@@ -32,7 +32,9 @@ def _label(metric: str) -> str:
     return "accuracy (val)" if metric == "accuracy" else metric
 
 
-def scatter(results: Sequence[StoredOutcome | StoredResult], goals: Goals, x_metric: str, y_metric: str, front: set[int]) -> str:
+def scatter(
+    results: Sequence[StoredOutcome | StoredResult], goals: Goals, x_metric: str, y_metric: str, front: set[int]
+) -> str:
     """Every result with both metrics, coloured by status; budget lines dashed."""
     import matplotlib
 
@@ -133,7 +135,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     failed = [r for r in results if r.result.status == "failed"]
     failures = [f"<li>#{r.id}: {html.escape(r.result.error or '')}</li>" for r in failed[-REPORT_FAILURES:]]
     if len(failed) > REPORT_FAILURES:
-        failures.insert(0, f"<li>({len(failed) - REPORT_FAILURES} earlier failures: <code>cosearch pareto --all</code>)</li>")
+        failures.insert(
+            0, f"<li>({len(failed) - REPORT_FAILURES} earlier failures: <code>cosearch pareto --all</code>)</li>"
+        )
     header = "".join(f"<th>{html.escape(h)}</th>" for h in ["id", *metrics, "compression", "arch"])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cosearch report: {html.escape(job.name)}</title>
