@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cosearch.controller import RunStore
+from cosearch.core.errors import RunDirError
 
 pytestmark = pytest.mark.ray
 
@@ -94,47 +95,85 @@ JOB = {
 }
 
 
-def test_ray_job_submit_runs_the_search_on_the_cluster(sessions, tmp_path):
+def stored(run_dir) -> int:
+    try:
+        with RunStore(run_dir) as store:
+            return store.count()
+    except RunDirError:  # not there yet, or its job not yet written
+        return 0
+
+
+def submit(head, work, *args: str) -> subprocess.CompletedProcess:
+    """`ray job submit`, retried while the job server answers but its agent cannot take a job yet."""
+    deadline = time.time() + 120
+    while True:
+        command = [head.ray, "job", "submit", "--address", head.jobs, "--working-dir", str(work), *args]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=300, env=head.env)
+        if "No available agent" not in out.stderr or time.time() > deadline:
+            return out
+        time.sleep(2)
+
+
+def test_ray_job_submit_runs_stops_and_resumes_the_search(sessions, tmp_path):
     """`ray job submit --working-dir . -- cosearch run job.yaml`: the entrypoint runs on the head
-    with RAY_ADDRESS set, and cosearch joins that cluster instead of starting its own Ray."""
+    with RAY_ADDRESS set, and cosearch joins that cluster instead of starting its own Ray; a job
+    stopped with `ray job stop` is a stopped run that `cosearch resume` finishes."""
     pytest.importorskip("aiohttp", reason="Ray's job server needs ray[default] (cosearch's `cluster` extra)")
     work = tmp_path / "work"
     work.mkdir()
     (work / "job.yaml").write_text(yaml.safe_dump(JOB))
-    run_dir = tmp_path / "run"  # absolute: the working dir is a copy that Ray deletes afterwards
+    slow = {**JOB, "evaluator": {"name": "synthetic", "delay_s": 0.5}, "resources": {"trials": 40, "concurrency": 2}}
+    (work / "slow.yaml").write_text(yaml.safe_dump(slow))
+    cli = [sys.executable, "-m", "cosearch.cli.main"]
     with head_node(sessions, dashboard_port=free_port()) as head:
+        # absolute run directories: the working dir is a copy that Ray deletes afterwards
+        out = submit(head, work, "--", *cli, "run", "job.yaml", "--run-dir", str(tmp_path / "run"))
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "[6/6]" in out.stdout  # Ray's job logs are the search's progress display
+        with RunStore(tmp_path / "run") as store:
+            assert store.count() == 6 and store.status()["state"] == "finished"
+
+        stopped = tmp_path / "stopped"
+        out = submit(
+            head,
+            work,
+            "--no-wait",
+            "--submission-id",
+            "slow",
+            "--",
+            *cli,
+            "run",
+            "slow.yaml",
+            "--run-dir",
+            str(stopped),
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
         deadline = time.time() + 120
-        while True:  # the job server answers before its agent can take a job
-            out = subprocess.run(
-                [
-                    head.ray,
-                    "job",
-                    "submit",
-                    "--address",
-                    head.jobs,
-                    "--working-dir",
-                    str(work),
-                    "--",
-                    sys.executable,
-                    "-m",
-                    "cosearch.cli.main",
-                    "run",
-                    "job.yaml",
-                    "--run-dir",
-                    str(run_dir),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                env=head.env,
-            )
-            if "No available agent" not in out.stderr or time.time() > deadline:
-                break
-            time.sleep(2)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "[6/6]" in out.stdout  # Ray's job logs are the search's progress display
-    with RunStore(run_dir) as store:
-        assert store.count() == 6 and store.status()["state"] == "finished"
+        while stored(stopped) < 3:
+            assert time.time() < deadline, "the submitted search stored nothing"
+            time.sleep(0.5)
+        out = subprocess.run(
+            [head.ray, "job", "stop", "--address", head.jobs, "slow"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=head.env,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        with RunStore(stopped) as store:
+            assert store.status()["state"] == "stopped" and store.count() < 40
+        resumed = subprocess.run(
+            [*cli, "resume", str(stopped), "--address", head.address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=head.env,
+        )
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    with RunStore(stopped) as store:
+        results = store.results()
+        assert store.status()["state"] == "finished" and len(results) == 40
+        assert len({r.result.candidate.key for r in results}) == 40  # nothing evaluated twice
 
 
 def test_job_runs_on_a_cluster_given_by_address(cluster, tmp_path):
