@@ -235,7 +235,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         job = spec_from_dict(store.job(), args.run_dir)
         status = store.status()
         state = RunState(job.goals(), job.resources.trials, started_s=time.time())
-        for item in store.iter_results():
+        for item in store.outcomes():  # what the counts need, without reading the candidates
             state.add(item)
     word = status["state"]
     if word == "running" and not driver_running(args.run_dir):

@@ -32,6 +32,7 @@ from cosearch.controller.store import (
     Checkpoint,
     CheckpointError,
     RunStore,
+    StoredOutcome,
     StoredResult,
     half_created,
     reset_hint,
@@ -87,7 +88,7 @@ class RunState:
     _best_feasible: dict[str, float] = field(default_factory=dict)
     _best_ok: dict[str, float] = field(default_factory=dict)
 
-    def add(self, item: StoredResult) -> None:
+    def add(self, item: StoredResult | StoredOutcome) -> None:
         """Count one stored result in (a constant amount of work)."""
         result = item.result
         self.evaluated += 1

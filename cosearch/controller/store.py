@@ -56,6 +56,8 @@ class Outcome:
     status: str
     metrics: dict[str, float]
     error: str | None = None
+    timings_s: dict[str, float] | None = None
+    measured: dict[str, Any] | None = None  # only `over_budget_stage`, where there is one
 
     @property
     def ok(self) -> bool:
@@ -233,10 +235,24 @@ class RunStore:
     def outcomes(self) -> list[StoredOutcome]:
         """Every result's status, metrics and error, in id order (the candidates are not read)."""
         rows = self._db.execute(
-            "SELECT id, status, json_extract(result, '$.metrics'), json_extract(result, '$.error') FROM results ORDER BY id"
+            "SELECT id, status, json_extract(result, '$.metrics'), json_extract(result, '$.error'), "
+            "json_extract(result, '$.timings_s'), json_extract(result, '$.measured.over_budget_stage') "
+            "FROM results ORDER BY id"
         )
         where = f"{self.run_dir / DB_NAME}: the metrics of a result"
-        return [StoredOutcome(i, Outcome(status, _parsed(metrics, where), error)) for i, status, metrics, error in rows]
+        return [
+            StoredOutcome(
+                i,
+                Outcome(
+                    status,
+                    _parsed(metrics, where),
+                    error,
+                    _parsed(timings or "{}", where),
+                    {"over_budget_stage": stage} if stage else {},
+                ),
+            )
+            for i, status, metrics, error, timings, stage in rows
+        ]
 
     def get(self, result_id: int) -> StoredResult | None:
         row = self._db.execute("SELECT id, result, created_s FROM results WHERE id = ?", (result_id,)).fetchone()
