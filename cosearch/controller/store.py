@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -234,25 +234,26 @@ class RunStore:
 
     def outcomes(self) -> list[StoredOutcome]:
         """Every result's status, metrics and error, in id order (the candidates are not read)."""
-        rows = self._db.execute(
-            "SELECT id, status, json_extract(result, '$.metrics'), json_extract(result, '$.error'), "
-            "json_extract(result, '$.timings_s'), json_extract(result, '$.measured.over_budget_stage') "
-            "FROM results ORDER BY id"
-        )
-        where = f"{self.run_dir / DB_NAME}: the metrics of a result"
-        return [
-            StoredOutcome(
-                i,
-                Outcome(
-                    status,
-                    _parsed(metrics, where),
-                    error,
-                    _parsed(timings or "{}", where),
-                    {"over_budget_stage": stage} if stage else {},
-                ),
+        fields = ("$.metrics", "$.error", "$.timings_s", "$.measured.over_budget_stage")
+        extract = ", ".join(f"CASE WHEN json_valid(result) THEN json_extract(result, '{f}') END" for f in fields)
+        rows = self._db.execute(f"SELECT id, status, json_valid(result), {extract} FROM results ORDER BY id")
+        out = []
+        for i, status, valid, metrics, error, timings, stage in rows:
+            if not valid or metrics is None:  # damaged outside cosearch: reading it whole says how
+                self._damaged(i)
+            where = f"{self.run_dir / DB_NAME}: result #{i}"
+            outcome = Outcome(status, _parsed(metrics, where), error, _parsed(timings or "{}", where), {})
+            out.append(
+                StoredOutcome(i, outcome if not stage else replace(outcome, measured={"over_budget_stage": stage}))
             )
-            for i, status, metrics, error, timings, stage in rows
-        ]
+        return out
+
+    def _damaged(self, result_id: int) -> None:
+        """Raise the error that reading result `result_id` whole gives (it is not a stored result)."""
+        self.get(result_id)
+        raise RunDirError(
+            f"{self.run_dir / DB_NAME}: result #{result_id} has no metrics; the database was changed outside cosearch"
+        )
 
     def get(self, result_id: int) -> StoredResult | None:
         row = self._db.execute("SELECT id, result, created_s FROM results WHERE id = ?", (result_id,)).fetchone()

@@ -105,7 +105,7 @@ def stored(run_dir) -> int:
 
 def submit(head, work, *args: str) -> subprocess.CompletedProcess:
     """`ray job submit`, retried while the job server answers but its agent cannot take a job yet."""
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # the agent can take minutes to register on a loaded 2-core machine
     while True:
         command = [head.ray, "job", "submit", "--address", head.jobs, "--working-dir", str(work), *args]
         out = subprocess.run(command, capture_output=True, text=True, timeout=300, env=head.env)

@@ -36,7 +36,7 @@ def test_a_killed_worker_is_retried_then_a_failed_result(ray_local, tmp_path):
             "name": "worker-death",
             "search_space": {"name": "nb201", "channels": 8, "cells_per_stage": 1},
             "strategy": {"name": "random"},
-            "evaluator": {"name": "synthetic", "delay_s": 1.5},
+            "evaluator": {"name": "synthetic", "delay_s": 3.0},  # long enough to be killed mid-way under load
             "resources": {"trials": 3, "concurrency": 1, "seed": 0},
         }
     )
