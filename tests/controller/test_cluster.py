@@ -40,8 +40,13 @@ def head_node(sessions, dashboard_port: int | None = None):
     ray_tmp = tempfile.mkdtemp(prefix="cosearch-ray-")
     # Token authentication on, as Ray's docs ask of a cluster; the driver then reads the same token.
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "token"}
+    # Agent ports of its own: another Ray on this machine (the tests' local one) holds the defaults,
+    # and a job server whose agent cannot bind answers "No available agent" forever.
+    ports = [
+        f"--{name}-port={free_port()}" for name in ("dashboard-agent-listen", "dashboard-agent-grpc", "metrics-export")
+    ]
     dashboard = (
-        ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}"]
+        ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", *ports]
         if dashboard_port
         else ["--include-dashboard=false"]
     )
