@@ -276,7 +276,6 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
         goals = view_goals(job.goals(), seen, device, extra)
         front = pareto_ids(outcomes, goals)
         chosen = store.results() if show_all else [store.get(i) for i in front]
-        results = outcomes
     space = make_space(job)
     budgets = ", ".join(map(str, goals.constraints)) or "none"
     title = f"{'All results' if show_all else 'Pareto set'} of {run_dir} (budgets: {budgets})"
@@ -310,7 +309,7 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
         table.add_row(*cells)
     console.print(table)
     if not front:
-        console.print("no result meets every budget yet" if results else "no results yet")
+        console.print("no result meets every budget yet" if outcomes else "no results yet")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -84,7 +84,8 @@ class RunState:
     recent: deque[StoredResult] = field(default_factory=lambda: deque(maxlen=RECENT_RESULTS))
     failures: deque[StoredResult] = field(default_factory=lambda: deque(maxlen=RECENT_RESULTS))
     _skipped_by: Counter[str] = field(default_factory=Counter)
-    _trained_s: list[float] = field(default_factory=lambda: [0.0, 0.0])  # sum of training seconds, count
+    _trained: int = 0  # results with training time, and their training seconds in all
+    _trained_s: float = 0.0
     _best_feasible: dict[str, float] = field(default_factory=dict)
     _best_ok: dict[str, float] = field(default_factory=dict)
 
@@ -99,8 +100,8 @@ class RunState:
         elif result.status == "infeasible":
             self._skipped_by[result.measured.get("over_budget_stage", "")] += 1
         if "train_s" in result.timings_s:
-            self._trained_s[0] += result.timings_s["train_s"] + result.timings_s.get("compress_s", 0.0)
-            self._trained_s[1] += 1
+            self._trained_s += result.timings_s["train_s"] + result.timings_s.get("compress_s", 0.0)
+            self._trained += 1
         feasible = self.goals.feasible(result)
         self.feasible += feasible
         for best, counts in ((self._best_feasible, feasible), (self._best_ok, result.ok)):
@@ -126,8 +127,7 @@ class RunState:
 
     def training_saved_s(self) -> float | None:
         """Training time the never-trained candidates would have cost, at the trained ones' mean."""
-        total_s, trained = self._trained_s
-        return self.skipped * total_s / trained if trained else None
+        return self.skipped * self._trained_s / self._trained if self._trained else None
 
     @property
     def elapsed_s(self) -> float:
@@ -225,6 +225,10 @@ def routed_devices(job: JobSpec) -> list[Any]:
     return [d for d in evaluated if d.measured and d.resource]
 
 
+def _cluster(address: str | None) -> str:
+    return f"the Ray cluster at {address}" if address else "local Ray (no --address given)"
+
+
 def check_device_resources(job: JobSpec, address: str | None) -> None:
     """Every routed device has a node: fail now with a clear message, not hang later."""
     import ray
@@ -232,10 +236,9 @@ def check_device_resources(job: JobSpec, address: str | None) -> None:
     have = ray.cluster_resources()
     for device in routed_devices(job):
         if have.get(device.resource, 0) < 1:
-            where = f"the Ray cluster at {address}" if address else "local Ray (no --address given)"
             raise CosearchError(
                 f"device {device.name!r} is measured on nodes with the Ray resource {device.resource!r}, but no node of "
-                f"{where} declares it; start one with: ray start --address HEAD --resources '{{\"{device.resource}\": 1}}'"
+                f"{_cluster(address)} declares it; start one with: ray start --address HEAD --resources '{{\"{device.resource}\": 1}}'"
             )
 
 
@@ -248,9 +251,8 @@ def check_gpus(job: JobSpec, address: str | None) -> None:
         return
     have = ray.cluster_resources().get("GPU", 0.0)
     if have < wanted:
-        where = f"the Ray cluster at {address}" if address else "local Ray (no --address given)"
         raise CosearchError(
-            f"resources.gpus_per_trial is {wanted:g}, but {where} has {have:g} GPUs; run on GPU nodes "
+            f"resources.gpus_per_trial is {wanted:g}, but {_cluster(address)} has {have:g} GPUs; run on GPU nodes "
             "(`ray start ... --num-gpus N`), or set gpus_per_trial: 0 to train on CPUs"
         )
 
@@ -497,9 +499,8 @@ class Controller:
         """Connect to Ray and check that every routed device has a node; True when Ray was started here."""
         import ray
 
-        address = address if address is not None else job.resources.address
         # Inside `ray job submit` (or wherever RAY_ADDRESS is set) Ray says which cluster to join.
-        address = address if address is not None else os.environ.get("RAY_ADDRESS") or None
+        address = next((a for a in (address, job.resources.address, os.environ.get("RAY_ADDRESS")) if a), None)
         owns_ray = connect_ray(address, job.resources.concurrency)
         try:
             check_device_resources(job, address)
@@ -531,7 +532,7 @@ class Controller:
             self.pending = pending
         for item in self.store.iter_results():
             key = item.result.candidate.key
-            self.known.add(key)
+            self.known[key] = item.result
             self.state.add(item)
             self.pending.pop(key, None)
             if item.id > self.told_id:  # stored but the strategy never heard of it
@@ -718,7 +719,7 @@ class Controller:
         except ray.exceptions.RayError as error:  # the worker died even after retries
             evaluation = Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}"))
         result_id = self.store.add(evaluation.result, evaluation.weights)  # 1. durable
-        self.known.add(candidate.key)
+        self.known[candidate.key] = evaluation.result
         self.pending.pop(candidate.key, None)
         self.strategy.tell(candidate, evaluation.result)  # 2. told
         self.told_id = result_id
@@ -735,9 +736,6 @@ class _StoredAnswers(MutableMapping[str, Result]):
     def __init__(self, store: RunStore) -> None:
         self.store = store
         self.keys: set[str] = set()
-
-    def add(self, key: str) -> None:
-        self.keys.add(key)
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -56,8 +56,8 @@ class Outcome:
     status: str
     metrics: dict[str, float]
     error: str | None = None
-    timings_s: dict[str, float] | None = None
-    measured: dict[str, Any] | None = None  # only `over_budget_stage`, where there is one
+    timings_s: dict[str, float] = field(default_factory=dict)
+    measured: dict[str, Any] = field(default_factory=dict)  # only `over_budget_stage`, where there is one
 
     @property
     def ok(self) -> bool:
@@ -242,9 +242,11 @@ class RunStore:
             if not valid or metrics is None:  # damaged outside cosearch: reading it whole says how
                 self._damaged(i)
             where = f"{self.run_dir / DB_NAME}: result #{i}"
-            outcome = Outcome(status, _parsed(metrics, where), error, _parsed(timings or "{}", where), {})
+            measured = {"over_budget_stage": stage} if stage else {}
             out.append(
-                StoredOutcome(i, outcome if not stage else replace(outcome, measured={"over_budget_stage": stage}))
+                StoredOutcome(
+                    i, Outcome(status, _parsed(metrics, where), error, _parsed(timings or "{}", where), measured)
+                )
             )
         return out
 

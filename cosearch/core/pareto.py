@@ -66,9 +66,14 @@ def pareto_front(values: np.ndarray, violations: np.ndarray | None = None) -> li
     if values.shape[1] == 2:
         return _front_2d(values)
     if len(values) <= MATRIX_UP_TO:  # small: the vectorised pairwise test is fastest
-        a, b = values[:, None, :], values[None, :, :]
-        return np.flatnonzero(~np.any(np.all(a <= b, axis=2) & np.any(a < b, axis=2), axis=0)).tolist()
+        return np.flatnonzero(~_dominated(values, values)).tolist()
     return _front_sweep(values)
+
+
+def _dominated(points: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """Whether each of `points` is dominated by some row of `by` (minimisation)."""
+    a, b = by[None, :, :], points[:, None, :]
+    return np.any(np.all(a <= b, axis=2) & np.any(a < b, axis=2), axis=1)
 
 
 MATRIX_UP_TO = 256  # points; above, the n x n test's memory and time grow faster than the sweep's
@@ -82,17 +87,12 @@ def _front_sweep(values: np.ndarray, chunk: int = 1024) -> list[int]:
     order = np.lexsort(values.T[::-1])
     front = np.empty((16, m))
     size, kept = 0, []
-
-    def dominated(points: np.ndarray, by: np.ndarray) -> np.ndarray:
-        a, b = by[None, :, :], points[:, None, :]
-        return np.any(np.all(a <= b, axis=2) & np.any(a < b, axis=2), axis=1)
-
     for start in range(0, n, chunk):
         indices = order[start : start + chunk]
         if size:
-            indices = indices[~dominated(values[indices], front[:size])]
+            indices = indices[~_dominated(values[indices], front[:size])]
         for i in indices:
-            if size and dominated(values[i][None, :], front[:size])[0]:
+            if size and _dominated(values[i][None, :], front[:size])[0]:
                 continue
             if size == len(front):
                 front = np.concatenate([front, np.empty_like(front)])
