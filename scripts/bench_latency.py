@@ -48,15 +48,15 @@ def bench_space(
     profile_s = time.perf_counter() - start
     predicted, graphs, missing = [], [], 0
     start = time.perf_counter()
-    for graph, config in sampled_graphs(joint, input_shape, 10, seed=12345, limit=candidates):
+    for graph in sampled_graphs(joint, input_shape, 10, seed=12345, limit=candidates):
         try:
-            predicted.append(table.predict(graph, config))
+            predicted.append(table.predict(graph))
         except ValueError:  # a layer configuration the profile never drew
             missing += 1
             continue
-        graphs.append((graph, config))
+        graphs.append(graph)
     # Measured as the profile times: the lowest median over `passes` rounds through all candidates.
-    rounds = [[measure_latency(g, input_shape, settings, c)["median_ms"] for g, c in graphs] for _ in range(passes)]
+    rounds = [[measure_latency(g, input_shape, settings)["median_ms"] for g in graphs] for _ in range(passes)]
     p, m = np.asarray(predicted), np.min(rounds, axis=0)
     errors = p / m - 1
     row = {

@@ -94,19 +94,17 @@ def bench_space(name, input_shape, candidates, fold_then) -> dict:
     rows = []
     for _ in range(candidates):
         candidate = joint.decode(joint.sample(rng))
-        (ours, ours_config), (theirs, theirs_config) = deployments(candidate, joint.space, input_shape, fold_then)
-        a, b = run_onnx(ours, x, config=ours_config), run_onnx(theirs, x, config=theirs_config)
+        ours, theirs = deployments(candidate, joint.space, input_shape, fold_then)
+        a, b = run_onnx(ours, x), run_onnx(theirs, x)
         latency_ms: dict[str, list[float]] = {"onnxscript": [], "hand_written": []}
-        files = {"onnxscript": (ours, ours_config), "hand_written": (theirs, theirs_config)}
+        files = {"onnxscript": ours, "hand_written": theirs}
         for round_index in range(10):  # alternate which file goes first
             for which in sorted(files, reverse=round_index % 2 == 1):
-                latency_ms[which].append(
-                    measure_latency(files[which][0], input_shape, settings, files[which][1])["median_ms"]
-                )
+                latency_ms[which].append(measure_latency(files[which], input_shape, settings)["median_ms"])
         rows.append(
             {
                 "summary": candidate.policy.summary(),
-                "same_ops": ops(ours) == ops(theirs) and ours_config == theirs_config,
+                "same_ops": ops(ours) == ops(theirs),
                 "batch_norms_left": ops(ours).get("BatchNormalization", 0),
                 "batch_norms_left_hand_written": ops(theirs).get("BatchNormalization", 0),
                 "same_argmax": float((a.argmax(axis=1) == b.argmax(axis=1)).mean()),

@@ -82,11 +82,6 @@ def _parser() -> argparse.ArgumentParser:
         "--pick", type=int, required=True, metavar="ID", help="result id, as `cosearch pareto` lists it"
     )
     export.add_argument("--out", help="output folder (default: RUN_DIR/export-ID)")
-    export.add_argument(
-        "--float-weights",
-        action="store_true",
-        help="store every weight as float32 (larger file, full speed with default ONNX Runtime options)",
-    )
 
     profile = sub.add_parser(
         "profile",
@@ -320,10 +315,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from cosearch.core.objectives import DEFAULT_DEVICE
     from cosearch.export import export
 
     out = Path(args.out or Path(args.run_dir) / f"export-{args.pick}")
-    card = export(args.run_dir, args.pick, out, int8_weights=not args.float_weights)
+    card = export(args.run_dir, args.pick, out)
     info = card["export"]
     console.print(f"wrote {out / 'model.onnx'} ({info['file_bytes'] / 1024:.1f} KiB) and {out / 'card.json'}")
     console.print(
@@ -332,10 +328,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"{info['latency_ms']['threads']} thread, {info['latency_ms']['runs']} runs); "
         f"max |logit diff| vs PyTorch {info['max_abs_logit_diff_vs_pytorch']:.1e}"
     )
-    if info["latency_ms_with_dequantize_folded"]:
+    search_ms = card["search_metrics"].get(f"latency_ms@{DEFAULT_DEVICE}")
+    if search_ms:
+        console.print(f"the search measured {search_ms:.4f} ms for it (default session options, as above)")
+    if info["compact"]:
+        small = info["compact"]
         console.print(
-            f"with ONNX Runtime session config {info['recommended_session_config']} the int8 weights are folded on load: "
-            f"{info['latency_ms_with_dequantize_folded']['median_ms']:.4f} ms median"
+            f"also wrote {out / small['file']} ({small['file_bytes'] / 1024:.1f} KiB: weight-only layers as integers); "
+            f"load it with the session config {small['session_config']} to run at "
+            f"{small['latency_ms']['median_ms']:.4f} ms median (default options: {small['latency_ms_default_session']['median_ms']:.4f} ms)"
         )
     return 0
 

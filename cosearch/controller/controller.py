@@ -194,12 +194,12 @@ def _as_stored(teacher: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
     return info, buffer.getvalue(), info.pop("state")
 
 
-def _measure_on_node(device: Any, onnx_bytes: bytes, input_shape: Any, config: dict[str, str]) -> dict[str, Any]:
+def _measure_on_node(device: Any, onnx_bytes: bytes, input_shape: Any) -> dict[str, Any]:
     import ray
 
     from cosearch.hardware.costs import measure_here
 
-    out = measure_here(device, onnx_bytes, input_shape, config)
+    out = measure_here(device, onnx_bytes, input_shape)
     out["node_id"] = ray.get_runtime_context().get_node_id()
     return out
 
@@ -212,11 +212,11 @@ class RoutedMeasure:
     per node, so one measurement at a time on it), and Ray frees the caller's CPU while it waits.
     """
 
-    def __call__(self, device: Any, onnx_bytes: bytes, input_shape: Any, config: dict[str, str]) -> dict[str, Any]:
+    def __call__(self, device: Any, onnx_bytes: bytes, input_shape: Any) -> dict[str, Any]:
         import ray
 
         task = ray.remote(_measure_on_node).options(num_cpus=0, resources={device.resource: 1}, max_retries=2)
-        return ray.get(task.remote(device, onnx_bytes, input_shape, config))
+        return ray.get(task.remote(device, onnx_bytes, input_shape))
 
 
 def routed_devices(job: JobSpec) -> list[Any]:

@@ -35,7 +35,7 @@ class Evaluator(ABC):
         """The metrics every ok result carries (e.g. accuracy, latency_ms@local-cpu, size_kb)."""
 
     def route(self, device: str, measure: Callable[..., dict[str, Any]]) -> None:
-        """Measure `device` with `measure(profile, onnx_bytes, input_shape, config)` (it lives on another
+        """Measure `device` with `measure(profile, onnx_bytes, input_shape)` (it lives on another
         node). Only an evaluator that needs "devices" is asked to."""
         raise NotImplementedError(f"the {self.registry_name!r} evaluator measures no devices")
 

@@ -210,16 +210,15 @@ class TrainEvaluator(Evaluator):
                 return technique.training_loss(value, self.teacher_logits, self.temperature)
         return None
 
-    def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes, dict[str, str]]:
-        """The pruned, compressed, baked model, its ONNX file and the session config it runs with."""
+    def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes]:
+        """The pruned, compressed, baked model and its ONNX file."""
         from cosearch.compressors import bake, compress, reshape
 
         plain = bake(compress(reshape(model, candidate.policy, input_shape), candidate.policy))
-        onnx_bytes, config = deployment(plain, candidate.policy, input_shape)
-        return plain, onnx_bytes, config
+        return plain, deployment(plain, candidate.policy, input_shape)
 
     def predicted_costs(
-        self, plain: Any, onnx_bytes: bytes, config: dict[str, str], candidate: Candidate, input_shape
+        self, plain: Any, onnx_bytes: bytes, candidate: Candidate, input_shape
     ) -> tuple[dict[str, float], dict[str, Any]]:
         """Size, BitOps and every lut / analytic device's costs: cheap, and none needs training.
 
@@ -236,16 +235,14 @@ class TrainEvaluator(Evaluator):
                 "how": "sum of MACs x weight bits x input activation bits (float = 32) over conv / linear layers"
             },
         }
-        device_metrics, device_how = predicted_costs(self.devices, onnx_bytes, layers, config)
+        device_metrics, device_how = predicted_costs(self.devices, onnx_bytes, layers)
         return {**metrics, **device_metrics}, {**how, **device_how}
 
-    def measured_costs(
-        self, onnx_bytes: bytes, config: dict[str, str], input_shape
-    ) -> tuple[dict[str, float], dict[str, Any]]:
+    def measured_costs(self, onnx_bytes: bytes, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
         metrics, how = {}, {}
         for device in self.devices:
             if device.measured:
-                out = self.remote_measure.get(device.name, measure_here)(device, onnx_bytes, input_shape, config)
+                out = self.remote_measure.get(device.name, measure_here)(device, onnx_bytes, input_shape)
                 metrics[f"latency_ms@{device.name}"] = out["value_ms"]
                 how[f"latency_ms@{device.name}"] = {
                     **out,
@@ -314,13 +311,13 @@ class TrainEvaluator(Evaluator):
             data = self.data.load()
             model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
             start = time.perf_counter()
-            plain, onnx_bytes, config = self.deployable(model, candidate, data.input_shape)
-            costs, how = self.predicted_costs(plain, onnx_bytes, config, candidate, data.input_shape)
+            plain, onnx_bytes = self.deployable(model, candidate, data.input_shape)
+            costs, how = self.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
             timings = {"predict_s": time.perf_counter() - start}
             for stage in ("predicted", "measured"):
                 if stage == "measured":
                     start = time.perf_counter()
-                    measured_metrics, measured_how = self.measured_costs(onnx_bytes, config, data.input_shape)
+                    measured_metrics, measured_how = self.measured_costs(onnx_bytes, data.input_shape)
                     costs, how = {**costs, **measured_metrics}, {**how, **measured_how}
                     timings["measure_s"] = time.perf_counter() - start
                 over = self.over_budget(costs)
@@ -337,10 +334,10 @@ class TrainEvaluator(Evaluator):
             # The accuracy shown is the deployed file's in ONNX Runtime: integer kernels can differ
             # from the fake-quantized PyTorch model (saturation), and this catches it.
             c = self.compression  # layer outputs calibrated as the inputs were, so integer kernels run
-            onnx_bytes, config = deployment(
+            onnx_bytes = deployment(
                 plain, candidate.policy, data.input_shape, images=c.images(data), calibration=c.calibration
             )
-            val_accuracy = accuracy(run_onnx(onnx_bytes, data.val.x, config=config), data.val.y)
+            val_accuracy = accuracy(run_onnx(onnx_bytes, data.val.x), data.val.y)
             metrics = {**costs, "accuracy": val_accuracy, "size_kb": size_bytes(plain, candidate.policy) / 1024}
             timings["accuracy_s"] = time.perf_counter() - start
             timings["total_s"] = time.perf_counter() - start_all
@@ -350,7 +347,7 @@ class TrainEvaluator(Evaluator):
                 "split": "val",
                 "samples": len(data.val.y),
                 "model": "the deployed ONNX file in ONNX Runtime",
-                "session_config": config,
+                "session_options": "ONNX Runtime defaults",
                 "pytorch_fake_quantized": torch_accuracy,
             }
             if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):

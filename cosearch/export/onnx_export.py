@@ -1,4 +1,5 @@
-"""Export one result of a run: model.onnx that ONNX Runtime runs, and card.json saying how it was measured."""
+"""Export one result of a run: model.onnx that ONNX Runtime runs as it is, a compact form of it when its
+weight-only layers can be stored smaller, and card.json saying how each was measured."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from cosearch.controller.store import RunStore
 from cosearch.core.errors import CosearchError
 from cosearch.evaluators.train import accuracy, predict
 from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE, LatencySettings, measure_latency, run_onnx
-from cosearch.hardware.qdq import deployment
+from cosearch.hardware.qdq import compact, deployment
 from cosearch.job import spec_from_dict
 
 # ONNX Runtime and PyTorch run the same float graph; what differs is summation order.
@@ -52,11 +53,13 @@ def load_model(store: RunStore, result_id: int):
     return model, stored, job, data
 
 
-def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weights: bool = True) -> dict[str, Any]:
-    """Write OUT/model.onnx and OUT/card.json; the card's numbers are measured on the written file.
+def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str, Any]:
+    """Write OUT/model.onnx and OUT/card.json; the card's numbers are measured on the written files.
 
-    With `int8_weights`, layers at 2-8 bits are stored as int4 / int8 + DequantizeLinear (smaller file);
-    otherwise every weight is float32 (runs at full speed with default ONNX Runtime options).
+    model.onnx is the file the search measured, fast with ONNX Runtime's default session options:
+    integer layers as int8 QDQ, weight-only layers as float32 values on their grid. When weight-only
+    layers exist, OUT/model.compact.onnx stores them as int8 / int4 + DequantizeLinear (smaller; as
+    fast once loaded with the session config `session.disable_quant_qdq=1`).
     """
     import onnx
     import onnxruntime
@@ -74,26 +77,41 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CosearchError(f"--out {out_dir}: cannot create the folder ({error.strerror})") from None
-    onnx_path = out_dir / "model.onnx"
+    onnx_path, compact_path = out_dir / "model.onnx", out_dir / "model.compact.onnx"
     policy = stored.result.candidate.policy
     c = build.compression_settings(job)  # output ranges calibrated exactly as the search's evaluator did
-    onnx_bytes, config = deployment(
-        model, policy, data.input_shape, int8_weights, images=c.images(data), calibration=c.calibration
-    )
+    onnx_bytes = deployment(model, policy, data.input_shape, images=c.images(data), calibration=c.calibration)
     _write(onnx_path, onnx_bytes)
     onnx.checker.check_model(str(onnx_path))
+    compact_bytes = compact(onnx_bytes, model, policy)
+    if compact_bytes is not None:
+        _write(compact_path, compact_bytes)
+    elif compact_path.exists():  # from an earlier export of another pick: it would not be this model
+        compact_path.unlink()
     quantized_inputs = any(lp.activation_bits != 32 for lp in policy.layers.values())
 
     torch_val = predict(model, data.val.x)
-    onnx_val = run_onnx(str(onnx_path), data.val.x, config=config)
-    onnx_test = run_onnx(str(onnx_path), data.test.x, config=config)
+    onnx_val = run_onnx(str(onnx_path), data.val.x)
+    onnx_test = run_onnx(str(onnx_path), data.test.x)
     max_abs_diff = float(np.abs(torch_val - onnx_val).max())
     agreement = float((torch_val.argmax(axis=1) == onnx_val.argmax(axis=1)).mean())
     settings = LatencySettings(**job.latency.model_dump())
-    latency = measure_latency(str(onnx_path), data.input_shape, settings)
-    latency_folded = (
-        measure_latency(str(onnx_path), data.input_shape, settings, FOLD_WEIGHT_DEQUANTIZE) if config else None
-    )
+    latency = measure_latency(str(onnx_path), data.input_shape, settings)  # default session options
+    compact_card = None
+    if compact_bytes is not None:
+        compact_val = run_onnx(str(compact_path), data.val.x, config=FOLD_WEIGHT_DEQUANTIZE)
+        compact_card = {
+            "file": compact_path.name,
+            "file_bytes": compact_path.stat().st_size,
+            "weights_storage": "weight-only layers as int4 (2-4 bits, opset 21) or int8 + per-channel DequantizeLinear",
+            "session_config": dict(FOLD_WEIGHT_DEQUANTIZE),
+            "load": "options = onnxruntime.SessionOptions(); "
+            "options.add_session_config_entry('session.disable_quant_qdq', '1'); "
+            "onnxruntime.InferenceSession(path, options)",
+            "latency_ms": measure_latency(str(compact_path), data.input_shape, settings, FOLD_WEIGHT_DEQUANTIZE),
+            "latency_ms_default_session": measure_latency(str(compact_path), data.input_shape, settings),
+            "same_logits_as_model_onnx_val": bool(np.allclose(compact_val, onnx_val, atol=OUTPUT_ATOL)),
+        }
     result = stored.result
     card = {
         "id": stored.id,
@@ -106,15 +124,13 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
         "export": {
             "file": onnx_path.name,
             "file_bytes": onnx_path.stat().st_size,
-            "weights_storage": (
-                "int4 (2-4 bit weight-only layers, opset 21) or 8-bit integers (the rest; uint8 with zero point 128 where the "
-                "input is quantized too) + per-channel DequantizeLinear, float32 for float layers"
-                if int8_weights
-                else "float32 values on each layer's quantization grid"
-            ),
+            "session_options": "ONNX Runtime defaults: onnxruntime.InferenceSession(path)",
+            "weights_storage": "integer layers (quantized weights and input): int8 (2-7 bits) or uint8 with zero point 128 "
+            "(8 bits) + per-channel DequantizeLinear; every other layer float32 (weight-only layers on their grid)",
             "activations": (
-                "QuantizeLinear + DequantizeLinear (uint8, per tensor) before layers whose input is quantized and after their outputs "
-                "(calibrated on the search's calibration images), so ONNX Runtime runs them as integer kernels"
+                "ONNX Runtime's static QDQ (uint8, per tensor) over the integer layers and the Adds, pooling and "
+                "classifier between them: the layers' input scales as the search calibrated or learnt them, every "
+                "other range calibrated on the search's calibration images; ONNX Runtime runs them as integer kernels"
                 if quantized_inputs
                 else "float"
             ),
@@ -128,8 +144,7 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, int8_weight
             "max_abs_logit_diff_vs_pytorch": max_abs_diff,
             "same_class_as_pytorch_val": agreement,
             "latency_ms": latency,
-            "latency_ms_with_dequantize_folded": latency_folded,
-            "recommended_session_config": config,
+            "compact": compact_card,
             "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
             "onnxruntime": onnxruntime.__version__,
         },

@@ -14,23 +14,20 @@ def predicted_costs(
     devices: Sequence[DeviceProfile],
     onnx_bytes: bytes,
     layers: Sequence[LayerShape],
-    config: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Metrics of every device that predicts (all kinds but measured ones), and how each was obtained."""
     metrics: dict[str, float] = {}
     how: dict[str, Any] = {}
     for device in devices:
-        device_metrics, device_how = device.predict(onnx_bytes, layers, config)
+        device_metrics, device_how = device.predict(onnx_bytes, layers)
         metrics.update(device_metrics)
         how.update(device_how)
     return metrics, how
 
 
-def measure_here(
-    device: MeasuredDevice, onnx_bytes: bytes, input_shape: Sequence[int], config: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Time `onnx_bytes` on this machine with the device's settings and the file's session config."""
-    out = measure_latency(onnx_bytes, input_shape, device.settings, config)
+def measure_here(device: MeasuredDevice, onnx_bytes: bytes, input_shape: Sequence[int]) -> dict[str, Any]:
+    """Time `onnx_bytes` on this machine with the device's settings and default session options."""
+    out = measure_latency(onnx_bytes, input_shape, device.settings)
     out["value_ms"] = out[f"{device.statistic}_ms"]
     out["statistic"] = device.statistic
     return out

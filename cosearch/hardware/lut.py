@@ -48,14 +48,12 @@ def _ort_options(level: str, threads: int = 1):
     return options
 
 
-def optimized_graph(model_bytes: bytes, config: dict[str, str] | None = None) -> Any:
+def optimized_graph(model_bytes: bytes) -> Any:
     """The graph ONNX Runtime runs for `model_bytes` on this machine (all optimisations on)."""
     import onnx
     import onnxruntime as ort
 
     options = _ort_options("all")
-    for key, value in (config or {}).items():
-        options.add_session_config_entry(key, value)
     handle, path = tempfile.mkstemp(suffix=".onnx")
     os.close(handle)
     try:
@@ -128,8 +126,8 @@ class GraphNodes:
     nodes: dict[str, Any]  # key -> one node with that key
 
 
-def graph_nodes(model_bytes: bytes, input_shape: Sequence[int], config: dict[str, str] | None = None) -> GraphNodes:
-    model = optimized_graph(model_bytes, config)
+def graph_nodes(model_bytes: bytes, input_shape: Sequence[int]) -> GraphNodes:
+    model = optimized_graph(model_bytes)
     shapes = value_shapes(model, input_shape)
     constants = {init.name for init in model.graph.initializer}
     keys, nodes = [], {}
@@ -225,9 +223,9 @@ class LatencyTable:
     settings: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # space, runtime, machine, calibration fit
 
-    def predict(self, model_bytes: bytes, config: dict[str, str] | None = None) -> float:
-        """Predicted latency (ms) of an ONNX model (run with session `config`) at this table's input shape."""
-        keys = graph_nodes(model_bytes, self.input_shape, config).keys
+    def predict(self, model_bytes: bytes) -> float:
+        """Predicted latency (ms) of an ONNX model (default session options) at this table's input shape."""
+        keys = graph_nodes(model_bytes, self.input_shape).keys
         missing = sorted({k for k in keys if k not in self.entries})
         if missing:
             ops = sorted({op_type(k) for k in missing})
@@ -308,7 +306,7 @@ def fit_calibration(
 
 
 def profile(
-    networks: Iterable[tuple[bytes, dict[str, str]]],
+    networks: Iterable[bytes],
     input_shape: Sequence[int],
     device: str,
     settings: LatencySettings = LatencySettings(),
@@ -317,7 +315,7 @@ def profile(
     passes: int = 3,
     listener: Callable[[dict[str, Any]], None] | None = None,
 ) -> LatencyTable:
-    """Time every node configuration that `networks` (ONNX models, session configs) contain.
+    """Time every node configuration that `networks` (ONNX models) contain.
 
     Stops drawing networks once `patience` in a row bring no new configuration. The first
     `calibration` networks are also measured whole, to fit the fixed overhead and scale.
@@ -328,17 +326,17 @@ def profile(
     if passes < 1:
         raise ValueError(f"passes {passes}: at least 1")
     nodes: dict[str, _NodeTiming] = {}
-    whole: list[tuple[bytes, dict[str, str], list[str]]] = []  # calibration networks: file, config, node keys
+    whole: list[tuple[bytes, list[str]]] = []  # calibration networks: file, node keys
     seen_without_new = drawn = 0
     start = time.perf_counter()
-    for model_bytes, config in networks:
+    for model_bytes in networks:
         drawn += 1
-        graph = graph_nodes(model_bytes, input_shape, config)
+        graph = graph_nodes(model_bytes, input_shape)
         new = [key for key in graph.nodes if key not in nodes]
         for key in new:
             nodes[key] = _NodeTiming(graph.nodes[key], graph)
         if len(whole) < calibration:
-            whole.append((model_bytes, config, graph.keys))
+            whole.append((model_bytes, graph.keys))
         seen_without_new = 0 if new else seen_without_new + 1
         if listener:
             listener({"stage": "drawing networks", "networks": drawn, "entries": len(nodes), "calibration": len(whole)})
@@ -360,10 +358,10 @@ def profile(
                         "calibration": len(whole),
                     }
                 )
-        for i, (model_bytes, config, _) in enumerate(whole):
-            measured[i] = min(measured[i], measure_latency(model_bytes, input_shape, settings, config)["median_ms"])
+        for i, (model_bytes, _) in enumerate(whole):
+            measured[i] = min(measured[i], measure_latency(model_bytes, input_shape, settings)["median_ms"])
     entries = {key: timing.cost_ms for key, timing in nodes.items()}
-    sums = [op_sums(keys, entries) for _, _, keys in whole]
+    sums = [op_sums(keys, entries) for _, keys in whole]
     overhead, scales = fit_calibration(sums, measured)
     predicted = np.array([overhead + sum(scales[op] * ms for op, ms in s.items()) for s in sums])
     errors = predicted / np.asarray(measured) - 1
@@ -385,11 +383,9 @@ def profile(
     return LatencyTable(device, [int(v) for v in input_shape], entries, overhead, scales, asdict(settings), source)
 
 
-def candidate_graph(
-    space: Any, candidate: Any, input_shape: Sequence[int], num_classes: int
-) -> tuple[bytes, dict[str, str]]:
-    """The ONNX file a candidate deploys as (untrained weights: the graph is what matters), and
-    its session config: built, channel-pruned, compressed, baked, weights stored as integers."""
+def candidate_graph(space: Any, candidate: Any, input_shape: Sequence[int], num_classes: int) -> bytes:
+    """The ONNX file a candidate deploys as (untrained weights: the graph is what matters): built,
+    channel-pruned, compressed, baked, deployed."""
     from cosearch.compressors import bake, compress, reshape
     from cosearch.hardware.qdq import deployment
 
@@ -398,7 +394,7 @@ def candidate_graph(
 
 
 def sampled_graphs(joint_space: Any, input_shape: Sequence[int], num_classes: int, seed: int, limit: int):
-    """Deployed ONNX files (and session configs) of up to `limit` random candidates of a joint
+    """Deployed ONNX files of up to `limit` random candidates of a joint
     space, duplicates skipped."""
     rng = np.random.default_rng(seed)
     seen: set[str] = set()

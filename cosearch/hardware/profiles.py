@@ -73,8 +73,9 @@ class DeviceProfile:
         """The device of a checked job entry (reads its files: SpecError naming `field`)."""
         raise NotImplementedError
 
-    def predict(self, onnx_bytes: bytes, layers: Sequence[Any], config: dict[str, str] | None) -> tuple[dict, dict]:
-        """Predicted metrics of a candidate's file and its layers, and how each was obtained."""
+    def predict(self, onnx_bytes: bytes, layers: Sequence[Any]) -> tuple[dict, dict]:
+        """Predicted metrics of a candidate's file (run with default session options) and its layers,
+        and how each was obtained."""
         return {}, {}
 
 

@@ -1,22 +1,35 @@
-"""The ONNX file a candidate deploys as: quantized weights stored as integers (QDQ).
+"""The ONNX file a candidate deploys as, fast when loaded with ONNX Runtime's default options.
 
-Each layer quantized to 2-8 bits gets its weights as an 8-bit initializer and a per-output-channel
-`DequantizeLinear` (axis 0) in front of its Conv / Gemm. Weight-only layers are folded into float
-weights on load when the session sets `session.disable_quant_qdq=1`, so they run the float kernels
-while the file holds 1 byte per weight instead of 4. Weight-only layers at 2-4 bits store int4, two
-weights a byte: ONNX's int4 needs opset 21, so such files are converted up from the exporter's
-opset 17 (ONNX Runtime 1.31 folds and runs int4 DequantizeLinear; a test checks the outputs).
+`deployment` writes what the search measures and `cosearch export` ships as model.onnx:
 
-A layer whose input is quantized as well (QuantizeLinear + DequantizeLinear from the exporter)
-keeps its QDQ groups. Measured: ONNX Runtime's CPU provider runs them as dequantize + float
-kernels, not QLinearConv, since the conv output is not quantized and BatchNorm is not folded.
-Those layers store weights as uint8 with zero point 128 (the same values): uint8 x int8 integer
-kernels add pairs of products in 16 bits on x86 CPUs without VNNI, which full-range int8 weights
-overflow (a digits CNN fell from 99.5 % to 71.5 % with ORT's own quantize_static defaults), and a
-runtime that does fuse the groups must not hit that.
+- Float and weight-only layers keep float32 weights (on their quantization grid): ONNX Runtime
+  keeps a weight-only DequantizeLinear and runs it on every call unless the session sets
+  `session.disable_quant_qdq=1` (measured: 0.145 against 0.030 ms for a digits pick), and most
+  users load a file with `InferenceSession(path)` and nothing else.
+- Layers whose input is quantized run as integer kernels (float weights at 8 bits per channel:
+  ONNX Runtime would round them to int8 per tensor on load anyway): the graph is ONNX
+  Runtime's own static quantizer's (QDQ: every Add, pooling and the classifier quantized too,
+  Relus folded into the layer before), given our numbers as overrides: each layer's input scale
+  as the search calibrated or learnt it, its weight grid per output channel, and every other
+  tensor's range calibrated on the search's images by the search's method. Weights at 2-7 bits
+  are stored as int8 (x86 u8 x s8 kernels add pairs of products in 16 bits, which 7-bit weights
+  cannot overflow); 8-bit weights as uint8 with zero point 128 (exact, through u8 x u8 kernels:
+  full-range int8 overflowed, a digits CNN fell from 99.5 % to 71.5 % with ONNX Runtime's own
+  unreduced defaults; measured ~5 % slower than int8 on this AVX2 machine). A 4-bit input keeps
+  its Clip, so it takes 16 levels in the 8-bit container the kernels read.
+
+`compact` writes the small-storage form of the same model (model.compact.onnx): weight-only layers
+as int8, or int4 two a byte at 2-4 bits, each with a per-channel DequantizeLinear; with
+`FOLD_WEIGHT_DEQUANTIZE` ONNX Runtime folds them to float on load and runs at model.onnx's speed.
+ONNX's int4 needs opset 21, so such files are converted up from the exporter's opset 17.
 """
 
 from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -24,49 +37,60 @@ from cosearch.core.candidate import FLOAT_BITS, Policy
 from cosearch.core.errors import CosearchError
 
 INT4_OPSET = 21
+LAYER_OPS = ("Conv", "Gemm")
+SAME_AS_INPUT = (  # onnxruntime.quantization.registry: QDQDirect8BitOp and kin
+    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "AveragePool", "MaxPool", "Slice", "Split",
+    "Gather", "GatherElements", "Pad", "Resize", "TopK",
+)  # fmt: skip
 
 
-def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy) -> bytes:
-    """Rewrite the float ONNX of `torch_model` (baked under `policy`) with 8-bit weights + DequantizeLinear."""
+def weight_grid(weight: np.ndarray, bits: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel scale and integer values of weights baked on a symmetric `bits`-bit grid."""
+    qmax = 2 ** (bits - 1) - 1
+    flat = weight.reshape(weight.shape[0], -1).astype(np.float32)
+    scale = np.maximum(np.abs(flat).max(axis=1) / np.float32(qmax), np.float32(1e-8)).astype(np.float32)
+    quantized = np.clip(np.round(flat / scale[:, None]), -qmax, qmax).astype(np.int8)
+    if not np.allclose(quantized * scale[:, None], flat, rtol=1e-5, atol=1e-7):
+        raise CosearchError(f"weights of {name!r} are not on a {bits}-bit grid; was the model baked?")
+    return scale, quantized.reshape(weight.shape)
+
+
+def compact(model_bytes: bytes, torch_model, policy: Policy) -> bytes | None:
+    """`model_bytes` (a deployment) with weight-only layers stored as int8 / int4 + DequantizeLinear,
+    or None when no layer is weight-only quantized (the file is as small as it gets)."""
     import ml_dtypes  # numpy's int4, a dependency of onnx
     import onnx
     from onnx import helper, numpy_helper, version_converter
 
     from cosearch.compressors import layers_of_slot
 
+    weight_only = {
+        slot: lp
+        for slot, lp in policy.layers.items()
+        if lp.weight_bits != FLOAT_BITS and lp.activation_bits == FLOAT_BITS
+    }
+    if not weight_only:
+        return None
     proto = onnx.load_from_string(model_bytes)
-    if any(_int4(lp) for lp in policy.layers.values()):
+    if any(lp.weight_bits <= 4 for lp in weight_only.values()):
         proto = version_converter.convert_version(proto, INT4_OPSET)
         proto.ir_version = max(proto.ir_version, 10)  # int4 tensors came with IR version 10
     graph = proto.graph
     initializers = {init.name: init for init in graph.initializer}
     dequantize_nodes = []
-    for slot, layer_policy in policy.layers.items():
-        if layer_policy.weight_bits == FLOAT_BITS:
-            continue
-        qmax = 2 ** (layer_policy.weight_bits - 1) - 1
+    for slot, layer_policy in weight_only.items():
         for layer in layers_of_slot(torch_model, slot):
             name = f"{layer}.weight"
             if name not in initializers:
                 raise CosearchError(f"ONNX export has no initializer {name!r} for slot {slot!r}")
-            weight = numpy_helper.to_array(initializers[name]).astype(np.float32)
-            flat = weight.reshape(weight.shape[0], -1)
-            scale = np.maximum(np.abs(flat).max(axis=1) / np.float32(qmax), np.float32(1e-8)).astype(np.float32)
-            quantized = np.clip(np.round(flat / scale[:, None]), -qmax, qmax).astype(np.int8)
-            if not np.allclose(quantized * scale[:, None], flat, rtol=1e-5, atol=1e-7):
-                raise CosearchError(
-                    f"weights of {layer!r} are not on a {layer_policy.weight_bits}-bit grid; was the model baked?"
-                )
-            zero_point = np.zeros(weight.shape[0], dtype=np.int8)
-            if _int4(layer_policy):
+            scale, quantized = weight_grid(numpy_helper.to_array(initializers[name]), layer_policy.weight_bits, name)
+            zero_point = np.zeros(len(scale), dtype=np.int8)
+            if layer_policy.weight_bits <= 4:
                 quantized, zero_point = quantized.astype(ml_dtypes.int4), zero_point.astype(ml_dtypes.int4)
-            elif layer_policy.activation_bits != FLOAT_BITS:  # see the module docstring: saturation
-                quantized = (quantized.astype(np.int16) + 128).astype(np.uint8)
-                zero_point = np.full(weight.shape[0], 128, dtype=np.uint8)
             graph.initializer.remove(initializers[name])
             graph.initializer.extend(
                 [
-                    numpy_helper.from_array(quantized.reshape(weight.shape), f"{name}_quantized"),
+                    numpy_helper.from_array(quantized, f"{name}_quantized"),
                     numpy_helper.from_array(scale, f"{name}_scale"),
                     numpy_helper.from_array(zero_point, f"{name}_zero_point"),
                 ]
@@ -84,14 +108,6 @@ def quantize_weight_initializers(model_bytes: bytes, torch_model, policy: Policy
         graph.node.insert(0, node)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
-
-
-def _int4(layer_policy) -> bool:
-    """Whether a layer's weights are stored as int4: at 2-4 bits, and only where the weights are
-    folded to float on load (weight-only). A layer whose input is quantized keeps an 8-bit
-    container so ONNX Runtime can run it as QLinearConv: it has no int4 conv kernel here and
-    dequantized int4 weights on every call (a digits network: 8.7 ms against 2.9 ms in float)."""
-    return layer_policy.weight_bits <= 4 and layer_policy.activation_bits == FLOAT_BITS
 
 
 def fold_batch_norms(model_bytes: bytes) -> bytes:
@@ -118,135 +134,232 @@ def fold_batch_norms(model_bytes: bytes) -> bytes:
     return proto.SerializeToString()
 
 
-def quantize_outputs(model_bytes: bytes, images: np.ndarray, method: str = "minmax") -> bytes:
-    """Quantize the output of every Conv / Gemm whose input is quantized (uint8, per tensor).
+def _integer(layer_policy) -> bool:
+    """Whether a layer runs as an integer kernel: its input is quantized. Float weights then run at
+    8 bits per channel (ONNX Runtime would round them to int8 per tensor on load anyway)."""
+    return layer_policy.activation_bits != FLOAT_BITS
 
-    ONNX Runtime runs a layer in integers (QLinearConv) only when its input, weights and output
-    all come through QDQ; an input-only group runs as dequantize + float kernel. Ranges are
-    calibrated by `method` on `images` run through the file itself. A Relu right after the layer
-    is kept inside (quantized after it), as ONNX Runtime's own quantizer does. Measured here on
-    a 32-channel NB201 digits network: 0.25 ms against 0.57 ms without and 0.38 ms in float.
-    The PyTorch model does not fake-quantize these outputs; the deployed file's accuracy is the
-    one the search reports.
+
+def quantize_static_qdq(
+    model_bytes: bytes,
+    torch_model,
+    policy: Policy,
+    images: np.ndarray,
+    method: str = "minmax",
+    calibrated_inputs: bool = True,
+) -> bytes:
+    """ONNX Runtime's `quantize_static` (QDQ) of the baked float file, on our numbers (module docstring).
+
+    Only the integer region is quantized: the layers whose input is quantized, and every other
+    node whose inputs all come from that region; float and weight-only layers keep float weights.
+    Without `calibrated_inputs` (a model not yet
+    calibrated: its scales are all 1) the layers' inputs are calibrated on `images` like the rest.
     """
     import onnx
-    import onnxruntime as ort
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantType
 
-    from cosearch.compressors.activations import choose_range, scale_and_zero_point
+    from cosearch.compressors import layers_of_slot
     from cosearch.hardware.onnx_runtime import INPUT_NAME
 
     proto = onnx.load_from_string(model_bytes)
     graph = proto.graph
-    _scalar_qdq_parameters(graph)
-    producer = {out: node for node in graph.node for out in node.output}
+    for i, node in enumerate(graph.node):  # ORT selects nodes by name
+        node.name = node.name or f"node_{i}"
+    bits = {
+        f"{layer}.weight": lp.weight_bits  # FLOAT_BITS: 8 bits, off the grid
+        for slot, lp in policy.layers.items()
+        if _integer(lp)
+        for layer in layers_of_slot(torch_model, slot)
+    }
+    layers = {n.name for n in graph.node if n.op_type in LAYER_OPS and len(n.input) > 1 and n.input[1] in bits}
+    inputs = _through_data_movement(graph, _strip_input_quantizers(graph, layers))
+    # A 4-bit input keeps the exporter's clamp (Clip, or Max + Min) in float before its quantizer
+    clips = {n.name for n in graph.node if n.op_type in ("Clip", "Min", "Max") and n.output[0] in inputs}
+    region = _integer_region(graph, layers, clips)
+    # ONNX Runtime quantizes the output of a data-movement op (Flatten, pooling, ...) as its input; a
+    # range of its own would add a requantization, and one that depends on the calibration images
+    same_as_input = {out for n in graph.node if n.op_type in SAME_AS_INPUT for out in n.output}
+    overrides: dict[str, list[dict]] = {
+        name: [{"rmin": np.array(low, np.float32), "rmax": np.array(high, np.float32)}]
+        for name, (low, high) in _tensor_ranges(proto, images, method).items()
+        if name not in same_as_input
+    }
+    for name, (scale, zero_point) in inputs.items() if calibrated_inputs else ():
+        overrides[name] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
+    initializers = {init.name: init for init in graph.initializer}
+    for name, weight_bits in bits.items():
+        if name not in initializers:
+            raise CosearchError(f"ONNX export has no initializer {name!r}")
+        weight = numpy_helper.to_array(initializers[name])
+        if weight_bits == FLOAT_BITS:
+            scale = np.maximum(np.abs(weight.reshape(len(weight), -1)).max(axis=1) / 127, 1e-8).astype(np.float32)
+        else:
+            scale, _ = weight_grid(weight, weight_bits, name)
+        quant_type, zero_point = (
+            (QuantType.QInt8, np.int8(0)) if weight_bits <= 7 else (QuantType.QUInt8, np.uint8(128))
+        )
+        overrides[name] = [
+            {"axis": 0, "quant_type": quant_type, "scale": np.array(s, np.float32), "zero_point": np.array(zero_point)}
+            for s in scale
+        ]
+
+    class Calibration(CalibrationDataReader):  # every range is overridden; ORT's calibrator needs a batch anyway
+        def __init__(self) -> None:
+            self.batches = iter([{INPUT_NAME: images[:8].astype(np.float32)}])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it logs advice (pre-processing, a BatchNorm's axis) as warnings on the root logger
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return _quantize_static(proto, Calibration(), region, overrides, tmp)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_static(proto, calibration, region: set[str], overrides: dict, tmp: str) -> bytes:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    source, target = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "qdq.onnx")
+    Path(source).write_bytes(proto.SerializeToString())
+    quantize_static(
+        source,
+        target,
+        calibration,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=sorted(region),
+        extra_options={"TensorQuantOverrides": overrides, "QDQDisableWeightAdjustForInt32Bias": True},
+    )
+    return Path(target).read_bytes()
+
+
+def _strip_input_quantizers(graph, layers: set[str]) -> dict[str, tuple[float, int]]:
+    """Remove the exporter's QuantizeLinear + DequantizeLinear in front of `layers` (node names);
+    return each quantized tensor's scale and zero point, for ONNX Runtime's quantizer to reuse."""
+    from onnx import numpy_helper
+
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in graph.output}
-    targets = []  # value to quantize: the layer's output, or that of the Relu right after it
+    found, removed = {}, []
+    for quantize in [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in values]:
+        dequantizes = consumers.get(quantize.output[0], [])
+        if not dequantizes or any(d.op_type != "DequantizeLinear" for d in dequantizes):
+            continue
+        users = [u for d in dequantizes for u in consumers.get(d.output[0], [])]
+        if not users or any(u.name not in layers for u in users):
+            continue
+        source = quantize.input[0]
+        found[source] = (float(values[quantize.input[1]].ravel()[0]), int(values[quantize.input[2]].ravel()[0]))
+        for d in dequantizes:
+            for user in consumers[d.output[0]]:
+                user.input[:] = [source if name == d.output[0] else name for name in user.input]
+        removed += [quantize, *dequantizes]
+    for node in removed:
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    return found
+
+
+def _through_data_movement(graph, inputs: dict[str, tuple[float, int]]) -> dict[str, tuple[float, int]]:
+    """A layer input that a data-movement op (the Flatten before a classifier) produces is quantized
+    at that op's input instead, which ONNX Runtime then carries through: no requantization between."""
+    producer = {out: node for node in graph.node for out in node.output}
+    uses: dict[str, int] = {}
     for node in graph.node:
-        source = producer.get(node.input[0]) if node.input else None
-        if (
-            node.op_type in ("Conv", "Gemm")
-            and source is not None
-            and source.op_type == "DequantizeLinear"
-            and node.output[0] not in outputs
-        ):
-            after = consumers.get(node.output[0], [])
-            value = after[0].output[0] if len(after) == 1 and after[0].op_type == "Relu" else node.output[0]
-            if value not in outputs:
-                targets.append(value)
-    if not targets:
-        return model_bytes
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    moved = {}
+    for name, params in inputs.items():
+        while (node := producer.get(name)) is not None and node.op_type in SAME_AS_INPUT and uses[node.input[0]] == 1:
+            name = node.input[0]
+        moved[name] = params
+    return moved
+
+
+def _integer_region(graph, layers: set[str], keep_float: set[str]) -> set[str]:
+    """`layers` and every other node (in topological order) whose data inputs all come from the region."""
+    initializers = {init.name for init in graph.initializer}
+    region, produced = set(), set()
+    for node in graph.node:
+        data = [name for name in node.input if name and name not in initializers]
+        inside = node.name in layers or (
+            node.op_type not in (*LAYER_OPS, "QuantizeLinear", "DequantizeLinear")
+            and node.name not in keep_float
+            and data
+            and all(name in produced for name in data)
+        )
+        if inside:
+            region.add(node.name)
+            produced.update(node.output)
+    return region
+
+
+def _tensor_ranges(proto, images: np.ndarray, method: str) -> dict[str, tuple[float, float]]:
+    """[low, high] of every float tensor the graph computes, from `images` run through it, by `method`."""
+    import onnx
+    import onnxruntime as ort
+
+    from cosearch.compressors.activations import SAMPLES_PER_BATCH, choose_range
+    from cosearch.hardware.onnx_runtime import INPUT_NAME
+
+    names = list(dict.fromkeys(out for n in proto.graph.node if n.op_type != "Constant" for out in n.output if out))
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
     del probe.graph.output[:]
-    probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in targets)
-    # Unoptimised, as ONNX Runtime's own calibrator runs: its fusions (Conv + Add, say) may remove a value
-    # the probe asks for as an output (a BatchNorm folded into a conv that feeds a residual Add).
+    probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
+    # Unoptimised, as ONNX Runtime's own calibrator runs: its fusions remove values the probe asks for.
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    samples = [
-        session.run(None, {INPUT_NAME: images[i : i + 64].astype(np.float32)}) for i in range(0, len(images), 64)
-    ]
-    for k, value in enumerate(targets):
-        values = np.concatenate([batch[k].ravel() for batch in samples])
-        scale, zero_point = scale_and_zero_point(*choose_range(values, 8, method), 255)
-        raw = f"{value}__float"
-        for node in graph.node:  # the value's producer writes `raw`; Q + DQ give `value` back
-            node.output[:] = [raw if out == value else out for out in node.output]
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.array(scale, np.float32), f"{raw}_scale"),
-                numpy_helper.from_array(np.array(zero_point, np.uint8), f"{raw}_zero_point"),
-            ]
-        )
-        index = next(i for i, node in enumerate(graph.node) if raw in node.output)
-        graph.node.insert(
-            index + 1,
-            helper.make_node(
-                "DequantizeLinear", [f"{raw}_q", f"{raw}_scale", f"{raw}_zero_point"], [value], name=f"{raw}_dequantize"
-            ),
-        )
-        graph.node.insert(
-            index + 1,
-            helper.make_node(
-                "QuantizeLinear", [raw, f"{raw}_scale", f"{raw}_zero_point"], [f"{raw}_q"], name=f"{raw}_quantize"
-            ),
-        )
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
-
-
-def _scalar_qdq_parameters(graph) -> None:
-    """Per-tensor scales and zero points as scalars: ONNX Runtime's fused integer ops
-    (QLinearAdd and others) refuse the 1-element vectors the exporter sometimes writes."""
-    from onnx import numpy_helper
-
-    initializers = {init.name: init for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(a.name == "axis" for a in node.attribute):
-            for name in node.input[1:]:
-                init = initializers.get(name)
-                if init is not None and list(init.dims) == [1]:
-                    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).reshape(()), name))
-                    for info in [v for v in graph.value_info if v.name == name]:  # stale shape: ORT warns
-                        graph.value_info.remove(info)
+    samples: dict[str, list[np.ndarray]] = {}
+    extremes: dict[str, tuple[float, float]] = {}
+    rng = np.random.default_rng(0)
+    for i in range(0, len(images), 64):
+        outputs = session.run(None, {INPUT_NAME: images[i : i + 64].astype(np.float32)})
+        for name, value in zip(names, outputs):
+            if not (isinstance(value, np.ndarray) and value.dtype == np.float32 and value.size):
+                continue
+            flat = value.ravel()
+            low, high = extremes.get(name, (np.inf, -np.inf))
+            extremes[name] = (min(low, float(flat.min())), max(high, float(flat.max())))
+            if method != "minmax":
+                kept = flat if len(flat) <= SAMPLES_PER_BATCH else rng.choice(flat, SAMPLES_PER_BATCH, replace=False)
+                samples.setdefault(name, []).append(kept)
+    if method == "minmax":
+        return extremes
+    return {name: choose_range(np.concatenate(samples[name]), 8, method, extremes[name]) for name in extremes}
 
 
 def deployment(
-    plain_model,
-    policy: Policy,
-    input_shape,
-    int8_weights: bool = True,
-    images: np.ndarray | None = None,
-    calibration: str = "minmax",
-    quantized_outputs: bool = True,
-) -> tuple[bytes, dict[str, str]]:
-    """The ONNX file of a baked model and the ONNX Runtime session config it is meant to run with.
+    plain_model, policy: Policy, input_shape, images: np.ndarray | None = None, calibration: str = "minmax"
+) -> bytes:
+    """The ONNX file of a baked model, as the search measures it and `cosearch export` writes it.
 
-    Weight-only quantization runs fastest with dequantization folded on load; once any layer's
-    input is quantized, those layers' outputs are quantized too (calibrated on `images`, or on
-    seeded noise when only the graph matters, as for latency) so that ONNX Runtime runs them in
-    integers, and the config stays default so the QDQ groups are kept as written.
-    `quantized_outputs=False` leaves outputs float (the file then computes exactly what the
-    fake-quantized PyTorch model does, in dequantize + float kernels, except that ONNX Runtime's
-    `WeightBiasQuantization` optimizer, on by default, rounds the float weights of a layer whose input
-    is quantized to int8 per tensor; the search measures accuracy on the file as ONNX Runtime runs it).
+    Integer layers' inputs keep the model's scales and every other range is calibrated on `images`
+    by `calibration`. Without `images` only the graph matters (latency before training, on a model
+    not calibrated yet): every range, the layers' inputs too, comes from seeded noise. The graph
+    ONNX Runtime runs is the same either way (a test checks it on every space).
     """
-    from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE, to_onnx_bytes
+    from cosearch.hardware.onnx_runtime import to_onnx_bytes
 
     onnx_bytes = fold_batch_norms(to_onnx_bytes(plain_model, input_shape))
-    if not int8_weights or all(lp.weight_bits == FLOAT_BITS for lp in policy.layers.values()):
-        return onnx_bytes, {}
-    onnx_bytes = quantize_weight_initializers(onnx_bytes, plain_model, policy)
-    if not any(lp.activation_bits != FLOAT_BITS for lp in policy.layers.values()):
-        return onnx_bytes, dict(FOLD_WEIGHT_DEQUANTIZE)
-    if not quantized_outputs:
-        return onnx_bytes, {}
+    if not any(_integer(lp) for lp in policy.layers.values()):
+        return onnx_bytes
+    calibrated = images is not None
     if images is None:
         images = np.random.default_rng(0).standard_normal((64, *input_shape)).astype(np.float32)
-    return quantize_outputs(onnx_bytes, images, calibration), {}
+    return quantize_static_qdq(onnx_bytes, plain_model, policy, images, calibration, calibrated_inputs=calibrated)

@@ -16,7 +16,7 @@ INPUT_SHAPE = (1, 8, 8)
 
 
 def sample_candidate() -> dict[str, Any]:
-    """A small NB201 network with 8-bit weights, deployed: its ONNX file, session config, layers."""
+    """A small NB201 network with 8-bit weights, deployed: its ONNX file and layers."""
     import torch
 
     from cosearch.compressors import bake, compress
@@ -30,8 +30,7 @@ def sample_candidate() -> dict[str, Any]:
     policy = Policy({slot: LayerPolicy(weight_bits=8) for slot in space.layer_slots(arch)})
     torch.manual_seed(0)
     plain = bake(compress(space.build(arch, INPUT_SHAPE, 10), policy)).eval()
-    onnx_bytes, config = deployment(plain, policy, INPUT_SHAPE)
-    return {"onnx_bytes": onnx_bytes, "config": config, "layers": layer_shapes(plain, INPUT_SHAPE, policy)}
+    return {"onnx_bytes": deployment(plain, policy, INPUT_SHAPE), "layers": layer_shapes(plain, INPUT_SHAPE, policy)}
 
 
 class DeviceSuite:
@@ -63,12 +62,12 @@ class DeviceSuite:
         assert pickle.loads(pickle.dumps(device)) == device
 
     def test_costs_a_deployed_file(self, device, candidate):
-        metrics, how = device.predict(candidate["onnx_bytes"], candidate["layers"], candidate["config"])
+        metrics, how = device.predict(candidate["onnx_bytes"], candidate["layers"])
         if device.measured:
             from cosearch.hardware.costs import measure_here
 
             assert not metrics, "a measured device predicts nothing"
-            out = measure_here(device, candidate["onnx_bytes"], INPUT_SHAPE, candidate["config"])
+            out = measure_here(device, candidate["onnx_bytes"], INPUT_SHAPE)
             assert out["value_ms"] > 0 and out["statistic"] == device.statistic
             return
         assert set(metrics) == set(device.metrics()) == set(how)

@@ -22,7 +22,7 @@ def candidate_and_tables(tmp_path_factory):
 
     candidate = sample_candidate()
     folder = tmp_path_factory.mktemp("tables")
-    lut = profile([(candidate["onnx_bytes"], candidate["config"])], INPUT_SHAPE, "board", FAST, calibration=1)
+    lut = profile([candidate["onnx_bytes"]], INPUT_SHAPE, "board", FAST, calibration=1)
     lut.save(folder / "lut.json")
     entries = {f"(4, 4, 8, 3, 1, 1, 1)-W8A{bits}": {"latency": 0.01 * bits, "energy": 0.1 * bits} for bits in (4, 8)}
     entries["head"] = {"latency": 1.0, "energy": 1.0}

@@ -29,7 +29,7 @@ def table():
 def test_profile_times_every_layer_configuration_it_meets(table):
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), weight_bits=[32], sparsity=[0.0])
     graphs = list(sampled_graphs(joint, SHAPE, 10, seed=0, limit=12))
-    keys = {k for g, config in graphs for k in graph_nodes(g, SHAPE, config).keys}
+    keys = {k for g in graphs for k in graph_nodes(g, SHAPE).keys}
     assert set(table.entries) == keys  # patience 100 > 12 networks: every network was read
     assert all(v >= 0 for v in table.entries.values()) and set(table.op_scales) <= {json.loads(k)[1] for k in keys}
     assert table.source["calibration"]["networks"] == 8
@@ -39,7 +39,7 @@ def test_profile_times_every_layer_configuration_it_meets(table):
 
 def test_prediction_sums_the_layers_of_a_network(table):
     joint = JointSpace(SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1), weight_bits=[32], sparsity=[0.0])
-    graph, _ = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
+    graph = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     keys = graph_nodes(graph, SHAPE).keys
     expected = table.overhead_ms + sum(table.op_scales.get(json.loads(k)[1], 1.0) * table.entries[k] for k in keys)
     assert table.predict(graph) == pytest.approx(expected)
@@ -51,7 +51,7 @@ def test_a_network_with_unprofiled_layers_is_refused(table):
     joint = JointSpace(
         SEARCH_SPACES.create("nb201", channels=6, cells_per_stage=1), weight_bits=[32], sparsity=[0.0]
     )  # other widths
-    graph, _ = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
+    graph = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
     with pytest.raises(MissingLayers, match="not in the table"):
         table.predict(graph)
 
@@ -104,8 +104,8 @@ def test_quantized_inputs_are_profiled_and_predicted_as_integer_kernels():
         sampled_graphs(joint, SHAPE, 10, seed=0, limit=4), SHAPE, "local-cpu", FAST, calibration=4, patience=100
     )
     assert any("QLinear" in json.loads(k)[1] or "uint8" in k for k in table.entries)  # ORT's fused int8 nodes
-    graph, config = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
-    assert config == {} and table.predict(graph, config) > 0
+    graph = next(iter(sampled_graphs(joint, SHAPE, 10, seed=0, limit=1)))
+    assert table.predict(graph) > 0
 
 
 def test_profile_keeps_the_lowest_of_several_rounds(monkeypatch):

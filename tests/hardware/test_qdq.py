@@ -9,7 +9,8 @@ onnx = pytest.importorskip("onnx")
 from cosearch.compressors import bake, compress  # noqa: E402
 from cosearch.core import CosearchError, LayerPolicy, Policy  # noqa: E402
 from cosearch.hardware import run_onnx, to_onnx_bytes  # noqa: E402
-from cosearch.hardware.qdq import quantize_weight_initializers  # noqa: E402
+from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE  # noqa: E402
+from cosearch.hardware.qdq import compact, deployment  # noqa: E402
 from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
 
 
@@ -26,7 +27,9 @@ from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
         ),
     ],
 )
-def test_int8_storage_matches_the_fake_quantized_model(space_name, arch):
+def test_compact_int8_storage_matches_the_fake_quantized_model(space_name, arch):
+    """model.onnx keeps weight-only layers in float (fast with default options); the compact file
+    stores them as integers and computes the same, with or without folding on load."""
     space = SEARCH_SPACES.create(space_name, channels=8)
     slots = space.layer_slots(arch)
     bits = [4, 8, 32]
@@ -37,8 +40,9 @@ def test_int8_storage_matches_the_fake_quantized_model(space_name, arch):
     compressed = compress(space.build(arch, (1, 8, 8), 10), policy)
     compressed.eval()
     plain = bake(compressed)
-    float_bytes = to_onnx_bytes(plain, (1, 8, 8))
-    qdq_bytes = quantize_weight_initializers(float_bytes, plain, policy)
+    float_bytes = deployment(plain, policy, (1, 8, 8))
+    assert not any(n.op_type == "DequantizeLinear" for n in onnx.load_from_string(float_bytes).graph.node)
+    qdq_bytes = compact(float_bytes, plain, policy)
     graph = onnx.load_from_string(qdq_bytes).graph
     quantized_layers = sum(1 for slot in slots if policy.get(slot).weight_bits != 32)
     assert sum(n.op_type == "DequantizeLinear" for n in graph.node) >= quantized_layers
@@ -46,14 +50,15 @@ def test_int8_storage_matches_the_fake_quantized_model(space_name, arch):
     x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
     with torch.no_grad():
         expected = compressed(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(run_onnx(qdq_bytes, x), expected, atol=1e-4, rtol=1e-4)
+    for file, config in ((float_bytes, None), (qdq_bytes, None), (qdq_bytes, FOLD_WEIGHT_DEQUANTIZE)):
+        np.testing.assert_allclose(run_onnx(file, x, config=config), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_weights_off_the_grid_are_refused():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     float_bytes = to_onnx_bytes(model, (1, 8, 8))  # not baked: float weights are not on a 4-bit grid
     with pytest.raises(CosearchError, match="grid"):
-        quantize_weight_initializers(float_bytes, model, Policy({"1": LayerPolicy(weight_bits=4, sparsity=0.0)}))
+        compact(float_bytes, model, Policy({"1": LayerPolicy(weight_bits=4, sparsity=0.0)}))
 
 
 def test_batch_norms_are_folded_into_their_convs_in_the_deployed_file():
@@ -75,7 +80,7 @@ def test_batch_norms_are_folded_into_their_convs_in_the_deployed_file():
         }
     )
     plain = bake(compress(model, policy)).eval()
-    onnx_bytes, config = deployment(plain, policy, (1, 8, 8))
+    onnx_bytes = deployment(plain, policy, (1, 8, 8))
     graph = onnx.load_from_string(onnx_bytes).graph
     producer = {out: n.op_type for n in graph.node for out in n.output}
     left = [producer.get(n.input[0]) for n in graph.node if n.op_type == "BatchNormalization"]
@@ -83,31 +88,43 @@ def test_batch_norms_are_folded_into_their_convs_in_the_deployed_file():
     x = np.random.default_rng(1).standard_normal((16, 1, 8, 8)).astype(np.float32)
     with torch.no_grad():
         expected = plain(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(run_onnx(onnx_bytes, x, config=config), expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(run_onnx(onnx_bytes, x), expected, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("activation_bits", [32, 8])
-def test_four_bit_weights_are_stored_two_a_byte_where_they_fold_to_float(activation_bits):
-    from cosearch.hardware.qdq import deployment
-
+def test_four_bit_weights_are_stored_two_a_byte_in_the_compact_file():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
     files = {}
+    x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
     for bits in (4, 8):
-        policy = Policy(
-            {"1": LayerPolicy(weight_bits=bits, activation_bits=activation_bits), "3": LayerPolicy(weight_bits=8)}
-        )
+        policy = Policy({"1": LayerPolicy(weight_bits=bits), "3": LayerPolicy(weight_bits=8)})
         plain = bake(compress(model, policy)).eval()
-        files[bits], config = deployment(plain, policy, (1, 8, 8), quantized_outputs=False)
-        x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
+        files[bits] = compact(deployment(plain, policy, (1, 8, 8)), plain, policy)
         with torch.no_grad():
             expected = plain(torch.from_numpy(x)).numpy()
-        np.testing.assert_allclose(run_onnx(files[bits], x, config=config), expected, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(run_onnx(files[bits], x), expected, atol=1e-4, rtol=1e-4)
     stored = {i.name: i for i in onnx.load_from_string(files[4]).graph.initializer}
-    if activation_bits == 32:  # weight-only: folded to float on load, so stored as small as possible
-        assert stored["1.weight_quantized"].data_type == onnx.TensorProto.INT4
-        assert len(files[8]) - len(files[4]) >= 0.45 * 64 * 256  # about half a byte saved per weight
-    else:  # quantized input: an 8-bit container, so integer kernels can run the layer
-        assert stored["1.weight_quantized"].data_type == onnx.TensorProto.UINT8
+    assert stored["1.weight_quantized"].data_type == onnx.TensorProto.INT4
+    assert len(files[8]) - len(files[4]) >= 0.45 * 64 * 256  # about half a byte saved per weight
+    assert compact(deployment(plain, Policy(), (1, 8, 8)), plain, Policy()) is None  # nothing to make smaller
+
+
+@pytest.mark.parametrize("weight_bits, stored_type", [(4, "INT8"), (7, "INT8"), (8, "UINT8")])
+def test_integer_layers_store_weights_in_the_container_their_kernels_read(weight_bits, stored_type):
+    """Up to 7 bits: int8 (u8 x s8 kernels cannot overflow their 16-bit pair sums); 8 bits: uint8 with
+    zero point 128 (u8 x u8, exact). Either way the stored values are the layer's grid."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    policy = Policy({name: LayerPolicy(weight_bits=weight_bits, activation_bits=8) for name in ("1", "3")})
+    plain = bake(compress(model, policy)).eval()
+    graph = onnx.load_from_string(deployment(plain, policy, (1, 8, 8))).graph
+    stored = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    quantized = stored["1.weight_quantized"]
+    assert quantized.dtype == np.dtype(stored_type.lower())
+    levels = quantized.astype(np.int16) - (128 if stored_type == "UINT8" else 0)
+    qmax = 2 ** (weight_bits - 1) - 1
+    assert np.abs(levels).max() == qmax
+    np.testing.assert_allclose(
+        levels * stored["1.weight_scale"][:, None], plain[1].weight.detach().numpy(), rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("space_name", ["nb201", "darts", "enas", "mobilenet"])
@@ -130,9 +147,5 @@ def test_mixed_activation_bits_deploy_and_run_on_every_space(space_name):
         candidate = joint.decode(joint.sample(rng))
         torch.manual_seed(0)
         plain = bake(compress(space.build(candidate.arch, (1, 8, 8), 10), candidate.policy))
-        onnx_bytes, config = deployment(plain, candidate.policy, (1, 8, 8))
-        options = ort.SessionOptions()
-        for key, value in config.items():
-            options.add_session_config_entry(key, value)
-        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(deployment(plain, candidate.policy, (1, 8, 8)))  # as users load it
         assert np.isfinite(session.run(None, {"input": x})[0]).all()

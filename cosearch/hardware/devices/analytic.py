@@ -41,7 +41,7 @@ class AnalyticDevice(DeviceProfile):
             raise SpecError(f"{field}.table", table, error.allowed) from None
         return cls(name, table, spec.activation_bits)
 
-    def predict(self, onnx_bytes: bytes, layers: Sequence[Any], config: dict[str, str] | None) -> tuple[dict, dict]:
+    def predict(self, onnx_bytes: bytes, layers: Sequence[Any]) -> tuple[dict, dict]:
         out = load_bitfusion(self.table).predict(layers, self.activation_bits)
         metrics, how = {}, {}
         for base in self.offers:

@@ -42,7 +42,7 @@ class LutDevice(DeviceProfile):
             )
         return cls(name, table)
 
-    def predict(self, onnx_bytes: bytes, layers: Sequence[Any], config: dict[str, str] | None) -> tuple[dict, dict]:
+    def predict(self, onnx_bytes: bytes, layers: Sequence[Any]) -> tuple[dict, dict]:
         table = load_latency_table(self.table)
         metric = f"latency_ms@{self.name}"
         how = {
@@ -50,4 +50,4 @@ class LutDevice(DeviceProfile):
             "table": self.table,
             "profiled_on": table.source.get("processor"),
         }
-        return {metric: table.predict(onnx_bytes, config)}, {metric: how}
+        return {metric: table.predict(onnx_bytes)}, {metric: how}
