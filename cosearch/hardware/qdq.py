@@ -290,15 +290,18 @@ def _through_data_movement(graph, inputs: dict[str, tuple[float, int]]) -> dict[
 
 
 def _integer_region(graph, layers: set[str], keep_float: set[str]) -> set[str]:
-    """`layers` and every other node (in topological order) whose data inputs all come from the region."""
-    initializers = {init.name for init in graph.initializer}
+    """`layers` and every other node (in topological order) whose data inputs all come from the region;
+    constants (initializers, and what is computed from them alone: shapes, slice bounds) are not data."""
+    constant = {init.name for init in graph.initializer}
     region, produced = set(), set()
     for node in graph.node:
-        data = [name for name in node.input if name and name not in initializers]
+        data = [name for name in node.input if name and name not in constant]
+        if not data and node.name not in layers:
+            constant.update(node.output)
+            continue
         inside = node.name in layers or (
             node.op_type not in (*LAYER_OPS, "QuantizeLinear", "DequantizeLinear")
             and node.name not in keep_float
-            and data
             and all(name in produced for name in data)
         )
         if inside:

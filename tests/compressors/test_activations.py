@@ -77,9 +77,11 @@ def test_compress_quantizes_the_inputs_the_policy_names_and_lsq_learns_the_step(
     assert not any(isinstance(m.scale, nn.Parameter) for m in plain.modules() if isinstance(m, ActivationFakeQuant))
 
 
-def test_a_quantized_input_before_float_weights_stays_as_the_exporter_wrote_it():
-    """Float weights with a quantized input: no integer kernel, so the exporter's QuantizeLinear +
-    DequantizeLinear stay in front of the float layer and the file computes what the model does."""
+def test_float_weights_behind_a_quantized_input_run_at_8_bits_per_channel():
+    """No float kernel takes a quantized input: ONNX Runtime would round such weights to int8 per
+    tensor on load, so the file stores them at 8 bits per channel and runs integer kernels."""
+    from cosearch.hardware.lut import optimized_graph
+
     space = SEARCH_SPACES.create("nb201", channels=8, cells_per_stage=1)
     torch.manual_seed(0)
     policy = Policy({slot: LayerPolicy(activation_bits=8) for slot in space.layer_slots(ARCH)})
@@ -87,13 +89,16 @@ def test_a_quantized_input_before_float_weights_stays_as_the_exporter_wrote_it()
     x = np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32)
     calibrate(compressed, [torch.from_numpy(x)], "minmax")
     plain = bake(compressed).eval()
-    onnx_bytes = deployment(plain, policy, (1, 8, 8))
-    graph = onnx.load_from_string(onnx_bytes).graph
-    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) >= len(policy.layers)
+    onnx_bytes = deployment(plain, policy, (1, 8, 8), images=x)
+    runs = [n.op_type for n in optimized_graph(onnx_bytes).graph.node]
+    assert runs.count("QLinearConv") == sum(isinstance(m, nn.Conv2d) for m in plain.modules())
+    stored = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load_from_string(onnx_bytes).graph.initializer}
+    assert stored["stem.conv.weight_quantized"].dtype == np.uint8
     with torch.no_grad():
         expected = plain(torch.from_numpy(x)).numpy()
-    exact = {"optimization.disable_specified_optimizers": "WeightBiasQuantization"}  # ORT would round the weights
-    np.testing.assert_allclose(run_onnx(onnx_bytes, x, config=exact), expected, atol=1e-3, rtol=1e-3)
+    got = run_onnx(onnx_bytes, x)
+    assert np.abs(got - expected).max() < 0.15 * np.abs(expected).max()
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
 
 
 @pytest.mark.parametrize("activation_bits", [8, 4])

@@ -37,11 +37,37 @@ def test_export_of_a_quantized_activation_candidate_matches_its_search_metrics(r
     card = export(tmp_path / "run", stored[0].id, tmp_path / "out")
     graph = onnx.load(str(tmp_path / "out" / "model.onnx")).graph
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
-    assert (
-        card["export"]["recommended_session_config"] == {}
-        and card["export"]["latency_ms_with_dequantize_folded"] is None
-    )
+    assert card["export"]["compact"] is None and not (tmp_path / "out" / "model.compact.onnx").exists()
+    assert card["export"]["latency_ms"]["session_config"] == {}  # measured as users load it
     assert card["export"]["onnx_accuracy"]["val"] == pytest.approx(
         result.metrics["accuracy"]
     )  # the same file, the same number
     assert json.loads((tmp_path / "out" / "card.json").read_text())["policy"] == result.candidate.policy.to_json()
+
+
+def test_export_of_a_weight_only_candidate_writes_the_compact_form_beside_it(ray_local, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    job = spec_from_dict(
+        {
+            "search_space": {"name": "nb201", "channels": 8, "cells_per_stage": 1},
+            "compression": {"weight_bits": [4], "sparsity": [0.0]},
+            "strategy": {"name": "random"},
+            "training": {"epochs": 1, "finetune_epochs": 0},
+            "latency": {"warmup_runs": 5, "runs": 30},
+            "resources": {"trials": 1, "concurrency": 1},
+        }
+    )
+    Controller.start(job, tmp_path / "run").run()
+    with RunStore(tmp_path / "run") as store:
+        stored = next(r for r in store.results() if r.result.ok)
+    card = export(tmp_path / "run", stored.id, tmp_path / "out")
+    model, small = tmp_path / "out" / "model.onnx", tmp_path / "out" / "model.compact.onnx"
+    assert not any(n.op_type == "DequantizeLinear" for n in onnx.load(str(model)).graph.node)  # float on the grid
+    info = card["export"]["compact"]
+    assert small.is_file() and info["file_bytes"] < 0.5 * card["export"]["file_bytes"]  # int4, two a byte
+    assert info["session_config"] == {"session.disable_quant_qdq": "1"} and info["same_logits_as_model_onnx_val"]
+    x = np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    plain = ort.InferenceSession(str(model)).run(None, {"input": x})[0]  # as a user loads it
+    np.testing.assert_allclose(ort.InferenceSession(str(small)).run(None, {"input": x})[0], plain, atol=1e-4)
