@@ -15,8 +15,8 @@
   are stored as int8 (x86 u8 x s8 kernels add pairs of products in 16 bits, which 7-bit weights
   cannot overflow); 8-bit weights as uint8 with zero point 128 (exact, through u8 x u8 kernels:
   full-range int8 overflowed, a digits CNN fell from 99.5 % to 71.5 % with ONNX Runtime's own
-  unreduced defaults; measured ~5 % slower than int8 on this AVX2 machine). A 4-bit input keeps
-  its Clip, so it takes 16 levels in the 8-bit container the kernels read.
+  unreduced defaults; measured 2-10 % slower than int8 on this AVX2 machine, benchmarks/deploy.md).
+  A 4-bit input keeps its clamp, so it takes 16 levels in the 8-bit container the kernels read.
 
 `compact` writes the small-storage form of the same model (model.compact.onnx): weight-only layers
 as int8, or int4 two a byte at 2-4 bits, each with a per-channel DequantizeLinear; with
@@ -152,8 +152,8 @@ def quantize_static_qdq(
 
     Only the integer region is quantized: the layers whose input is quantized, and every other
     node whose inputs all come from that region; float and weight-only layers keep float weights.
-    Without `calibrated_inputs` (a model not yet
-    calibrated: its scales are all 1) the layers' inputs are calibrated on `images` like the rest.
+    Without `calibrated_inputs` (a model not yet calibrated: its scales are all 1) the layers'
+    inputs are calibrated on `images` like the rest.
     """
     import onnx
     from onnx import numpy_helper
@@ -211,33 +211,34 @@ def quantize_static_qdq(
         def get_next(self):
             return next(self.batches, None)
 
+    return _quantize_static(proto, Calibration(), region, overrides)
+
+
+def _quantize_static(proto, calibration, region: set[str], overrides: dict) -> bytes:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # it logs advice (pre-processing, a BatchNorm's axis) as warnings on the root logger
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return _quantize_static(proto, Calibration(), region, overrides, tmp)
+        with tempfile.TemporaryDirectory() as tmp:  # it reads and writes files
+            source, target = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "qdq.onnx")
+            Path(source).write_bytes(proto.SerializeToString())
+            quantize_static(
+                source,
+                target,
+                calibration,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=sorted(region),
+                # our weight grids as they are: ORT would widen a scale whose int32 bias scale is tiny
+                extra_options={"TensorQuantOverrides": overrides, "QDQDisableWeightAdjustForInt32Bias": True},
+            )
+            return Path(target).read_bytes()
     finally:
         root.setLevel(level)
-
-
-def _quantize_static(proto, calibration, region: set[str], overrides: dict, tmp: str) -> bytes:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    source, target = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "qdq.onnx")
-    Path(source).write_bytes(proto.SerializeToString())
-    quantize_static(
-        source,
-        target,
-        calibration,
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_quantize=sorted(region),
-        extra_options={"TensorQuantOverrides": overrides, "QDQDisableWeightAdjustForInt32Bias": True},
-    )
-    return Path(target).read_bytes()
 
 
 def _strip_input_quantizers(graph, layers: set[str]) -> dict[str, tuple[float, int]]:
