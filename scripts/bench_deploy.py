@@ -33,10 +33,15 @@ SPACES = {
 }
 
 
+def paired(rounds: list[list[float]], order: list, key, base) -> float:
+    """The median over rounds of each round's latency ratio key / base: drift between rounds cancels."""
+    return float(np.median([r[order.index(key)] / r[order.index(base)] for r in rounds]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=5, help="float training epochs of each space's network")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds; their median counts")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved latency rounds; their median counts")
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args()
     import torch
@@ -111,18 +116,18 @@ def main() -> None:
             for _ in range(args.rounds)
         ]
         latency = {key: float(np.median([r[i] for r in rounds])) for i, key in enumerate(order)}
-        ort_ms = latency[("ort quantize_static", 0)]
+
         for name, (exported, searched) in files.items():
             row = {
                 "row": name,
                 "test_accuracy": accuracy(run_onnx(exported, data.test.x), data.test.y),
                 "latency_ms": latency[(name, 0)],
-                "x_ort": latency[(name, 0)] / ort_ms,
+                "x_ort": paired(rounds, order, (name, 0), ("ort quantize_static", 0)),
                 "file_kb": len(exported) / 1024,
             }
             if searched is not None:
                 row["search_latency_ms"] = latency[(name, 1)]
-                row["x_search"] = latency[(name, 0)] / latency[(name, 1)]
+                row["x_search"] = paired(rounds, order, (name, 0), (name, 1))
             rows[name] = row
         results.append({"space": space_name, "params": params, "arch": dict(arch), "rows": list(rows.values())})
         print(json.dumps(results[-1]), flush=True)
@@ -142,6 +147,7 @@ def main() -> None:
         "fine-tuning. Latency: ONNX Runtime default session options, batch 1, 1 thread, 100 runs, the median of",
         f'{args.rounds} interleaved rounds. "x ORT": over ORT quantize_static (reduce_range) of the fp32 file; "search ms":',
         'the same model deployed as the search timed it before training (ranges from noise); "x search": file / search.',
+        "Both ratios are the median over rounds of that round's ratio.",
         "",
     ]
     for space in results:
