@@ -703,7 +703,10 @@ class Controller:
             self.state.note = ""
         info, logits = stored
         log.info("teacher %s: %s, val accuracy %.4f", info["model"], info["how"], info["val_accuracy"])
-        self.evaluator = build.make_evaluator(self.job, teacher_logits=np.load(io.BytesIO(logits)))
+        from cosearch.evaluators.data import TeacherLogits
+
+        teacher = TeacherLogits(np.load(io.BytesIO(logits)), info.get("train_views"))
+        self.evaluator = build.make_evaluator(self.job, teacher_logits=teacher)
 
     def _task_resources(self) -> dict[str, float]:
         """What Ray reserves for one evaluation: a CPU, and the job's share of a GPU if it asks."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +23,28 @@ CIFAR10_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32).reshape(1, 3,
 class Split:
     x: np.ndarray  # (N, C, H, W) float32
     y: np.ndarray  # (N,) int64
+
+
+DIGEST_ROWS = 1024  # rows a digest reads, evenly spread: enough to tell another order or view apart
+
+
+def views_digest(split: Split) -> str:
+    """A fingerprint of a split's images in their order (shape and up to DIGEST_ROWS evenly spread
+    rows): teacher logits carry the one of the views they were computed on, and an evaluation that
+    trains on other views (another split, order or shift) is refused instead of learning from
+    logits of other images."""
+    rows = np.unique(np.linspace(0, len(split.x) - 1, min(len(split.x), DIGEST_ROWS)).astype(int))
+    digest = hashlib.sha256(str(split.x.shape).encode())
+    digest.update(np.ascontiguousarray(split.x[rows], dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TeacherLogits:
+    """A teacher's logits, row i for training view i, and the digest of the views they were computed on."""
+
+    values: np.ndarray
+    views: str | None = None  # None: unknown (runs stored before digests; arrays given directly)
 
 
 def shifted_views(split: Split, shift_px: int) -> Split:

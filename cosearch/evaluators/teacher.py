@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cosearch.evaluators.data import shifted_views
+from cosearch.evaluators.data import shifted_views, views_digest
 from cosearch.evaluators.train import (
     DataSettings,
     TrainingSettings,
@@ -71,8 +71,10 @@ def teacher_outputs(model: Any, dataset: Any, training: TrainingSettings) -> dic
         )
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
+    views = shifted_views(dataset.train, training.shift_px)
     return {
         "val_accuracy": accuracy(val_logits, dataset.val.y),
-        "train_logits": np.asarray(predict(model, shifted_views(dataset.train, training.shift_px).x), dtype=np.float32),
+        "train_views": views_digest(views),
+        "train_logits": np.asarray(predict(model, views.x), dtype=np.float32),
         "state": buffer.getvalue(),
     }

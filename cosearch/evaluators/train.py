@@ -19,7 +19,7 @@ from cosearch.core.errors import EvaluationError
 from cosearch.core.objectives import DEFAULT_DEVICE, Constraint
 from cosearch.core.result import Result
 from cosearch.evaluators.base import EVALUATORS, Evaluation, Evaluator
-from cosearch.evaluators.data import Split, load_dataset, shifted_views
+from cosearch.evaluators.data import Split, TeacherLogits, load_dataset, shifted_views, views_digest
 from cosearch.hardware.costs import measure_here, predicted_costs
 from cosearch.hardware.layers import bitops, layer_shapes
 from cosearch.hardware.onnx_runtime import run_onnx
@@ -183,7 +183,7 @@ class TrainEvaluator(Evaluator):
         training: TrainingSettings = TrainingSettings(),
         devices: Sequence[DeviceProfile] = (MeasuredDevice(DEFAULT_DEVICE),),
         budgets: tuple[Constraint, ...] = (),
-        teacher_logits: np.ndarray | None = None,
+        teacher_logits: TeacherLogits | np.ndarray | None = None,
         temperature: float = 4.0,
         prefilter: bool = True,
         compression: CompressionSettings = CompressionSettings(),
@@ -193,7 +193,9 @@ class TrainEvaluator(Evaluator):
         self.space, self.data, self.training, self.devices = space, data, training, tuple(devices)
         self.compression = compression
         self.budgets, self.prefilter = tuple(budgets), prefilter
-        self.teacher_logits, self.temperature = teacher_logits, temperature
+        if teacher_logits is not None and not isinstance(teacher_logits, TeacherLogits):
+            teacher_logits = TeacherLogits(np.asarray(teacher_logits))
+        self.teacher, self.temperature = teacher_logits, temperature
         self.trained_on = "cpu"  # where the latest build_trained trained, for its result's record
         self.remote_measure: dict[str, Measure] = {}  # device name -> how to measure there (see `route`)
 
@@ -205,9 +207,9 @@ class TrainEvaluator(Evaluator):
         for technique in compressors().values():
             value = candidate.policy.network.get(technique.name, technique.gene.default)
             if technique.needs_teacher and value != technique.gene.default:
-                if self.teacher_logits is None:
+                if self.teacher is None:
                     raise EvaluationError(f"the policy asks for {technique.name} but the run has no teacher logits")
-                return technique.training_loss(value, self.teacher_logits, self.temperature)
+                return technique.training_loss(value, self.teacher.values, self.temperature)
         return None
 
     def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes]:
@@ -272,6 +274,11 @@ class TrainEvaluator(Evaluator):
             raise EvaluationError(
                 f"the teacher logits have {len(distillation.teacher_logits)} rows but training has {len(train.y)} images "
                 f"(shift_px {self.training.shift_px}); they must come from the same training split and views"
+            )
+        if distillation and self.teacher.views is not None and self.teacher.views != views_digest(train):
+            raise EvaluationError(
+                "the teacher logits were computed on other training images than this evaluation trains on "
+                f"(another split, order or view; shift_px {self.training.shift_px}): row i would teach the wrong image"
             )
         device = training_device()
         self.trained_on = _describe(device)

@@ -125,8 +125,8 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str
             "file": onnx_path.name,
             "file_bytes": onnx_path.stat().st_size,
             "session_options": "ONNX Runtime defaults: onnxruntime.InferenceSession(path)",
-            "weights_storage": "integer layers (quantized weights and input): int8 (2-7 bits) or uint8 with zero point 128 "
-            "(8 bits) + per-channel DequantizeLinear; every other layer float32 (weight-only layers on their grid)",
+            "weights_storage": "layers with a quantized input: int8 (2-7 bits) or uint8 with zero point 128 (8 bits; "
+            "float weights at 8 bits) + per-channel DequantizeLinear; every other layer float32 (weight-only ones on their grid)",
             "activations": (
                 "ONNX Runtime's static QDQ (uint8, per tensor) over the integer layers and the Adds, pooling and "
                 "classifier between them: the layers' input scales as the search calibrated or learnt them, every "

@@ -156,3 +156,45 @@ def test_teacher_logits_must_cover_the_shifted_views():
 def test_shift_px_out_of_range_is_refused(shift_px):
     with pytest.raises(SpecError, match=rf"training.shift_px: .*{shift_px}.*0 to 4"):
         spec_from_dict({"training": {"shift_px": shift_px}})
+
+
+def test_a_logit_cache_of_other_images_is_refused():
+    """Teacher logits carry the digest of the views they were computed on: logits of the training
+    images in another order, of another split or of another view (same row count, so the row check
+    passes) would teach row i the wrong image, and the evaluation says so instead of training."""
+    from cosearch.evaluators.data import Split, TeacherLogits, views_digest
+
+    space = SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1)
+    arch = {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}
+    data = load_dataset("digits", None, 0.2, 0.2, 0)
+    training = TrainingSettings(epochs=1, finetune_epochs=0)
+    logits = np.eye(10, dtype=np.float32)[data.train.y] * 8.0
+    order = np.random.default_rng(0).permutation(len(data.train.y))
+    n = len(data.train.y)
+    others = {
+        "shuffled order": Split(data.train.x[order], data.train.y[order]),
+        "other split": Split(np.resize(data.val.x, data.train.x.shape), np.resize(data.val.y, n)),
+        "other view": Split(np.roll(data.train.x, 1, axis=-1), data.train.y),
+    }
+    candidate = Candidate(arch, Policy(distill_alpha=0.5))
+    devices = (MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=30)),)
+    for what, split in others.items():
+        teacher = TeacherLogits(logits, views_digest(split))
+        result = TrainEvaluator(space, training=training, devices=devices, teacher_logits=teacher).evaluate(candidate)
+        assert result.result.status == "failed" and "other training images" in result.result.error, what
+    aligned = TeacherLogits(logits, views_digest(data.train))
+    result = TrainEvaluator(space, training=training, devices=devices, teacher_logits=aligned).evaluate(candidate)
+    assert result.result.status == "ok", result.result.error
+
+
+def test_a_prepared_teacher_records_the_views_its_logits_belong_to():
+    from cosearch.evaluators.data import shifted_views, views_digest
+    from cosearch.evaluators.teacher import teacher_outputs
+
+    data = load_dataset("digits", None, 0.2, 0.2, 0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    for shift_px in (0, 1):
+        out = teacher_outputs(model, data, TrainingSettings(shift_px=shift_px))
+        assert out["train_views"] == views_digest(shifted_views(data.train, shift_px))
+        assert len(out["train_logits"]) == len(shifted_views(data.train, shift_px).y)
+    assert views_digest(data.train) != views_digest(shifted_views(data.train, 1))
