@@ -78,10 +78,8 @@ def main() -> None:
     print(f"teacher {teacher_accuracy:.2%} in {time.perf_counter() - start:.0f} s", flush=True)
     student_space = SEARCH_SPACES.create("nb201", channels=args.student_channels, cells_per_stage=2)
     settings = []
-    for shift_px, epochs, name in (
-        (0, args.epochs, "training images"),
-        (args.shift_px, args.view_epochs, "shifted views"),
-    ):
+    rows = {"images": (0, args.epochs, "training images"), "views": (args.shift_px, args.view_epochs, "shifted views")}
+    for shift_px, epochs, name in (rows[which] for which in args.settings):
         views = shifted_views(data.train, shift_px)
         distillation = Distillation(predict(teacher, views.x), args.alpha, args.temperature)
         seeds = []
