@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--student-channels", type=int, default=4)
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument(
+        "--settings", nargs="+", choices=("images", "views"), default=["images", "views"], help="which rows to run"
+    )
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args()
     import torch
