@@ -73,11 +73,8 @@ def main() -> None:
     results = []
     for space_name, params in SPACES.items():
         space = SEARCH_SPACES.create(space_name, **params)
-        arch = (
-            JointSpace(space, weight_bits=[32], sparsity=[0.0])
-            .decode(JointSpace(space, weight_bits=[32], sparsity=[0.0]).sample(np.random.default_rng(0)))
-            .arch
-        )
+        architectures = JointSpace(space, weight_bits=[32], sparsity=[0.0])
+        arch = architectures.decode(architectures.sample(np.random.default_rng(0))).arch  # the sampler's first
         torch.manual_seed(0)
         base = space.build(arch, shape, classes)
         train_epochs(base, data.train, args.epochs, training.learning_rate, training, seed=0)

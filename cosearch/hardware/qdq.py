@@ -44,11 +44,18 @@ SAME_AS_INPUT = (  # onnxruntime.quantization.registry: QDQDirect8BitOp and kin
 )  # fmt: skip
 
 
+def channel_scales(weight: np.ndarray, bits: int) -> np.ndarray:
+    """Per-output-channel scale of a symmetric `bits`-bit grid that holds `weight`'s largest magnitude."""
+    qmax = 2 ** (bits - 1) - 1
+    flat = weight.reshape(weight.shape[0], -1).astype(np.float32)
+    return np.maximum(np.abs(flat).max(axis=1) / np.float32(qmax), np.float32(1e-8)).astype(np.float32)
+
+
 def weight_grid(weight: np.ndarray, bits: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-output-channel scale and integer values of weights baked on a symmetric `bits`-bit grid."""
     qmax = 2 ** (bits - 1) - 1
     flat = weight.reshape(weight.shape[0], -1).astype(np.float32)
-    scale = np.maximum(np.abs(flat).max(axis=1) / np.float32(qmax), np.float32(1e-8)).astype(np.float32)
+    scale = channel_scales(weight, bits)
     quantized = np.clip(np.round(flat / scale[:, None]), -qmax, qmax).astype(np.int8)
     if not np.allclose(quantized * scale[:, None], flat, rtol=1e-5, atol=1e-7):
         raise CosearchError(f"weights of {name!r} are not on a {bits}-bit grid; was the model baked?")
@@ -192,10 +199,7 @@ def quantize_static_qdq(
         if name not in initializers:
             raise CosearchError(f"ONNX export has no initializer {name!r}")
         weight = numpy_helper.to_array(initializers[name])
-        if weight_bits == FLOAT_BITS:
-            scale = np.maximum(np.abs(weight.reshape(len(weight), -1)).max(axis=1) / 127, 1e-8).astype(np.float32)
-        else:
-            scale, _ = weight_grid(weight, weight_bits, name)
+        scale = channel_scales(weight, 8) if weight_bits == FLOAT_BITS else weight_grid(weight, weight_bits, name)[0]
         quant_type, zero_point = (
             (QuantType.QInt8, np.int8(0)) if weight_bits <= 7 else (QuantType.QUInt8, np.uint8(128))
         )

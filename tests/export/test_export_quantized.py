@@ -16,20 +16,26 @@ from cosearch.job import spec_from_dict  # noqa: E402
 pytestmark = pytest.mark.ray
 
 
-def test_export_of_a_quantized_activation_candidate_matches_its_search_metrics(ray_local, tmp_path):
+def searched(tmp_path, compression: dict, training: dict, trials: int) -> list:
+    """The ok results of a small NB201 digits search in tmp_path/run."""
     job = spec_from_dict(
         {
             "search_space": {"name": "nb201", "channels": 8, "cells_per_stage": 1},
-            "compression": {"weight_bits": [8], "sparsity": [0.0], "activation_bits": [8], "calibration": "percentile"},
+            "compression": compression,
             "strategy": {"name": "random"},
-            "training": {"epochs": 2, "finetune_epochs": 1},
+            "training": training,
             "latency": {"warmup_runs": 5, "runs": 30},
-            "resources": {"trials": 2, "concurrency": 2},
+            "resources": {"trials": trials, "concurrency": trials},
         }
     )
     Controller.start(job, tmp_path / "run").run()
     with RunStore(tmp_path / "run") as store:
-        stored = [r for r in store.results() if r.result.ok]
+        return [r for r in store.results() if r.result.ok]
+
+
+def test_export_of_a_quantized_activation_candidate_matches_its_search_metrics(ray_local, tmp_path):
+    compression = {"weight_bits": [8], "sparsity": [0.0], "activation_bits": [8], "calibration": "percentile"}
+    stored = searched(tmp_path, compression, {"epochs": 2, "finetune_epochs": 1}, trials=2)
     assert stored, "no candidate finished"
     result = stored[0].result
     assert result.measured["accuracy"]["model"] == "the deployed ONNX file in ONNX Runtime"
@@ -49,19 +55,7 @@ def test_export_of_a_weight_only_candidate_writes_the_compact_form_beside_it(ray
     import numpy as np
     import onnxruntime as ort
 
-    job = spec_from_dict(
-        {
-            "search_space": {"name": "nb201", "channels": 8, "cells_per_stage": 1},
-            "compression": {"weight_bits": [4], "sparsity": [0.0]},
-            "strategy": {"name": "random"},
-            "training": {"epochs": 1, "finetune_epochs": 0},
-            "latency": {"warmup_runs": 5, "runs": 30},
-            "resources": {"trials": 1, "concurrency": 1},
-        }
-    )
-    Controller.start(job, tmp_path / "run").run()
-    with RunStore(tmp_path / "run") as store:
-        stored = next(r for r in store.results() if r.result.ok)
+    stored = searched(tmp_path, {"weight_bits": [4], "sparsity": [0.0]}, {"epochs": 1, "finetune_epochs": 0}, 1)[0]
     card = export(tmp_path / "run", stored.id, tmp_path / "out")
     model, small = tmp_path / "out" / "model.onnx", tmp_path / "out" / "model.compact.onnx"
     assert not any(n.op_type == "DequantizeLinear" for n in onnx.load(str(model)).graph.node)  # float on the grid
