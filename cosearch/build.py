@@ -180,6 +180,7 @@ def validate_evaluator(job: JobSpec, profiles: dict[str, Any] | None = None) -> 
 
     needs = evaluator_needs(job)
     EVALUATORS.check_params(job.evaluator.name, job.evaluator.params, "evaluator", skip=("space", *needs))
+    EVALUATORS.get(job.evaluator.name).check_job(job)
     profiles = profiles if profiles is not None else device_profiles(job)
     evaluator = make_evaluator(job, profiles=profiles)
     provided = evaluator.provides()
@@ -237,26 +238,29 @@ def compression_settings(job: JobSpec) -> Any:
     return CompressionSettings(**{key: getattr(c, key) for key in CompressionMethod.model_fields})
 
 
-def make_evaluator(job: JobSpec, teacher_logits: Any = None, profiles: dict[str, Any] | None = None) -> Any:
+def make_evaluator(job: JobSpec, profiles: dict[str, Any] | None = None, **prepared: Any) -> Any:
+    """The job's evaluator; `prepared`: what the run made for it before evaluating (the
+    `teacher_logits`, the trained `supernet`), absent while a job is only checked."""
     from cosearch.evaluators import EVALUATORS
 
     params: dict[str, Any] = {"space": make_space(job)}
     if "seed" in EVALUATORS.parameters(job.evaluator.name) and "seed" not in job.evaluator.params:
         params["seed"] = job.resources.seed
-    params.update({need: _RUN_INPUTS[need](job, teacher_logits, profiles) for need in evaluator_needs(job)})
+    params.update({need: _RUN_INPUTS[need](job, prepared, profiles) for need in evaluator_needs(job)})
     return _construct(EVALUATORS, job.evaluator, "evaluator", **params)
 
 
 # What a run can hand an evaluator's constructor besides its space, by the keyword it arrives as:
-# (job, teacher logits, device profiles) -> the value.
+# (job, what the run prepared, device profiles) -> the value.
 _RUN_INPUTS: dict[str, Any] = {
-    "data": lambda job, logits, profiles: data_settings(job),
-    "training": lambda job, logits, profiles: training_settings(job),
-    "devices": lambda job, logits, profiles: tuple(evaluated_devices(job, profiles)),
-    "budgets": lambda job, logits, profiles: job.goals().constraints,
-    "teacher_logits": lambda job, logits, profiles: logits,
-    "temperature": lambda job, logits, profiles: job.compression.temperature,
-    "compression": lambda job, logits, profiles: compression_settings(job),
+    "data": lambda job, prepared, profiles: data_settings(job),
+    "training": lambda job, prepared, profiles: training_settings(job),
+    "devices": lambda job, prepared, profiles: tuple(evaluated_devices(job, profiles)),
+    "budgets": lambda job, prepared, profiles: job.goals().constraints,
+    "teacher_logits": lambda job, prepared, profiles: prepared.get("teacher_logits"),
+    "temperature": lambda job, prepared, profiles: job.compression.temperature,
+    "compression": lambda job, prepared, profiles: compression_settings(job),
+    "supernet": lambda job, prepared, profiles: prepared.get("supernet"),
 }
 RUN_INPUTS = tuple(_RUN_INPUTS)
 

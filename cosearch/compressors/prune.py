@@ -23,11 +23,15 @@ class MagnitudeMask(nn.Module):
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"`0 <= sparsity < 1` must hold, but got {sparsity=}")
         self.sparsity = sparsity
-        mask = prune.L1Unstructured(amount=sparsity).compute_mask(weight.detach(), torch.ones_like(weight))
-        self.register_buffer("mask", mask)
+        self.register_buffer("mask", magnitude_mask(weight, sparsity))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
+
+
+def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """1 for the weights kept, 0 for the smallest-magnitude `sparsity` share (torch's L1Unstructured)."""
+    return prune.L1Unstructured(amount=sparsity).compute_mask(weight.detach(), torch.ones_like(weight))
 
 
 def global_magnitude_policy(model: nn.Module, policy: Policy, sparsity: float) -> Policy:

@@ -38,7 +38,7 @@ from cosearch.controller.store import (
     reset_hint,
 )
 from cosearch.core.candidate import Candidate
-from cosearch.core.errors import CosearchError
+from cosearch.core.errors import CosearchError, RunFailed
 from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
 from cosearch.evaluators.base import Evaluation, Evaluator
@@ -182,6 +182,12 @@ def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, b
             teacher.model, teacher.checkpoint, teacher.epochs, build.data_settings(job), build.training_settings(job)
         )
     )
+
+
+def _train_supernet(job_json: dict[str, Any], checkpoint: bytes | None) -> tuple[bytes, dict[str, Any]]:
+    """One epoch of the run's supernet training, from `checkpoint` (None: from the start)."""
+    job = spec_from_dict(job_json)
+    return build.make_evaluator(job).train_supernet(build.make_joint_space(job), checkpoint)
 
 
 def _as_stored(teacher: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
@@ -392,6 +398,7 @@ class Controller:
         self.goals = job.goals()
         self.strategy = build.make_strategy(job)
         self.evaluator = build.make_evaluator(job)
+        self.prepared: dict[str, Any] = {}  # what the run made for the evaluator: teacher logits, supernet
         self.told_id = 0
         self.pending: dict[str, Candidate] = {}  # key -> candidate, asked and not yet stored
         self.known = _StoredAnswers(store)  # key -> stored result, to answer repeated asks
@@ -603,6 +610,8 @@ class Controller:
         try:
             if self.job.compression.distills:
                 self._ensure_teacher()
+            if "supernet" in build.evaluator_needs(self.job):
+                self._ensure_supernet()
             remote = ray.remote(**self._task_resources(), max_retries=2)(_evaluate)
             evaluator_ref = ray.put(self._route(self.evaluator))
             resubmit = list(self.pending.values())
@@ -638,7 +647,8 @@ class Controller:
             stopping = error
             for ref in in_flight:
                 ray.cancel(ref)
-            self._quietly(stopping, self.store.set_status, "stopped")  # never hide the error that stopped the run
+            if not isinstance(error, RunFailed):  # a failed run says so, and why
+                self._quietly(stopping, self.store.set_status, "stopped")  # never hide the error that stopped the run
             raise
         finally:
             if self._dirty:
@@ -705,8 +715,35 @@ class Controller:
         log.info("teacher %s: %s, val accuracy %.4f", info["model"], info["how"], info["val_accuracy"])
         from cosearch.evaluators.data import TeacherLogits
 
-        teacher = TeacherLogits(np.load(io.BytesIO(logits)), info.get("train_views"))
-        self.evaluator = build.make_evaluator(self.job, teacher_logits=teacher)
+        self.prepared["teacher_logits"] = TeacherLogits(np.load(io.BytesIO(logits)), info.get("train_views"))
+        self.evaluator = build.make_evaluator(self.job, **self.prepared)
+
+    def _ensure_supernet(self) -> None:
+        """Train the run's supernet an epoch per worker task, storing a checkpoint after each, so
+        a resumed run continues from the last epoch stored and never trains a stored one again."""
+        import ray
+
+        stored = self.store.supernet()
+        info, checkpoint = stored if stored is not None else ({"epochs_done": 0}, None)
+        epochs = self.evaluator.epochs
+        task = ray.remote(**self._task_resources())(_train_supernet)
+        while info["epochs_done"] < epochs:
+            losses = info.get("losses") or [None]
+            shown = f", loss {losses[-1]:.3f}" if losses[-1] is not None else ""
+            self.state.note = f"training the supernet: epoch {info['epochs_done'] + 1} of {epochs}{shown}"
+            self.listener(self.state)
+            try:
+                checkpoint, info = ray.get(task.remote(self.job.to_json(), checkpoint))
+            except ray.exceptions.RayTaskError as error:
+                cause = error.cause if isinstance(error.cause, Exception) else error
+                message = f"supernet training failed: {type(cause).__name__}: {cause}"
+                self.store.set_status("failed", message)
+                raise RunFailed(message) from None
+            self.store.save_supernet(info, checkpoint)
+        self.state.note = ""
+        log.info("supernet: %d epochs, %.0f s", info["epochs_done"], info.get("train_s", 0.0))
+        self.prepared["supernet"] = checkpoint
+        self.evaluator = build.make_evaluator(self.job, **self.prepared)
 
     def _task_resources(self) -> dict[str, float]:
         """What Ray reserves for one evaluation: a CPU, and the job's share of a GPU if it asks."""

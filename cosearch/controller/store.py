@@ -325,6 +325,19 @@ class RunStore:
         logits = self.weights("teacher:logits")
         return (info, logits) if info is not None and logits is not None else None
 
+    # --- weight-sharing supernet -------------------------------------------------------
+    def save_supernet(self, info: dict[str, Any], checkpoint: bytes) -> None:
+        """The supernet's training checkpoint after an epoch (weights, optimizer, epochs done)."""
+        with self._writing(), self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("supernet", checkpoint))
+            self._set_meta("supernet", info)
+
+    def supernet(self) -> tuple[dict[str, Any], bytes] | None:
+        """The supernet's description (epochs done, losses) and its latest checkpoint, if any."""
+        info = self._meta("supernet")
+        checkpoint = self.weights("supernet")
+        return (info, checkpoint) if info is not None and checkpoint is not None else None
+
     def set_status(self, status: str, reason: str = "") -> None:
         self._set_meta("status", {"state": status, "at_s": time.time(), **({"reason": reason} if reason else {})})
 

@@ -30,5 +30,9 @@ class RunDirError(CosearchError):
     """A path that should be a cosearch run directory is not one."""
 
 
+class RunFailed(CosearchError):
+    """A step the whole run depends on failed (its supernet diverged): the run is marked failed."""
+
+
 class EvaluationError(CosearchError):
     """A candidate could not be evaluated (NaN loss, bad build, ...)."""

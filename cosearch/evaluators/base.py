@@ -30,6 +30,11 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, candidate: Candidate) -> Evaluation: ...
 
+    @classmethod
+    def check_job(cls, job: Any) -> None:
+        """Raise SpecError for what in the job (a `JobSpec`) this evaluator cannot do."""
+        return None
+
     @abstractmethod
     def provides(self) -> set[str]:
         """The metrics every ok result carries (e.g. accuracy, latency_ms@local-cpu, size_kb)."""

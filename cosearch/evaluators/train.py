@@ -65,7 +65,7 @@ def training_device() -> Any:
     return torch.device("cuda", 0)
 
 
-def _describe(device: Any) -> str:
+def describe_device(device: Any) -> str:
     import torch
 
     return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
@@ -80,7 +80,7 @@ def _ray_gpu_ids() -> list[Any]:
         return []
 
 
-def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
+def batch_indices(split: Split, batch_size: int, rng: np.random.Generator | None):
     order = rng.permutation(len(split.y)) if rng is not None else np.arange(len(split.y))
     stop = len(order) - (len(order) % batch_size if rng is not None and len(order) > batch_size else 0)
     for start in range(0, stop, batch_size):  # training drops the ragged last batch (BatchNorm needs > 1 sample)
@@ -96,10 +96,12 @@ def train_epochs(
     seed: int,
     distillation: Distillation | None = None,
     device: Any = None,
+    max_steps: int | None = None,
 ) -> None:
     """Adam with a cosine schedule on `device` (default the CPU); raises EvaluationError when the
     loss stops being finite. The split is moved there once, and batches are cut from it there;
-    the model is left on the CPU afterwards, where compression and export happen."""
+    the model is left on the CPU afterwards, where compression and export happen. `max_steps`
+    stops (and ends the schedule) after that many steps."""
     import torch
     import torch.nn.functional as F
 
@@ -111,11 +113,16 @@ def train_epochs(
     x, y = torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=settings.weight_decay)
     steps = epochs * max(1, len(split.y) // settings.batch_size)
+    steps = steps if max_steps is None else min(steps, max_steps)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     model.train()
+    done = 0
     try:
         for epoch in range(epochs):
-            for idx in _batches(split, settings.batch_size, rng):
+            for idx in batch_indices(split, settings.batch_size, rng):
+                if done == steps:
+                    return
+                done += 1
                 rows = torch.from_numpy(idx).to(device)
                 logits, labels = model(x[rows]), y[rows]
                 loss = distillation.loss(logits, labels, idx) if distillation else F.cross_entropy(logits, labels)
@@ -259,8 +266,6 @@ class TrainEvaluator(Evaluator):
         """The compressed, fine-tuned PyTorch model of `candidate` and its timings."""
         import torch
 
-        from cosearch.compressors import calibrate, compress, reshape
-
         timings: dict[str, float] = {}
         seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
         torch.manual_seed(seed)
@@ -281,11 +286,22 @@ class TrainEvaluator(Evaluator):
                 f"(another split, order or view; shift_px {self.training.shift_px}): row i would teach the wrong image"
             )
         device = training_device()
-        self.trained_on = _describe(device)
+        self.trained_on = describe_device(device)
         lr = self.training.learning_rate
         train_epochs(model, train, self.training.epochs, lr, self.training, seed, distillation, device)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
+        compressed = self.compress_trained(model, candidate, data, train, seed + 1, distillation, device)
+        timings["compress_s"] = time.perf_counter() - start
+        return compressed, data, timings
+
+    def compress_trained(self, model: Any, candidate: Candidate, data, train, seed: int, distillation, device) -> Any:
+        """Prune, factorise and fake-quantize a trained `model` as the policy says, calibrate its
+        activation ranges, then fine-tune it (`finetune`)."""
+        import torch
+
+        from cosearch.compressors import calibrate, compress, reshape
+
         # Structure first (channels chosen, layers factorised on trained weights), then masks and bits.
         c = self.compression
         images = torch.from_numpy(c.images(data))
@@ -295,12 +311,14 @@ class TrainEvaluator(Evaluator):
         calibrate(
             compressed, torch.split(images, self.training.batch_size), c.calibration
         )  # activation ranges, post-training
-        if self.training.finetune_epochs > 0:  # quantization-aware fine-tuning
-            lr = self.training.finetune_learning_rate
-            epochs = self.training.finetune_epochs
-            train_epochs(compressed, train, epochs, lr, self.training, seed + 1, distillation, device)
-        timings["compress_s"] = time.perf_counter() - start
-        return compressed, data, timings
+        self.finetune(compressed, train, seed, distillation, device)
+        return compressed
+
+    def finetune(self, compressed: Any, train, seed: int, distillation, device) -> None:
+        """Quantization-aware fine-tuning for the job's `finetune_epochs`."""
+        if self.training.finetune_epochs > 0:
+            lr, epochs = self.training.finetune_learning_rate, self.training.finetune_epochs
+            train_epochs(compressed, train, epochs, lr, self.training, seed, distillation, device)
 
     def provides(self) -> set[str]:
         return {"accuracy", "size_kb", "bitops"} | {m for device in self.devices for m in device.metrics()}

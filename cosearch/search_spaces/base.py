@@ -96,6 +96,15 @@ class SearchSpace(ABC):
         """A short human-readable form of `arch`."""
         return canonical_json(dict(arch))
 
+    def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
+        """One module with the weights of every architecture here, for weight sharing: see
+        `cosearch.search_spaces.supernet` for what it offers. Spaces without one leave this."""
+        raise NotImplementedError(f"the {self.registry_name!r} search space has no supernet")
+
+    @classmethod
+    def has_supernet(cls) -> bool:
+        return cls.supernet is not SearchSpace.supernet
+
 
 SEARCH_SPACES: Registry[SearchSpace] = Registry("search space")
 

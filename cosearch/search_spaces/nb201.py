@@ -200,3 +200,8 @@ class NB201Space(SearchSpace):
             cells_per_stage=self.cells_per_stage,
             num_classes=num_classes,
         )
+
+    def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
+        from cosearch.search_spaces._nb201_torch import NB201Supernet
+
+        return NB201Supernet(int(input_shape[0]), self.channels, self.cells_per_stage, num_classes)

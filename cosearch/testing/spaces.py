@@ -92,3 +92,49 @@ class SearchSpaceSuite:
         with pytest.raises(SpecError) as error:
             joint.space.validate_arch(space_bad_arch)
         assert "allowed" in str(error.value)
+
+    # --- weight sharing: only for a space whose `supernet` is implemented ----------------
+    @pytest.fixture
+    def supernet(self, joint):
+        if not joint.space.has_supernet():
+            pytest.skip(f"the {joint.space.registry_name!r} space has no supernet")
+        pytest.importorskip("torch")
+        return joint.space.supernet((1, 8, 8), 10)
+
+    def test_an_extracted_subnet_computes_what_the_supernet_does_on_its_path(self, joint, supernet):
+        import torch
+
+        from cosearch.search_spaces.supernet import extract
+
+        rng = np.random.default_rng(4)
+        x = torch.randn(3, 1, 8, 8)
+        supernet.eval()
+        for _ in range(5):
+            candidate = joint.decode(joint.sample(rng))
+            subnet = extract(joint.space, supernet, candidate.arch, (1, 8, 8), 10).eval()
+            supernet.choose(candidate.arch)
+            with torch.no_grad():
+                assert torch.allclose(subnet(x), supernet(x), atol=1e-5)
+            assert not any(  # a copy: fine-tuning the subnet leaves the shared weights alone
+                p.data_ptr() == q.data_ptr() for p in subnet.parameters() for q in supernet.parameters()
+            )
+
+    def test_elastic_compression_reaches_every_slot_and_trains_the_shared_weights(self, joint, supernet):
+        import torch
+        from torch.func import functional_call
+
+        from cosearch.core.candidate import LayerPolicy, Policy
+        from cosearch.search_spaces.supernet import elastic_weights
+
+        candidate = joint.decode(joint.sample(np.random.default_rng(5)))
+        slots = joint.space.layer_slots(candidate.arch)
+        policy = Policy({slot: LayerPolicy({"weight_bits": 4, "sparsity": 0.5}) for slot in slots})
+        supernet.choose(candidate.arch)
+        weights = elastic_weights(supernet, type(candidate)(candidate.arch, policy))
+        assert len(weights) >= len(slots)  # a slot may hold several layers
+        for name, weight in weights.items():
+            assert float((weight == 0).float().mean()) >= 0.45, name  # half masked (ties may add zeros)
+            per_channel = weight.detach().flatten(1)
+            assert all(len(torch.unique(row)) <= 15 for row in per_channel), name  # on a 4-bit grid
+        functional_call(supernet, weights, (torch.randn(2, 1, 8, 8),), strict=False).sum().backward()
+        assert all(dict(supernet.named_parameters())[n].grad is not None for n in weights)

@@ -34,7 +34,20 @@ def make_synthetic():
     return SyntheticEvaluator(SPACE)
 
 
-MAKE = {"synthetic": make_synthetic, "table": make_table, "train": make_train}
+def make_supernet():
+    pytest.importorskip("torch")
+    from cosearch.evaluators.supernet import SupernetEvaluator
+    from cosearch.evaluators.train import TrainingSettings
+    from cosearch.hardware import LatencySettings, MeasuredDevice
+    from cosearch.search_spaces import JointSpace
+
+    fast = (MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=5)),)
+    settings = {"training": TrainingSettings(batch_size=256, finetune_epochs=0), "devices": fast}
+    checkpoint, _ = SupernetEvaluator(SPACE, epochs=1, **settings).train_supernet(JointSpace(SPACE))
+    return SupernetEvaluator(SPACE, epochs=1, supernet=checkpoint, **settings)
+
+
+MAKE = {"synthetic": make_synthetic, "table": make_table, "train": make_train, "supernet": make_supernet}
 
 
 def test_every_evaluator_has_a_maker():

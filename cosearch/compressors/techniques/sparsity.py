@@ -28,6 +28,13 @@ class Sparsity(Compressor):
 
         parametrize.register_parametrization(module, "weight", MagnitudeMask(module.weight, value))
 
+    elastic = True
+
+    def elastic_weight(self, weight: Any, value: float) -> Any:
+        from cosearch.compressors.prune import magnitude_mask
+
+        return weight * magnitude_mask(weight, value)  # the mask follows the weights, step by step
+
     def weight_cost(self, value: float, weight: Any, cost: WeightCost) -> WeightCost:
         import torch
 

@@ -37,6 +37,13 @@ class WeightBits(Compressor):
 
         parametrize.register_parametrization(module, "weight", PerChannelSymmetricFakeQuant(value))
 
+    elastic = True
+
+    def elastic_weight(self, weight: Any, value: int) -> Any:
+        from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
+
+        return PerChannelSymmetricFakeQuant(value)(weight)
+
     def weight_cost(self, value: int, weight: Any, cost: WeightCost) -> WeightCost:
         if cost.shared:  # hashed buckets are floats: rounding the rebuilt weights does not make them integers
             return cost

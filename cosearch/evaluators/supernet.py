@@ -1,0 +1,219 @@
+"""Weight sharing: train one supernet per run, then score each candidate on the weights it inherits.
+
+The supernet trains once (single path: each step samples a joint candidate, architecture and
+compression, and runs its path with its weights as the elastic techniques compress them), an
+epoch at a time so that the run stores a checkpoint after each. A candidate is then its
+standalone network with the inherited weights, BatchNorm statistics recalibrated, compressed
+by the same pipeline as the `train` evaluator (so its accuracy is the compressed subnet's),
+optionally fine-tuned for a few steps, and costed and exported exactly as `train` does it.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from itertools import islice
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import Field
+
+from cosearch.core.candidate import Candidate
+from cosearch.core.errors import EvaluationError, SpecError
+from cosearch.core.objectives import DEFAULT_DEVICE, Constraint
+from cosearch.evaluators.base import EVALUATORS
+from cosearch.evaluators.data import TeacherLogits, shifted_views
+from cosearch.evaluators.train import (
+    CompressionSettings,
+    DataSettings,
+    TrainEvaluator,
+    TrainingSettings,
+    batch_indices,
+    describe_device,
+    train_epochs,
+    training_device,
+)
+from cosearch.hardware import DeviceProfile, MeasuredDevice
+
+
+@EVALUATORS.register("supernet")
+class SupernetEvaluator(TrainEvaluator):
+    """`epochs` of supernet training (once per run), then per candidate: inherit, recalibrate
+    BatchNorm on `bn_batches` training batches, compress, fine-tune `finetune_steps`, measure."""
+
+    needs = TrainEvaluator.needs | {"supernet"}
+
+    def __init__(
+        self,
+        space: Any,
+        epochs: Annotated[int, Field(ge=1)] = 30,
+        bn_batches: Annotated[int, Field(ge=1)] = 8,
+        finetune_steps: Annotated[int, Field(ge=0)] = 0,
+        prefilter: bool = True,
+        supernet: bytes | None = None,
+        data: DataSettings = DataSettings(),
+        training: TrainingSettings = TrainingSettings(),
+        devices: Sequence[DeviceProfile] = (MeasuredDevice(DEFAULT_DEVICE),),
+        budgets: tuple[Constraint, ...] = (),
+        teacher_logits: TeacherLogits | np.ndarray | None = None,
+        temperature: float = 4.0,
+        compression: CompressionSettings = CompressionSettings(),
+    ) -> None:
+        super().__init__(space, data, training, devices, budgets, teacher_logits, temperature, prefilter, compression)
+        if not space.has_supernet():
+            from cosearch.search_spaces import SEARCH_SPACES
+
+            having = [n for n in SEARCH_SPACES.names() if SEARCH_SPACES.get(n).has_supernet()]
+            raise SpecError("search_space.name", space.registry_name, f"a space with a supernet: {having}")
+        self.epochs, self.bn_batches, self.finetune_steps = epochs, bn_batches, finetune_steps
+        self.supernet_state = supernet
+        self._supernet: Any = None  # the loaded module, per worker
+
+    @classmethod
+    def check_job(cls, job: Any) -> None:
+        """Every compression gene the job searches must be elastic: the supernet trains with it."""
+        from cosearch.compressors import compressors
+
+        elastic = [name for name, technique in compressors().items() if technique.elastic]
+        for name, technique in compressors().items():
+            options = getattr(job.compression, name)
+            if not technique.elastic and any(value != technique.gene.default for value in options):
+                raise SpecError(
+                    f"compression.{name}",
+                    options,
+                    f"[{technique.gene.default}] with the supernet evaluator, which trains elastic {elastic} only",
+                    problem=f"the supernet cannot vary {name} while it trains",
+                )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_supernet": None}
+
+    # --- the supernet, trained once per run --------------------------------------------
+    def new_supernet(self) -> Any:
+        import torch
+
+        data = self.data.load()
+        torch.manual_seed(self.training.seed)
+        return self.space.supernet(data.input_shape, data.num_classes)
+
+    def train_supernet(
+        self, joint: Any, checkpoint: bytes | None = None, epochs: int = 1
+    ) -> tuple[bytes, dict[str, Any]]:
+        """`epochs` more epochs of supernet training (at most up to its `epochs`) from `checkpoint`
+        (None: a fresh supernet); the new checkpoint and what it says (epochs done, mean loss per
+        epoch, seconds). An epoch's samples and data order depend only on the seed and the epoch,
+        and the checkpoint holds the optimizer and schedule, so stopping between epochs and
+        continuing from the checkpoint trains the same supernet as never stopping."""
+        import torch
+        import torch.nn.functional as F
+        from torch.func import functional_call
+
+        from cosearch.search_spaces.supernet import elastic_weights
+
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        supernet = self.new_supernet()
+        device = training_device()
+        supernet.to(device)
+        optimizer = torch.optim.Adam(
+            supernet.parameters(), lr=self.training.learning_rate, weight_decay=self.training.weight_decay
+        )
+        train = shifted_views(self.data.load().train, self.training.shift_px)
+        steps = self.epochs * max(1, len(train.y) // self.training.batch_size)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        info: dict[str, Any] = {"epochs_done": 0, "epochs": self.epochs, "losses": [], "train_s": 0.0}
+        if checkpoint is not None:
+            saved = torch.load(io.BytesIO(checkpoint), map_location=device, weights_only=False)
+            supernet.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+            info = saved["info"]
+        x, y = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
+        supernet.train()
+        for epoch in range(info["epochs_done"], min(self.epochs, info["epochs_done"] + epochs)):
+            rng = np.random.default_rng([self.training.seed, epoch])
+            torch.manual_seed(self.training.seed + epoch)
+            losses = []
+            for idx in batch_indices(train, self.training.batch_size, rng):
+                candidate = joint.decode(joint.sample(rng))
+                supernet.choose(candidate.arch)
+                rows = torch.from_numpy(idx).to(device)
+                logits = functional_call(supernet, elastic_weights(supernet, candidate), (x[rows],), strict=False)
+                loss = F.cross_entropy(logits, y[rows])
+                if not torch.isfinite(loss):
+                    raise EvaluationError(
+                        f"supernet training diverged: the loss became {loss.item()} in epoch {epoch + 1} "
+                        f"(sampled candidate {candidate.key}); lower training.learning_rate"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                losses.append(float(loss.detach()))
+            info = {**info, "epochs_done": epoch + 1, "losses": [*info["losses"], float(np.mean(losses))]}
+        info = {**info, "train_s": info["train_s"] + time.perf_counter() - start, "device": describe_device(device)}
+        supernet.to("cpu")
+        buffer = io.BytesIO()
+        state = {"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
+        torch.save({**state, "info": info}, buffer)
+        return buffer.getvalue(), info
+
+    def supernet_module(self) -> Any:
+        import torch
+
+        if self._supernet is None:
+            if self.supernet_state is None:
+                raise EvaluationError("the run's supernet is not trained yet (the controller trains it first)")
+            supernet = self.new_supernet()
+            saved = torch.load(io.BytesIO(self.supernet_state), map_location="cpu", weights_only=False)
+            supernet.load_state_dict(saved["model"])
+            self._supernet = supernet
+        return self._supernet
+
+    # --- each candidate -----------------------------------------------------------------
+    def build_trained(self, candidate: Candidate, model: Any = None):
+        """The compressed subnet of `candidate` on inherited weights, and its timings."""
+        import torch
+
+        from cosearch.search_spaces.supernet import extract, recalibrate_batchnorm
+
+        timings: dict[str, float] = {}
+        seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
+        torch.manual_seed(seed)
+        data = self.data.load()
+        start = time.perf_counter()
+        train = shifted_views(data.train, self.training.shift_px)
+        model = extract(self.space, self.supernet_module(), candidate.arch, data.input_shape, data.num_classes)
+        rng = np.random.default_rng(seed)
+        rows = islice(batch_indices(train, self.training.batch_size, rng), self.bn_batches)
+        recalibrate_batchnorm(model, [torch.from_numpy(train.x[idx]) for idx in rows])
+        timings["train_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        device = training_device()
+        self.trained_on = describe_device(device)
+        compressed = self.compress_trained(model, candidate, data, train, seed + 1, None, device)
+        timings["compress_s"] = time.perf_counter() - start
+        return compressed, data, timings
+
+    def finetune(self, compressed: Any, train, seed: int, distillation, device) -> None:
+        if self.finetune_steps > 0:
+            lr = self.training.finetune_learning_rate
+            epochs = -(-self.finetune_steps // max(1, len(train.y) // self.training.batch_size))
+            train_epochs(compressed, train, epochs, lr, self.training, seed, None, device, self.finetune_steps)
+
+    def evaluate(self, candidate: Candidate):
+        evaluation = super().evaluate(candidate)
+        if evaluation.result.status == "ok":
+            how = dict(evaluation.result.measured)
+            how["training"] = {
+                "how": "inherited from the run's supernet, BatchNorm recalibrated, compressed, then fine-tuned",
+                "supernet_epochs": self.epochs,
+                "bn_batches": self.bn_batches,
+                "finetune_steps": self.finetune_steps,
+                "device": self.trained_on,
+            }
+            from dataclasses import replace
+
+            evaluation = replace(evaluation, result=replace(evaluation.result, measured=how))
+        return evaluation

@@ -1,0 +1,137 @@
+"""The `supernet` evaluator: training that resumes exactly, candidates scored on inherited and
+compressed weights, and jobs it cannot run refused before anything is written."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cosearch import build  # noqa: E402
+from cosearch.core import SpecError  # noqa: E402
+from cosearch.evaluators.supernet import SupernetEvaluator  # noqa: E402
+from cosearch.evaluators.train import TrainingSettings  # noqa: E402
+from cosearch.hardware import LatencySettings, MeasuredDevice  # noqa: E402
+from cosearch.job import spec_from_dict  # noqa: E402
+from cosearch.search_spaces import SEARCH_SPACES, JointSpace  # noqa: E402
+
+SPACE = SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1)
+JOINT = JointSpace(SPACE, weight_bits=(4, 8, 32), sparsity=(0.0, 0.5))
+FAST = (MeasuredDevice("local-cpu", LatencySettings(warmup_runs=2, runs=5)),)
+
+
+def evaluator(epochs: int = 2, **kwargs) -> SupernetEvaluator:
+    training = TrainingSettings(batch_size=128, finetune_epochs=0)
+    return SupernetEvaluator(SPACE, epochs=epochs, training=training, devices=FAST, **kwargs)
+
+
+def model_state(checkpoint: bytes) -> dict:
+    return torch.load(io.BytesIO(checkpoint), weights_only=False)["model"]
+
+
+def test_training_stopped_between_epochs_continues_as_if_never_stopped():
+    straight, info = evaluator().train_supernet(JOINT, None, epochs=2)
+    first, first_info = evaluator().train_supernet(JOINT, None)
+    resumed, resumed_info = evaluator().train_supernet(JOINT, first)  # a fresh worker, from the stored checkpoint
+    assert first_info["epochs_done"] == 1 and info["epochs_done"] == resumed_info["epochs_done"] == 2
+    assert resumed_info["losses"] == info["losses"]
+    a, b = model_state(straight), model_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    again, again_info = evaluator().train_supernet(JOINT, resumed)  # all epochs done: nothing more is trained
+    assert again_info["losses"] == info["losses"] and all(torch.equal(model_state(again)[k], a[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def trained() -> bytes:
+    checkpoint, info = evaluator(epochs=3).train_supernet(JOINT, None, epochs=3)
+    assert info["losses"][-1] < info["losses"][0]  # it learns
+    return checkpoint
+
+
+def test_a_candidate_is_scored_on_its_inherited_and_compressed_subnet(trained):
+    from cosearch.search_spaces.supernet import extract
+
+    candidate = JOINT.decode(JOINT.sample(np.random.default_rng(0)))
+    scorer = evaluator(epochs=3, supernet=trained)
+    result = scorer.evaluate(candidate).result
+    assert result.status == "ok", result.error
+    assert result.measured["training"]["how"].startswith("inherited from the run's supernet")
+    assert {"accuracy", "size_kb", "bitops", "latency_ms@local-cpu"} <= set(result.metrics)
+    # The weights it starts from are the supernet's, not a fresh initialisation.
+    inherited = extract(SPACE, scorer.supernet_module(), candidate.arch, (1, 8, 8), 10).state_dict()
+    fresh = SPACE.build(candidate.arch, (1, 8, 8), 10).state_dict()
+    supernet = model_state(trained)
+    assert torch.equal(inherited["stem.conv.weight"], supernet["stem.conv.weight"])
+    assert not torch.equal(inherited["stem.conv.weight"], fresh["stem.conv.weight"])
+
+
+def test_fine_tune_steps_change_the_subnet_and_stop_where_told(trained, monkeypatch):
+    from cosearch.evaluators import train
+
+    steps = []
+    real = train.train_epochs
+
+    def counting(model, split, epochs, lr, settings, seed, distillation=None, device=None, max_steps=None):
+        steps.append(max_steps)
+        return real(model, split, epochs, lr, settings, seed, distillation, device, max_steps)
+
+    monkeypatch.setattr("cosearch.evaluators.supernet.train_epochs", counting)
+    candidate = JOINT.decode(JOINT.sample(np.random.default_rng(1)))
+    plain = evaluator(epochs=3, supernet=trained).evaluate(candidate)
+    tuned = evaluator(epochs=3, supernet=trained, finetune_steps=3).evaluate(candidate)
+    assert steps == [3] and tuned.result.measured["training"]["finetune_steps"] == 3
+    assert plain.weights != tuned.weights
+
+
+def test_without_a_trained_supernet_a_candidate_fails_clearly():
+    candidate = JOINT.decode(JOINT.sample(np.random.default_rng(0)))
+    result = evaluator().evaluate(candidate).result
+    assert result.status == "failed" and "supernet is not trained yet" in result.error
+
+
+def test_max_steps_stops_training_after_that_many_steps():
+    from cosearch.evaluators.data import load_dataset
+    from cosearch.evaluators.train import train_epochs
+
+    split = load_dataset().train
+    model = SPACE.build(JOINT.decode(JOINT.sample(np.random.default_rng(2))).arch, (1, 8, 8), 10)
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    train_epochs(model, split, 5, 1e-3, TrainingSettings(batch_size=64), 0, max_steps=7)
+    assert len(calls) == 7
+
+
+JOB = {
+    "name": "supernet",
+    "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+    "compression": {"weight_bits": [4, 8, 32], "sparsity": [0.0, 0.5]},
+    "evaluator": {"name": "supernet", "epochs": 2},
+    "strategy": {"name": "random"},
+    "objectives": ["accuracy", "size_kb"],
+    "resources": {"trials": 3, "concurrency": 2, "seed": 0},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "says"),
+    [
+        (
+            {"search_space": {"name": "darts", "channels": 4, "layers": 3}},
+            "search_space.name",
+            "a space with a supernet",
+        ),
+        ({"compression": {"channel_ratio": [0.0, 0.5]}}, "compression.channel_ratio", "cannot vary channel_ratio"),
+        ({"compression": {"distill_alpha": [0.0, 0.5]}}, "compression.distill_alpha", "trains elastic"),
+        ({"evaluator": {"name": "supernet", "epochs": 0}}, "evaluator.epochs", "epochs >= 1"),
+        ({"evaluator": {"name": "supernet", "bn_batches": 0}}, "evaluator.bn_batches", "bn_batches >= 1"),
+        ({"evaluator": {"name": "supernet", "finetune_step": 1}}, "evaluator.finetune_step", "finetune_steps"),
+    ],
+)
+def test_a_job_the_supernet_cannot_run_is_refused_naming_the_field(change, field, says):
+    job = {**JOB, **change}
+    with pytest.raises(SpecError) as error:
+        build.check(spec_from_dict(job))
+    assert error.value.field == field and says in str(error.value), str(error.value)
