@@ -70,9 +70,9 @@ def _check_teacher_checkpoint(job: JobSpec) -> None:
     import timm
     import torch
 
-    from cosearch.evaluators.data import INPUT_SHAPES, NUM_CLASSES
+    from cosearch.evaluators.data import NUM_CLASSES
 
-    classes, channels = NUM_CLASSES[job.task.dataset], INPUT_SHAPES[job.task.dataset][0]
+    classes, channels = NUM_CLASSES[job.task.dataset], job.task.input_shape[0]
     model = timm.create_model(teacher.model, pretrained=False, num_classes=classes, in_chans=channels)
     field = "compression.teacher.checkpoint"
     try:
@@ -128,11 +128,10 @@ def _latency_settings(job: JobSpec):
 
 
 def _device(job: JobSpec, name: str, field: str, spec: DeviceSpec, base: Path | None) -> Any:
-    from cosearch.evaluators.data import INPUT_SHAPES
     from cosearch.hardware.profiles import DEVICE_KINDS, DeviceContext
 
     check_device(name, field, spec)
-    context = DeviceContext(job.latency.model_dump(), INPUT_SHAPES[job.task.dataset], base)
+    context = DeviceContext(job.latency.model_dump(), job.task.input_shape, base)
     return DEVICE_KINDS.get(spec.kind).from_spec(name, field, spec, context)
 
 

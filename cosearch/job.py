@@ -53,6 +53,13 @@ class TaskSpec(_Section):
     path: str | None = None  # checked when a run starts or resumes (cosearch.build), not when it is read
     val_fraction: float = 0.2
     test_fraction: float = 0.2
+    image_size: int | None = Field(None, ge=4, le=512)  # resize images to this square (bilinear); None: as stored
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        from cosearch.evaluators.data import input_shape
+
+        return input_shape(self.dataset, self.image_size)
 
     @field_validator("dataset")
     @classmethod

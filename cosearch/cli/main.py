@@ -343,7 +343,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from cosearch import build
-    from cosearch.evaluators.data import INPUT_SHAPES
     from cosearch.job import profiling_job
 
     # Only the sections profiling needs: a job may name the very table this command writes.
@@ -357,7 +356,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if device is None or not device.measured:
         measured = sorted(name for name, d in devices.items() if d.measured)
         raise CosearchError(f"--device {args.device!r}: a measured device to profile on, one of {measured}")
-    shape = _input_shape(args.input_shape) if args.input_shape else INPUT_SHAPES[job.task.dataset]
+    shape = _input_shape(args.input_shape) if args.input_shape else job.task.input_shape
     out = Path(args.out)
     if out.is_dir():
         raise CosearchError(f"--out {out} is a folder; give a file name, e.g. {out / 'lut.json'}")

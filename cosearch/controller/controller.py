@@ -728,9 +728,12 @@ class Controller:
         epochs = self.evaluator.epochs
         task = ray.remote(**self._task_resources())(_train_supernet)
         while info["epochs_done"] < epochs:
-            losses = info.get("losses") or [None]
-            shown = f", loss {losses[-1]:.3f}" if losses[-1] is not None else ""
-            self.state.note = f"training the supernet: epoch {info['epochs_done'] + 1} of {epochs}{shown}"
+            done = info["epochs_done"]
+            shown = ""
+            if done:  # what the last epoch says, and when the rest will be done at the pace so far
+                eta = format_duration(info["train_s"] / done * (epochs - done))
+                shown = f", loss {info['losses'][-1]:.3f}, ETA {eta}"
+            self.state.note = f"training the supernet: epoch {done + 1} of {epochs}{shown}"
             self.listener(self.state)
             try:
                 checkpoint, info = ray.get(task.remote(self.job.to_json(), checkpoint))

@@ -126,11 +126,41 @@ def check_dataset_path(dataset: str, path: str | None) -> None:
     raise SpecError("task.dataset", dataset, f"one of {list(DATASETS)}")
 
 
+def input_shape(dataset: str, image_size: int | None = None) -> tuple[int, int, int]:
+    """(C, H, W) of `dataset`'s images, resized to `image_size` squares where given."""
+    channels, height, width = INPUT_SHAPES[dataset]
+    return (channels, image_size, image_size) if image_size else (channels, height, width)
+
+
+def resized(split: Split, image_size: int) -> Split:
+    """`split` with its images resized (bilinear) to `image_size` squares, in batches."""
+    import torch
+    import torch.nn.functional as F
+
+    if split.x.shape[-2:] == (image_size, image_size):
+        return split
+    out = [
+        F.interpolate(torch.from_numpy(split.x[i : i + 1024]), size=(image_size, image_size), mode="bilinear")
+        for i in range(0, len(split.x), 1024)
+    ]
+    return Split(torch.cat(out).numpy(), split.y)
+
+
 @lru_cache(maxsize=4)
 def load_dataset(
-    name: str = "digits", path: str | None = None, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0
+    name: str = "digits",
+    path: str | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    image_size: int | None = None,
 ) -> Dataset:
-    """Load and split a dataset; cached per process so a Ray worker loads it once."""
+    """Load and split a dataset (its images resized to `image_size` squares where given); cached
+    per process so a Ray worker loads it once."""
+    if image_size:
+        data = load_dataset(name, path, val_fraction, test_fraction, seed)
+        splits = (resized(part, image_size) for part in (data.train, data.val, data.test))
+        return Dataset(data.name, *splits, num_classes=data.num_classes)
     check_dataset_path(name, path)
     if name == "digits":
         x, y = _digits()

@@ -35,7 +35,7 @@ class DataSettings(TaskSpec):
     seed: int = 0
 
     def load(self):
-        return load_dataset(self.dataset, self.path, self.val_fraction, self.test_fraction, self.seed)
+        return load_dataset(self.dataset, self.path, self.val_fraction, self.test_fraction, self.seed, self.image_size)
 
 
 class TrainingSettings(TrainingSpec):

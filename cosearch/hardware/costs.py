@@ -30,4 +30,5 @@ def measure_here(device: MeasuredDevice, onnx_bytes: bytes, input_shape: Sequenc
     out = measure_latency(onnx_bytes, input_shape, device.settings)
     out["value_ms"] = out[f"{device.statistic}_ms"]
     out["statistic"] = device.statistic
+    out["input_shape"] = [device.settings.batch_size, *input_shape]
     return out

@@ -57,9 +57,10 @@ def test_a_run_stopped_while_its_supernet_trains_resumes_where_it_stopped(ray_lo
     notes = []
     Controller.resume(tmp_path / "stopped", listener=lambda state: notes.append(state.note)).run()
     resumed_info, resumed_model, resumed_results = supernet(tmp_path / "stopped")
-    assert [n for n in dict.fromkeys(notes) if n] == [
-        f"training the supernet: epoch 3 of 3, loss {info['losses'][1]:.3f}"
-    ]
+    shown = [n for n in dict.fromkeys(notes) if n]  # only the epoch not stored is trained
+    assert len(shown) == 1 and shown[0].startswith(
+        f"training the supernet: epoch 3 of 3, loss {info['losses'][1]:.3f}, ETA"
+    )
     assert resumed_info["losses"] == info["losses"]
     assert all(torch.equal(model[k], resumed_model[k]) for k in model)
     keys = sorted(r.candidate.key for r in results)

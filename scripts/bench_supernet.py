@@ -1,0 +1,190 @@
+"""How well a supernet ranks joint candidates, and what it costs: the same random candidates
+(architecture and compression) scored on inherited weights and trained standalone twice.
+
+    python scripts/bench_supernet.py --out benchmarks/supernet
+
+For each candidate: the `supernet` evaluator's accuracy (inherited, BatchNorm recalibrated,
+compressed as the policy says) and the `train` evaluator's with two training seeds. Kendall's
+tau and Spearman's rho between inherited and standalone accuracy, beside the tau between the two
+standalone seeds: the ceiling any proxy can reach on this data (goal: at least 0.8 of it). Cost:
+supernet training once, then seconds per candidate for each evaluator (both include the same
+deployment, ONNX accuracy and latency measurement; their training parts are shown apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+SPACES = {"nb201": {"channels": 16, "cells_per_stage": 1}}
+COMPRESSION = {"weight_bits": (4, 8, 32), "sparsity": (0.0, 0.25, 0.5, 0.75)}
+
+
+IMAGE_SIZE: list[int | None] = [None]  # --image-size, set in every process (the pool forks after main sets it)
+
+
+def make(kind: str, space_name: str, seed: int = 0, supernet: bytes | None = None, epochs: int = 1, **extra):
+    from cosearch.evaluators.supernet import SupernetEvaluator
+    from cosearch.evaluators.train import DataSettings, TrainEvaluator, TrainingSettings
+    from cosearch.hardware import LatencySettings, MeasuredDevice
+    from cosearch.search_spaces import SEARCH_SPACES
+
+    space = SEARCH_SPACES.create(space_name, **SPACES[space_name])
+    devices = (MeasuredDevice("local-cpu", LatencySettings(warmup_runs=10, runs=30)),)
+    settings = {
+        "data": DataSettings(image_size=IMAGE_SIZE[0]),
+        "training": TrainingSettings(seed=seed),
+        "devices": devices,
+    }
+    if kind == "train":
+        return TrainEvaluator(space, **settings)
+    return SupernetEvaluator(space, epochs=epochs, supernet=supernet, **settings, **extra)
+
+
+def joint(space_name: str):
+    from cosearch.search_spaces import SEARCH_SPACES, JointSpace
+
+    return JointSpace(SEARCH_SPACES.create(space_name, **SPACES[space_name]), **COMPRESSION)
+
+
+def evaluate(args: tuple) -> dict:
+    kind, space_name, seed, supernet, epochs, extra, candidate_json = args
+    from cosearch.core import Candidate
+
+    evaluator = make(kind, space_name, seed, supernet, epochs, **extra)
+    result = evaluator.evaluate(Candidate.from_json(candidate_json)).result
+    if result.status != "ok":
+        raise SystemExit(f"{kind} failed on {result.candidate.key}: {result.error}")
+    t = result.timings_s
+    return {
+        "accuracy": result.metrics["accuracy"],
+        "total_s": t["total_s"],
+        "train_s": t.get("train_s", 0.0) + t.get("compress_s", 0.0),
+    }
+
+
+def rank(a: list[float], b: list[float]) -> dict:
+    from scipy import stats
+
+    return {"kendall_tau": float(stats.kendalltau(a, b)[0]), "spearman_rho": float(stats.spearmanr(a, b)[0])}
+
+
+def bench_space(space_name: str, n: int, epochs: int, bn_batches: int, finetune_steps: int, workers: int) -> dict:
+    space = joint(space_name)
+    rng = np.random.default_rng(0)
+    candidates, seen = [], set()
+    while len(candidates) < n:
+        candidate = space.decode(space.sample(rng))
+        if candidate.key not in seen:
+            seen.add(candidate.key)
+            candidates.append(candidate)
+    start = time.perf_counter()
+    checkpoint, info = make("supernet", space_name, epochs=epochs).train_supernet(space, None, epochs=epochs)
+    supernet_s = time.perf_counter() - start
+    print(f"{space_name}: supernet {epochs} epochs in {supernet_s:.0f} s, losses {info['losses'][::10]}", flush=True)
+    extra = {"bn_batches": bn_batches, "finetune_steps": finetune_steps}
+    jobs = {
+        "supernet": [("supernet", space_name, 0, checkpoint, epochs, extra, c.to_json()) for c in candidates],
+        "seed0": [("train", space_name, 0, None, 1, {}, c.to_json()) for c in candidates],
+        "seed1": [("train", space_name, 1, None, 1, {}, c.to_json()) for c in candidates],
+    }
+    rows: dict[str, list[dict]] = {}
+    with ProcessPoolExecutor(workers) as pool:
+        for name, work in jobs.items():
+            began = time.perf_counter()
+            rows[name] = list(pool.map(evaluate, work))
+            print(f"{space_name}: {name} {len(work)} candidates in {time.perf_counter() - began:.0f} s", flush=True)
+    acc = {name: [r["accuracy"] for r in out] for name, out in rows.items()}
+    ceiling = rank(acc["seed0"], acc["seed1"])
+    inherited = [rank(acc["supernet"], acc[s]) for s in ("seed0", "seed1")]
+    standalone_mean = [(a + b) / 2 for a, b in zip(acc["seed0"], acc["seed1"])]
+    tau = float(np.mean([r["kendall_tau"] for r in inherited]))
+    return {
+        "space": {"name": space_name, **SPACES[space_name]},
+        "candidates": n,
+        "supernet": {"epochs": epochs, "train_s": supernet_s, "losses": info["losses"], **extra},
+        "kendall_tau_inherited_vs_standalone": tau,
+        "spearman_rho_inherited_vs_standalone": float(np.mean([r["spearman_rho"] for r in inherited])),
+        "vs_mean_of_seeds": rank(acc["supernet"], standalone_mean),
+        "kendall_tau_seed_vs_seed": ceiling["kendall_tau"],
+        "spearman_rho_seed_vs_seed": ceiling["spearman_rho"],
+        "tau_share_of_ceiling": tau / ceiling["kendall_tau"] if ceiling["kendall_tau"] > 0 else float("nan"),
+        "mean_accuracy": {name: float(np.mean(a)) for name, a in acc.items()},
+        "s_per_candidate": {name: float(np.mean([r["total_s"] for r in out])) for name, out in rows.items()},
+        "training_s_per_candidate": {name: float(np.mean([r["train_s"] for r in out])) for name, out in rows.items()},
+        "per_candidate": [{"key": c.key, **{name: acc[name][i] for name in acc}} for i, c in enumerate(candidates)],
+    }
+
+
+def markdown(summary: dict) -> str:
+    lines = [
+        "# Supernet ranking and cost",
+        "",
+        f"`{summary['command']}`, on this machine ({summary['workers']} processes). Digits at "
+        f"{summary['image_size']}x{summary['image_size']}; compression "
+        f"{COMPRESSION}; each candidate scored by the `supernet` evaluator (inherited weights, BatchNorm "
+        "recalibrated, compressed) and trained standalone by the `train` evaluator (8 epochs + 2 fine-tune) with "
+        "training seeds 0 and 1.",
+        "",
+        "| space | candidates | supernet epochs | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
+        "| share of ceiling | mean accuracy: inherited / seed 0 / seed 1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in summary["spaces"]:
+        m = r["mean_accuracy"]
+        lines.append(
+            f"| {r['space']['name']} | {r['candidates']} | {r['supernet']['epochs']} "
+            f"| {r['kendall_tau_inherited_vs_standalone']:.3f} | {r['spearman_rho_inherited_vs_standalone']:.3f} "
+            f"| {r['kendall_tau_seed_vs_seed']:.3f} | {r['tau_share_of_ceiling']:.2f} "
+            f"| {100 * m['supernet']:.1f} / {100 * m['seed0']:.1f} / {100 * m['seed1']:.1f} % |"
+        )
+    lines += [
+        "",
+        "| space | supernet training s | s per candidate: supernet / train | training part: supernet / train | cheaper per candidate |",
+        "|---|---:|---|---|---:|",
+    ]
+    for r in summary["spaces"]:
+        s, t = r["s_per_candidate"], r["training_s_per_candidate"]
+        train_s = (s["seed0"] + s["seed1"]) / 2
+        lines.append(
+            f"| {r['space']['name']} | {r['supernet']['train_s']:.0f} | {s['supernet']:.2f} / {train_s:.2f} "
+            f"| {t['supernet']:.2f} / {(t['seed0'] + t['seed1']) / 2:.2f} | {train_s / s['supernet']:.1f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spaces", default=",".join(SPACES))
+    parser.add_argument("--candidates", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=60, help="supernet training epochs")
+    parser.add_argument("--bn-batches", type=int, default=8)
+    parser.add_argument("--finetune-steps", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--image-size", type=int, help="resize the digits to this square (default: 8x8 as they are)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    IMAGE_SIZE[0] = args.image_size
+    summary = {
+        "image_size": args.image_size or 8,
+        "command": "python scripts/bench_supernet.py " + " ".join(sys.argv[1:]),
+        "workers": args.workers,
+        "spaces": [
+            bench_space(name, args.candidates, args.epochs, args.bn_batches, args.finetune_steps, args.workers)
+            for name in args.spaces.split(",")
+        ],
+    }
+    print(markdown(summary))
+    if args.out:
+        args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(summary))
+
+
+if __name__ == "__main__":
+    main()
