@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from cosearch.search_spaces.darts import SIDES, STEPS, Cell
+from cosearch.search_spaces.darts import OPS, SIDES, STEPS, Cell, live_cells, parse_genotype
 
 
 class ReLUConvBN(nn.Sequential):
@@ -148,3 +149,75 @@ class DartsNetwork(nn.Module):
         for cell in self.cells:
             s0, s1 = s1, (cell(s0, s1) if isinstance(cell, DartsCell) else None)
         return self.classifier(self.pool(s1).flatten(1))
+
+
+class DartsSuperCell(nn.Module):
+    """Both preprocessing layers and every op on every edge (node j, input i) of a cell, as the
+    DARTS supernet has them (`n3.1.sep_conv_3x3`); forward runs the (op, input) pairs chosen."""
+
+    def __init__(self, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool) -> None:
+        super().__init__()
+        self.pre0 = (
+            FactorizedReduce(c_prev_prev, channels) if reduction_prev else ReLUConvBN(c_prev_prev, channels, 1, 1, 0)
+        )
+        self.pre1 = ReLUConvBN(c_prev, channels, 1, 1, 0)
+        for node in range(2, 2 + STEPS):
+            edges = nn.ModuleDict()
+            for source in range(node):
+                stride = 2 if reduction and source < 2 else 1
+                edges[str(source)] = nn.ModuleDict({op: make_op(op, channels, stride) for op in OPS})
+            self.add_module(f"n{node}", edges)
+        self.cell: Cell = [("none", 0)] * (2 * STEPS)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        for step in range(STEPS):
+            node, out = 2 + step, 0
+            for op, source in self.cell[2 * step : 2 * step + 2]:
+                out = out + getattr(self, f"n{node}")[str(source)][op](states[source])
+            states.append(out)
+        return torch.cat(states[2:], dim=1)
+
+
+class DartsSupernet(DartsNetwork):
+    """A DartsSuperCell in every cell position. A standalone network's `cells.4.n3a.1.weight`
+    is the supernet's `cells.4.n3.0.sep_conv_3x3.1.weight` when node 3's first input is a
+    3x3 separable conv of input 0; cells whose output is unread compute nothing, as there."""
+
+    def __init__(
+        self, in_channels: int, channels: int, layers: int, reductions: Sequence[int], stem_multiplier: int,
+        num_classes: int,
+    ) -> None:  # fmt: skip
+        super().__init__({}, in_channels, channels, 0, reductions, stem_multiplier, num_classes)
+        c_curr = stem_multiplier * channels
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+        reduction_prev = False
+        for index in range(layers):
+            reduction = index in reductions
+            c_curr *= 2 if reduction else 1
+            self.cells.append(DartsSuperCell(c_prev_prev, c_prev, c_curr, reduction, reduction_prev))
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, STEPS * c_curr
+        self.classifier = nn.Linear(c_prev, num_classes)
+        self.kinds = ["reduce" if index in reductions else "normal" for index in range(layers)]
+        self.live = [True] * layers
+
+    def choose(self, arch: Mapping[str, Any]) -> None:
+        cells = parse_genotype(arch["genotype"])
+        self.live = live_cells(cells, self.kinds)
+        for cell, kind in zip(self.cells, self.kinds):
+            cell.cell = list(cells[kind])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell, alive in zip(self.cells, self.live):
+            s0, s1 = s1, (cell(s0, s1) if alive else None)
+        return self.classifier(self.pool(s1).flatten(1))
+
+    def source_key(self, key: str) -> str:
+        parts = key.split(".")
+        if parts[0] == "cells" and len(parts) > 2 and parts[2][0] == "n":
+            node, side = int(parts[2][1:-1]), parts[2][-1]
+            op, source = self.cells[int(parts[1])].cell[2 * (node - 2) + SIDES.index(side)]
+            return ".".join([*parts[:2], f"n{node}", str(source), op, *parts[3:]])
+        return key

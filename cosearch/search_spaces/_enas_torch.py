@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
+
+from cosearch.search_spaces.enas import OPS
 
 
 def make_op(op: str, channels: int) -> nn.Module:
@@ -59,3 +62,37 @@ class EnasMacroNetwork(nn.Module):
             outputs.append(out)
             x = nn.functional.avg_pool2d(out, 2, ceil_mode=True) if i in self.pool_after else out
         return self.classifier(x.mean(dim=(2, 3)))
+
+
+class ChoiceOp(nn.ModuleDict):
+    """Every op one layer can be; forward runs the chosen one."""
+
+    def __init__(self, ops: Mapping[str, nn.Module]) -> None:
+        super().__init__(ops)
+        self.chosen = next(iter(ops))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[self.chosen](x)
+
+
+class EnasSupernet(EnasMacroNetwork):
+    """Every op at every layer (`layers.3.conv_5x5`); skips carry no weights. A standalone
+    network's `layers.3.0.weight` is the supernet's `layers.3.conv_5x5.0.weight` when layer 3 is a 5x5 conv."""
+
+    def __init__(
+        self, layers: int, in_channels: int, channels: int, pool_after: Sequence[int], num_classes: int
+    ) -> None:
+        super().__init__([], [], in_channels, channels, pool_after, num_classes)
+        self.layers = nn.ModuleList(ChoiceOp({op: make_op(op, channels) for op in OPS}) for _ in range(layers))
+        self.skips = [[] for _ in range(layers)]
+
+    def choose(self, arch: Mapping[str, Any]) -> None:
+        for layer, op in zip(self.layers, arch["ops"]):
+            layer.chosen = op
+        self.skips = [list(s) for s in arch["skips"]]
+
+    def source_key(self, key: str) -> str:
+        parts = key.split(".")
+        if parts[0] == "layers" and len(parts) > 1:
+            return ".".join([*parts[:2], self.layers[int(parts[1])].chosen, *parts[2:]])
+        return key

@@ -270,3 +270,10 @@ class DartsSpace(SearchSpace):
             num_classes=num_classes,
             live=live_cells(parse_genotype(arch["genotype"]), [self.cell_kind(i) for i in range(self.layers)]),
         )
+
+    def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
+        from cosearch.search_spaces._darts_torch import DartsSupernet
+
+        return DartsSupernet(
+            int(input_shape[0]), self.channels, self.layers, self.reductions, self.stem_multiplier, num_classes
+        )

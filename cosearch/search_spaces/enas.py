@@ -92,3 +92,8 @@ class EnasMacroSpace(SearchSpace):
         return EnasMacroNetwork(
             arch["ops"], arch["skips"], int(input_shape[0]), self.channels, self.pool_after, num_classes
         )
+
+    def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
+        from cosearch.search_spaces._enas_torch import EnasSupernet
+
+        return EnasSupernet(self.layers, int(input_shape[0]), self.channels, self.pool_after, num_classes)
