@@ -135,3 +135,10 @@ def test_a_job_the_supernet_cannot_run_is_refused_naming_the_field(change, field
     with pytest.raises(SpecError) as error:
         build.check(spec_from_dict(job))
     assert error.value.field == field and says in str(error.value), str(error.value)
+
+
+def test_the_example_supernet_job_is_valid():
+    from pathlib import Path
+
+    job = build.load_job(Path(__file__).parents[2] / "examples" / "digits_supernet.yaml")
+    assert job.evaluator.name == "supernet" and job.task.input_shape == (1, 16, 16)
