@@ -180,6 +180,14 @@ def validate_evaluator(job: JobSpec, profiles: dict[str, Any] | None = None) -> 
     needs = evaluator_needs(job)
     EVALUATORS.check_params(job.evaluator.name, job.evaluator.params, "evaluator", skip=("space", *needs))
     EVALUATORS.get(job.evaluator.name).check_job(job)
+    if job.finalize is not None and not EVALUATORS.get(job.evaluator.name).finalizes:
+        having = [name for name in EVALUATORS.names() if EVALUATORS.get(name).finalizes]
+        raise SpecError(
+            "finalize",
+            job.finalize.model_dump(by_alias=True),
+            f"no finalize section, or an evaluator that trains a search's picks at the end: {having}",
+            problem=f"the {job.evaluator.name!r} evaluator has no final training",
+        )
     profiles = profiles if profiles is not None else device_profiles(job)
     evaluator = make_evaluator(job, profiles=profiles)
     provided = evaluator.provides()

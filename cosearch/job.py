@@ -223,6 +223,17 @@ class ResourcesSpec(_Section):
     seed: int = 0
 
 
+class FinalizeSpec(_Section):
+    """After a weight-sharing search: its best `top_k` Pareto members trained as standalone
+    networks, fine-tuned from their inherited weights (`from: inherited`) or from scratch, for
+    `final_epochs`; the Pareto set a user picks from is then built from these."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+    top_k: int = Field(8, ge=1)
+    final_epochs: int = Field(8, ge=1)
+    start: Literal["inherited", "scratch"] = Field("inherited", alias="from")
+
+
 class JobSpec(_Section):
     name: str = "search"
     task: TaskSpec = TaskSpec()
@@ -237,6 +248,7 @@ class JobSpec(_Section):
     devices: dict[str, DeviceSpec] = {}
     profiles: str | None = None  # a YAML file with more `devices`, e.g. shared by a team
     resources: ResourcesSpec = ResourcesSpec()
+    finalize: FinalizeSpec | None = None
 
     @field_validator("name")
     @classmethod

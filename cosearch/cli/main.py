@@ -224,14 +224,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from cosearch.cli.progress import savings_line, summary_line
     from cosearch.controller import RunState, RunStore
     from cosearch.controller.lock import driver_running
+    from cosearch.controller.store import is_final
     from cosearch.job import spec_from_dict
 
     with RunStore(args.run_dir) as store:
         job = spec_from_dict(store.job(), args.run_dir)
         status = store.status()
         state = RunState(job.goals(), job.resources.trials, started_s=time.time())
+        finals = 0
         for item in store.outcomes():  # what the counts need, without reading the candidates
-            state.add(item)
+            if is_final(item.result):
+                finals += 1
+            else:
+                state.add(item)
     word = status["state"]
     if word == "running" and not driver_running(args.run_dir):
         word = "stopped (driver not running); continue with: cosearch resume " + str(args.run_dir)
@@ -239,6 +244,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if status.get("reason"):
         console.print(f"  {status['reason']}")
     console.print(summary_line(state).split("  elapsed")[0])
+    if job.finalize is not None:
+        console.print(f"final trainings of the search's picks: {finals} of at most {job.finalize.top_k} stored")
     if state.skipped:
         console.print(savings_line(state))
     shown = list(state.failures)[-STATUS_FAILURES:]
@@ -261,7 +268,7 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
     from cosearch.controller import RunStore
     from cosearch.core.objectives import Constraint
     from cosearch.job import spec_from_dict
-    from cosearch.report import pareto_ids, rows, view_goals
+    from cosearch.report import pareto_ids, picking_set, rows, view_goals
 
     with RunStore(run_dir) as store:
         job = spec_from_dict(store.job(), str(run_dir))
@@ -269,11 +276,14 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
         extra = [Constraint.parse(text, f"--budget[{i}]") for i, text in enumerate(budgets)]
         seen = {m for r in outcomes for m in r.result.metrics}
         goals = view_goals(job.goals(), seen, device, extra)
-        front = pareto_ids(outcomes, goals)
+        picking = picking_set(outcomes)
+        front = pareto_ids(picking, goals)
         chosen = store.results() if show_all else [store.get(i) for i in front]
     space = make_space(job)
     budgets = ", ".join(map(str, goals.constraints)) or "none"
-    title = f"{'All results' if show_all else 'Pareto set'} of {run_dir} (budgets: {budgets})"
+    finals = len(picking) < len(outcomes)
+    of = " (final, standalone trainings of the search's picks)" if finals and not show_all else ""
+    title = f"{'All results' if show_all else 'Pareto set'}{of} of {run_dir} (budgets: {budgets})"
     table = Table(title=title, title_justify="left")
     table.add_column("id", justify="right")
     if show_all:
@@ -284,6 +294,8 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
     ]
     for metric in metrics:
         table.add_column(metric.replace("@", "\n@"), justify="right")
+    if finals:
+        table.add_column("searched\naccuracy", justify="right")
     table.add_column("compression")
     table.add_column("arch")
     if show_all:
@@ -298,6 +310,8 @@ def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budg
         for metric in metrics:
             value = row.metrics.get(metric)
             cells.append("-" if value is None else (f"{value:.2%}" if metric == "accuracy" else f"{value:.4g}"))
+        if finals:
+            cells.append("-" if row.searched_accuracy is None else f"{row.searched_accuracy:.2%}")
         cells += [row.policy, row.arch]
         if show_all:
             cells.append(row.error or "")

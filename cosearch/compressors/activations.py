@@ -10,7 +10,8 @@ fine-tuning then trains through it with a straight-through estimator, or learns 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -72,6 +73,10 @@ class ActivationFakeQuant(nn.Module):
             values = np.random.default_rng(len(self._samples)).choice(values, SAMPLES_PER_BATCH, replace=False)
         self._samples.append(values)
 
+    def forget(self) -> None:
+        """Drop what was observed since the last calibration."""
+        self._samples, self._low, self._high = [], np.inf, -np.inf
+
     def finish_calibration(self, method: Calibration) -> None:
         """Set scale and zero point from what was observed."""
         if not self._samples:
@@ -82,7 +87,7 @@ class ActivationFakeQuant(nn.Module):
         with torch.no_grad():
             self.scale.copy_(torch.tensor([scale]))
             self.zero_point.copy_(torch.tensor([zero_point], dtype=torch.int32))
-        self._samples, self._low, self._high = [], np.inf, -np.inf
+        self.forget()
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, learnable={self.learnable}"
@@ -168,6 +173,21 @@ def add_input_quantizer(module: nn.Module, bits: int, learnable: bool = False) -
 
 def activation_quantizers(model: nn.Module) -> dict[str, ActivationFakeQuant]:
     return {name: m for name, m in model.named_modules() if isinstance(m, ActivationFakeQuant)}
+
+
+@contextmanager
+def unquantized_inputs(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` with its input quantizers passing values through unchanged, forgetting what they
+    saw (to re-estimate BatchNorm statistics of compressed weights before calibration, say)."""
+    quantizers = list(activation_quantizers(model).values())
+    for quantizer in quantizers:
+        quantizer.observing = True
+    try:
+        yield model
+    finally:
+        for quantizer in quantizers:
+            quantizer.observing = False
+            quantizer.forget()
 
 
 def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], method: Calibration = "minmax") -> nn.Module:

@@ -19,7 +19,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,14 @@ from cosearch import build
 from cosearch.controller.lock import RunLock
 from cosearch.controller.store import (
     DB_NAME,
+    FINAL_PREFIX,
     Checkpoint,
     CheckpointError,
     RunStore,
     StoredOutcome,
     StoredResult,
     half_created,
+    is_final,
     reset_hint,
 )
 from cosearch.core.candidate import Candidate
@@ -538,6 +540,8 @@ class Controller:
             self.told_id = checkpoint.told_id
             self.pending = pending
         for item in self.store.iter_results():
+            if is_final(item.result):  # a pick's final training: not one of the search's trials
+                continue
             key = item.result.candidate.key
             self.known[key] = item.result
             self.state.add(item)
@@ -640,6 +644,11 @@ class Controller:
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
                 for ref in ready:
                     self._complete(in_flight.pop(ref), ref)
+            searched = self.state.evaluated >= self.job.resources.trials or (
+                exhausted and self._exhausted_count is not None
+            )
+            if self.job.finalize is not None and searched:
+                self._finalize(remote)
             self._finish(exhausted)
         except BaseException as error:
             # A cooperative cancel (KeyboardInterrupt inside the task) frees a shared cluster's CPUs without
@@ -717,6 +726,51 @@ class Controller:
 
         self.prepared["teacher_logits"] = TeacherLogits(np.load(io.BytesIO(logits)), info.get("train_views"))
         self.evaluator = build.make_evaluator(self.job, **self.prepared)
+
+    def _finalize(self, remote: Any) -> None:
+        """Train the search's best `top_k` Pareto members standalone (job.finalize), each stored
+        as a final result beside the search's own; a resumed run trains only those not stored."""
+        import ray
+
+        from cosearch.report.pareto import pareto_ids
+
+        finalize = self.job.finalize
+        searched = [o for o in self.store.outcomes() if not is_final(o.result)]
+        picks = [self.store.get(i) for i in pareto_ids(searched, self.goals)[: finalize.top_k]]
+        todo = [p for p in picks if self.store.by_key(FINAL_PREFIX + p.result.candidate.key) is None]
+        if not todo:
+            return
+        evaluator_ref = ray.put(self._route(self.evaluator.final_evaluator(finalize)))
+        in_flight: dict[Any, StoredResult] = {}
+        try:
+            while todo or in_flight:
+                while todo and len(in_flight) < self.job.resources.concurrency:
+                    pick = todo.pop(0)
+                    in_flight[remote.remote([evaluator_ref], pick.result.candidate.json_text)] = pick
+                done = len(picks) - len(todo) - len(in_flight)
+                self.state.note = f"training the search's {len(picks)} picks standalone ({done} done)"
+                self.listener(self.state)
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
+                for ref in ready:
+                    pick = in_flight.pop(ref)
+                    try:
+                        result_json, weights = ray.get(ref)
+                        result = Result.from_json(result_json, pick.result.candidate)
+                    except ray.exceptions.RayError as error:
+                        result, weights = Result.failed(pick.result.candidate, f"{type(error).__name__}: {error}"), None
+                    final = {
+                        "of": pick.id,
+                        "searched_accuracy": pick.result.metrics.get("accuracy"),
+                        "from": finalize.start,
+                        "epochs": finalize.final_epochs,
+                    }
+                    self.store.add(replace(result, measured={**result.measured, "final": final}), weights)
+        except BaseException:
+            for ref in in_flight:
+                ray.cancel(ref)
+            raise
+        finally:
+            self.state.note = ""
 
     def _ensure_supernet(self) -> None:
         """Train the run's supernet an epoch per worker task, storing a checkpoint after each, so

@@ -41,6 +41,19 @@ CREATE TABLE IF NOT EXISTS weights (key TEXT PRIMARY KEY, state BLOB NOT NULL);
 """
 
 
+FINAL_PREFIX = "final:"  # the storage key of a search pick's final training: its candidate's key after this
+
+
+def is_final(result: Result | Outcome) -> bool:
+    """Whether a result is the final, standalone training of a search's pick (`job.finalize`),
+    rather than one of the search's own evaluations."""
+    return "final" in result.measured
+
+
+def storage_key(result: Result) -> str:
+    return FINAL_PREFIX + result.candidate.key if is_final(result) else result.candidate.key
+
+
 @dataclass(frozen=True)
 class StoredResult:
     id: int
@@ -57,7 +70,7 @@ class Outcome:
     metrics: dict[str, float]
     error: str | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
-    measured: dict[str, Any] = field(default_factory=dict)  # only `over_budget_stage`, where there is one
+    measured: dict[str, Any] = field(default_factory=dict)  # only `over_budget_stage` and `final`, where set
 
     @property
     def ok(self) -> bool:
@@ -206,8 +219,9 @@ class RunStore:
 
     # --- results ------------------------------------------------------------------------
     def add(self, result: Result, weights: bytes | None = None) -> int:
-        """Store a result (and its weights) in one transaction; returns its id."""
-        key = result.candidate.key
+        """Store a result (and its weights) in one transaction; returns its id. A final training
+        is stored beside the search's result of the same candidate, under its own key."""
+        key = storage_key(result)
         with self._writing(), self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO results (key, status, result, created_s) VALUES (?, ?, ?, ?)",
@@ -234,15 +248,17 @@ class RunStore:
 
     def outcomes(self) -> list[StoredOutcome]:
         """Every result's status, metrics and error, in id order (the candidates are not read)."""
-        fields = ("$.metrics", "$.error", "$.timings_s", "$.measured.over_budget_stage")
+        fields = ("$.metrics", "$.error", "$.timings_s", "$.measured.over_budget_stage", "$.measured.final")
         extract = ", ".join(f"CASE WHEN json_valid(result) THEN json_extract(result, '{f}') END" for f in fields)
         rows = self._db.execute(f"SELECT id, status, json_valid(result), {extract} FROM results ORDER BY id")
         out = []
-        for i, status, valid, metrics, error, timings, stage in rows:
+        for i, status, valid, metrics, error, timings, stage, final in rows:
             if not valid or metrics is None:  # damaged outside cosearch: reading it whole says how
                 self._damaged(i)
             where = f"{self.run_dir / DB_NAME}: result #{i}"
             measured = {"over_budget_stage": stage} if stage else {}
+            if final:
+                measured["final"] = _parsed(final, where)
             out.append(
                 StoredOutcome(
                     i, Outcome(status, _parsed(metrics, where), error, _parsed(timings or "{}", where), measured)
@@ -277,6 +293,10 @@ class RunStore:
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+    def weights_of(self, result: Result) -> bytes | None:
+        """The stored weights of `result` (a search evaluation's, or a final training's)."""
+        return self.weights(storage_key(result))
 
     def weights(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT state FROM weights WHERE key = ?", (key,)).fetchone()

@@ -30,6 +30,12 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, candidate: Candidate) -> Evaluation: ...
 
+    finalizes: ClassVar[bool] = False  # True: `final_evaluator` trains a search's picks standalone (job.finalize)
+
+    def final_evaluator(self, finalize: Any) -> Evaluator:
+        """The evaluator that trains this run's picks as the job's `finalize` section says."""
+        raise NotImplementedError(f"the {self.registry_name!r} evaluator has no final training")
+
     @classmethod
     def check_job(cls, job: Any) -> None:
         """Raise SpecError for what in the job (a `JobSpec`) this evaluator cannot do."""

@@ -43,6 +43,7 @@ class SupernetEvaluator(TrainEvaluator):
     BatchNorm on `bn_batches` training batches, compress, fine-tune `finetune_steps`, measure."""
 
     needs = TrainEvaluator.needs | {"supernet"}
+    finalizes = True
 
     def __init__(
         self,
@@ -124,7 +125,7 @@ class SupernetEvaluator(TrainEvaluator):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         info: dict[str, Any] = {"epochs_done": 0, "epochs": self.epochs, "losses": [], "train_s": 0.0}
         if checkpoint is not None:
-            saved = torch.load(io.BytesIO(checkpoint), map_location=device, weights_only=False)
+            saved = torch.load(io.BytesIO(checkpoint), map_location=device, weights_only=True)
             supernet.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             schedule.load_state_dict(saved["schedule"])
@@ -166,17 +167,41 @@ class SupernetEvaluator(TrainEvaluator):
             if self.supernet_state is None:
                 raise EvaluationError("the run's supernet is not trained yet (the controller trains it first)")
             supernet = self.new_supernet()
-            saved = torch.load(io.BytesIO(self.supernet_state), map_location="cpu", weights_only=False)
+            saved = torch.load(io.BytesIO(self.supernet_state), map_location="cpu", weights_only=True)
             supernet.load_state_dict(saved["model"])
             self._supernet = supernet
         return self._supernet
 
     # --- each candidate -----------------------------------------------------------------
+    def inherited(self, candidate: Candidate, data) -> Any:
+        """`candidate`'s standalone network with the supernet's weights and its own BatchNorm statistics."""
+        from cosearch.search_spaces.supernet import extract
+
+        model = extract(self.space, self.supernet_module(), candidate.arch, data.input_shape, data.num_classes)
+        self.recalibrate(model, candidate, shifted_views(data.train, self.training.shift_px))
+        return model
+
+    def recalibrate(self, model: Any, candidate: Candidate, train) -> None:
+        """Re-estimate `model`'s BatchNorm statistics on `bn_batches` training batches."""
+        import torch
+
+        from cosearch.search_spaces.supernet import recalibrate_batchnorm
+
+        rng = np.random.default_rng((int(candidate.key[:8], 16) + self.training.seed) % (2**31))
+        rows = islice(batch_indices(train, self.training.batch_size, rng), self.bn_batches)
+        recalibrate_batchnorm(model, [torch.from_numpy(train.x[idx]) for idx in rows])
+
+    def before_calibration(self, compressed: Any, candidate: Candidate, train) -> None:
+        """BatchNorm statistics again, of the compressed weights: 4-bit or sparse layers move
+        their outputs far from the float subnet's, and no training step follows to re-estimate them."""
+        from cosearch.compressors.activations import unquantized_inputs
+
+        with unquantized_inputs(compressed):
+            self.recalibrate(compressed, candidate, train)
+
     def build_trained(self, candidate: Candidate, model: Any = None):
         """The compressed subnet of `candidate` on inherited weights, and its timings."""
         import torch
-
-        from cosearch.search_spaces.supernet import extract, recalibrate_batchnorm
 
         timings: dict[str, float] = {}
         seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
@@ -184,10 +209,7 @@ class SupernetEvaluator(TrainEvaluator):
         data = self.data.load()
         start = time.perf_counter()
         train = shifted_views(data.train, self.training.shift_px)
-        model = extract(self.space, self.supernet_module(), candidate.arch, data.input_shape, data.num_classes)
-        rng = np.random.default_rng(seed)
-        rows = islice(batch_indices(train, self.training.batch_size, rng), self.bn_batches)
-        recalibrate_batchnorm(model, [torch.from_numpy(train.x[idx]) for idx in rows])
+        model = self.inherited(candidate, data)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
         device = training_device()
@@ -215,5 +237,42 @@ class SupernetEvaluator(TrainEvaluator):
             }
             from dataclasses import replace
 
+            evaluation = replace(evaluation, result=replace(evaluation.result, measured=how))
+        return evaluation
+
+    def final_evaluator(self, finalize: Any) -> TrainEvaluator:
+        """Standalone training of the search's picks for `finalize.final_epochs`, from the
+        inherited weights or from scratch (`finalize.start`), then compression as `train` does it."""
+        settings = {
+            "data": self.data,
+            "training": self.training.model_copy(update={"epochs": finalize.final_epochs}),
+            "devices": self.devices,
+            "budgets": self.budgets,
+            "temperature": self.temperature,
+            "prefilter": False,  # its costs were known before the search picked it
+            "compression": self.compression,
+        }
+        return FinalTraining(self.space, self if finalize.start == "inherited" else None, **settings)
+
+
+class FinalTraining(TrainEvaluator):
+    """The `train` evaluator for a supernet search's picks, starting from `source`'s inherited
+    weights (BatchNorm recalibrated), or from scratch when `source` is None."""
+
+    def __init__(self, space: Any, source: SupernetEvaluator | None, **settings: Any) -> None:
+        super().__init__(space, **settings)
+        self.source = source
+
+    def initial_model(self, candidate: Candidate, data) -> Any:
+        return super().initial_model(candidate, data) if self.source is None else self.source.inherited(candidate, data)
+
+    def evaluate(self, candidate: Candidate):
+        from dataclasses import replace
+
+        evaluation = super().evaluate(candidate)
+        if evaluation.result.status == "ok":
+            how = dict(evaluation.result.measured)
+            start = "its inherited supernet weights" if self.source is not None else "scratch"
+            how["training"] = {**how["training"], "how": f"trained standalone from {start}"}
             evaluation = replace(evaluation, result=replace(evaluation.result, measured=how))
         return evaluation

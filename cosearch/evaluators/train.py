@@ -262,6 +262,10 @@ class TrainEvaluator(Evaluator):
     def over_budget(self, metrics: dict[str, float]) -> list[str]:
         return [str(c) for c in self.budgets if c.metric in metrics and c.violation(metrics[c.metric]) > 0]
 
+    def initial_model(self, candidate: Candidate, data) -> Any:
+        """The network training starts from: a fresh one."""
+        return self.space.build(candidate.arch, data.input_shape, data.num_classes)
+
     def build_trained(self, candidate: Candidate, model: Any = None):
         """The compressed, fine-tuned PyTorch model of `candidate` and its timings."""
         import torch
@@ -308,11 +312,15 @@ class TrainEvaluator(Evaluator):
         batch = (images, torch.from_numpy(data.train.y[: c.calibration_images]))
         shaped = reshape(model, candidate.policy, data.input_shape, c.channel_importance, batch)
         compressed = compress(shaped, candidate.policy, c.learn_activation_scales)
+        self.before_calibration(compressed, candidate, train)
         calibrate(
             compressed, torch.split(images, self.training.batch_size), c.calibration
         )  # activation ranges, post-training
         self.finetune(compressed, train, seed, distillation, device)
         return compressed
+
+    def before_calibration(self, compressed: Any, candidate: Candidate, train) -> None:
+        """A step between compression and the activation ranges' calibration: none here."""
 
     def finetune(self, compressed: Any, train, seed: int, distillation, device) -> None:
         """Quantization-aware fine-tuning for the job's `finetune_epochs`."""
@@ -334,7 +342,7 @@ class TrainEvaluator(Evaluator):
             seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
             torch.manual_seed(seed)
             data = self.data.load()
-            model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
+            model = self.initial_model(candidate, data)
             start = time.perf_counter()
             plain, onnx_bytes = self.deployable(model, candidate, data.input_shape)
             costs, how = self.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)

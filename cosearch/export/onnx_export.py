@@ -37,7 +37,7 @@ def load_model(store: RunStore, result_id: int):
         )
     if not stored.result.ok:
         raise CosearchError(f"result {result_id} is {stored.result.status} ({stored.result.error}); pick an ok one")
-    weights = store.weights(stored.result.candidate.key)
+    weights = store.weights_of(stored.result)
     if weights is None:
         raise CosearchError(f"result {result_id} has no stored weights (its evaluator keeps none); nothing to export")
     job = spec_from_dict(store.job(), str(store.run_dir))

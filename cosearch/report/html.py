@@ -14,7 +14,7 @@ from cosearch.controller.store import RunStore, StoredOutcome, StoredResult
 from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Goals
 from cosearch.job import spec_from_dict
-from cosearch.report.pareto import pareto_ids
+from cosearch.report.pareto import pareto_ids, picking_set, searched
 
 REPORT_FAILURES = 200  # the latest failures listed with their errors
 RASTER_ABOVE = 500  # points of one kind drawn as vector marks; more become one embedded image
@@ -112,7 +112,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         results = store.outcomes()  # metrics only; the candidates of the Pareto set are read below
         status = store.status()
         goals = job.goals()
-        front_ids = pareto_ids(results, goals)
+        front_ids = pareto_ids(picking_set(results), goals)
         by_id = {i: store.get(i) for i in front_ids}
     space = make_space(job)
     front = set(front_ids)
@@ -123,9 +123,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         plots.append(scatter(results, goals, other, first, front))
     if len(metrics) >= 3:  # the costs of candidates skipped before training show here too
         plots.append(scatter(results, goals, metrics[1], metrics[2], front))
-    if results:
-        plots.append(progress(results, goals))
-    counts = {s: sum(r.result.status == s for r in results) for s in ("ok", "infeasible", "failed")}
+    if searched(results):
+        plots.append(progress(searched(results), goals))
+    search = searched(results)
+    finals = len(results) - len(search)
+    counts = {s: sum(r.result.status == s for r in search) for s in ("ok", "infeasible", "failed")}
     rows = []
     for result_id in front_ids:
         r = by_id[result_id].result
@@ -145,12 +147,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 td,th{{border:1px solid #ddd;padding:3px 7px;text-align:left}} .plots{{display:flex;flex-wrap:wrap;gap:1em}} code{{background:#f4f4f4}}</style>
 </head><body>
 <h1>cosearch report: {html.escape(job.name)}</h1>
-<p>Run <code>{html.escape(str(run_dir))}</code>, {html.escape(status.get("state", "unknown"))}; {len(results)} of {job.resources.trials} evaluations:
+<p>Run <code>{html.escape(str(run_dir))}</code>, {html.escape(status.get("state", "unknown"))}; {len(search)} of {job.resources.trials} evaluations:
 {counts["ok"]} trained, {counts["infeasible"]} over budget before training, {counts["failed"]} failed.
 Search space <code>{html.escape(job.search_space.name)}</code>, strategy <code>{html.escape(job.strategy.name)}</code>.
 Budgets: {html.escape(", ".join(map(str, goals.constraints)) or "none")}. Written {time.strftime("%Y-%m-%d %H:%M")}.</p>
 <div class="plots">{"".join(plots)}</div>
-<h2>Pareto set ({len(front_ids)})</h2>
+<h2>Pareto set ({len(front_ids)}{" of the final, standalone trainings of the search's picks" if finals else ""})</h2>
 <table><tr>{header}</tr>{"".join(rows)}</table>
 <p>Export one with <code>cosearch export {html.escape(str(run_dir))} --pick ID</code>.</p>
 {"<h2>Failures</h2><ul>" + "".join(failures) + "</ul>" if failures else ""}

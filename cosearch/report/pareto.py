@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cosearch.controller.store import StoredOutcome, StoredResult
+from cosearch.controller.store import StoredOutcome, StoredResult, is_final
 from cosearch.core.objectives import Constraint, Goals, Objective
 from cosearch.core.pareto import pareto_front
 
@@ -19,6 +19,19 @@ class Row:
     arch: str
     policy: str
     error: str | None
+    searched_accuracy: float | None = None  # a final training: the accuracy the search measured for it
+
+
+def picking_set(results: Sequence[StoredOutcome | StoredResult]) -> list:
+    """What a user picks from: the final, standalone trainings of a search's picks
+    (`job.finalize`) once there are any, else the search's own results."""
+    finals = [r for r in results if is_final(r.result)]
+    return finals or list(results)
+
+
+def searched(results: Sequence[StoredOutcome | StoredResult]) -> list:
+    """The search's own evaluations, without the final trainings of its picks."""
+    return [r for r in results if not is_final(r.result)]
 
 
 def pareto_ids(results: Sequence[StoredOutcome | StoredResult], goals: Goals) -> list[int]:
@@ -72,6 +85,7 @@ def rows(results: Sequence[StoredResult], goals: Goals, describe) -> list[Row]:
             arch=describe(r.result.candidate.arch),
             policy=r.result.candidate.policy.summary(),
             error=r.result.error,
+            searched_accuracy=r.result.measured.get("final", {}).get("searched_accuracy"),
         )
         for r in results
     ]

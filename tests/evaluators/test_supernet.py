@@ -119,9 +119,9 @@ JOB = {
     ("change", "field", "says"),
     [
         (
-            {"search_space": {"name": "darts", "channels": 4, "layers": 3}},
+            {"search_space": {"name": "mobilenet"}},
             "search_space.name",
-            "a space with a supernet",
+            "a space with a supernet: ['darts', 'enas', 'nb201']",
         ),
         ({"compression": {"channel_ratio": [0.0, 0.5]}}, "compression.channel_ratio", "cannot vary channel_ratio"),
         ({"compression": {"distill_alpha": [0.0, 0.5]}}, "compression.distill_alpha", "trains elastic"),
