@@ -187,7 +187,7 @@ class SupernetEvaluator(TrainEvaluator):
 
         from cosearch.search_spaces.supernet import recalibrate_batchnorm
 
-        rng = np.random.default_rng((int(candidate.key[:8], 16) + self.training.seed) % (2**31))
+        rng = np.random.default_rng(self.seed_of(candidate))
         rows = islice(batch_indices(train, self.training.batch_size, rng), self.bn_batches)
         recalibrate_batchnorm(model, [torch.from_numpy(train.x[idx]) for idx in rows])
 
@@ -204,7 +204,7 @@ class SupernetEvaluator(TrainEvaluator):
         import torch
 
         timings: dict[str, float] = {}
-        seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
+        seed = self.seed_of(candidate)
         torch.manual_seed(seed)
         data = self.data.load()
         start = time.perf_counter()

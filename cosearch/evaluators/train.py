@@ -262,6 +262,10 @@ class TrainEvaluator(Evaluator):
     def over_budget(self, metrics: dict[str, float]) -> list[str]:
         return [str(c) for c in self.budgets if c.metric in metrics and c.violation(metrics[c.metric]) > 0]
 
+    def seed_of(self, candidate: Candidate) -> int:
+        """The training seed of `candidate`: its key and the run's seed, so reruns repeat it."""
+        return (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
+
     def initial_model(self, candidate: Candidate, data) -> Any:
         """The network training starts from: a fresh one."""
         return self.space.build(candidate.arch, data.input_shape, data.num_classes)
@@ -271,7 +275,7 @@ class TrainEvaluator(Evaluator):
         import torch
 
         timings: dict[str, float] = {}
-        seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
+        seed = self.seed_of(candidate)
         torch.manual_seed(seed)
         data = self.data.load()
         start = time.perf_counter()
@@ -339,7 +343,7 @@ class TrainEvaluator(Evaluator):
         torch.set_num_threads(1)  # one core per evaluation; Ray runs `concurrency` of them side by side
         start_all = time.perf_counter()
         try:
-            seed = (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
+            seed = self.seed_of(candidate)
             torch.manual_seed(seed)
             data = self.data.load()
             model = self.initial_model(candidate, data)
