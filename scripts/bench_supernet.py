@@ -22,7 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-SPACES = {"nb201": {"channels": 16, "cells_per_stage": 1}}
+SPACES = {
+    "nb201": {"channels": 16, "cells_per_stage": 1},
+    "darts": {"channels": 8, "layers": 5},
+    "enas": {"channels": 16, "layers": 6},
+}
 COMPRESSION = {"weight_bits": (4, 8, 32), "sparsity": (0.0, 0.25, 0.5, 0.75)}
 
 
@@ -161,7 +165,7 @@ def markdown(summary: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spaces", default=",".join(SPACES))
+    parser.add_argument("--spaces", default="nb201", help=f"comma-separated, of {list(SPACES)}")
     parser.add_argument("--candidates", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=60, help="supernet training epochs")
     parser.add_argument("--bn-batches", type=int, default=8)

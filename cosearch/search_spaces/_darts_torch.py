@@ -169,8 +169,9 @@ class DartsSuperCell(nn.Module):
             self.add_module(f"n{node}", edges)
         self.cell: Cell = [("none", 0)] * (2 * STEPS)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [self.pre0(s0), self.pre1(s1)]
+    def forward(self, s0: torch.Tensor | None, s1: torch.Tensor | None) -> torch.Tensor:
+        used = {source for _, source in self.cell}  # an unread input may come from an idle cell (None)
+        states = [self.pre0(s0) if 0 in used else None, self.pre1(s1) if 1 in used else None]
         for step in range(STEPS):
             node, out = 2 + step, 0
             for op, source in self.cell[2 * step : 2 * step + 2]:

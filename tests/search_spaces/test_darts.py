@@ -102,3 +102,27 @@ def test_keys_agree_with_networkx_on_random_pairs():
 
 def test_ops_are_the_eight_of_the_paper():
     assert len(OPS) == 8 and "none" in OPS and "dil_conv_5x5" in OPS
+
+
+def test_the_supernet_runs_genotypes_whose_cells_leave_an_input_or_a_whole_cell_unread():
+    """Cells that read only input 1 (or only 0) leave cells idle; the supernet must skip their
+    preprocessing as the standalone network does, and still compute what it computes."""
+    torch = pytest.importorskip("torch")
+    from cosearch.search_spaces.darts import live_cells
+    from cosearch.search_spaces.supernet import extract
+
+    space = SEARCH_SPACES.create("darts", channels=4, layers=5)
+    only_one = "[" + ", ".join(["('sep_conv_3x3', 1)", "('skip_connect', 1)"] * STEPS) + "]"
+    only_zero = "[" + ", ".join(["('dil_conv_3x3', 0)", "('max_pool_3x3', 0)"] * STEPS) + "]"
+    supernet = space.supernet((1, 8, 8), 10).eval()
+    x = torch.randn(2, 1, 8, 8)
+    for normal, reduce in ((only_one, only_zero), (only_zero, only_one), (only_one, only_one)):
+        arch = {
+            "genotype": f"Genotype(normal={normal}, normal_concat=[2, 3, 4, 5], reduce={reduce}, reduce_concat=[2, 3, 4, 5])"
+        }
+        cells = parse_genotype(arch["genotype"])
+        assert not all(live_cells(cells, [space.cell_kind(i) for i in range(5)])) or normal == only_one
+        subnet = extract(space, supernet, arch, (1, 8, 8), 10).eval()
+        supernet.choose(arch)
+        with torch.no_grad():
+            assert torch.allclose(subnet(x), supernet(x), atol=1e-5)
