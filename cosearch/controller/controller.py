@@ -644,10 +644,7 @@ class Controller:
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
                 for ref in ready:
                     self._complete(in_flight.pop(ref), ref)
-            searched = self.state.evaluated >= self.job.resources.trials or (
-                exhausted and self._exhausted_count is not None
-            )
-            if self.job.finalize is not None and searched:
+            if self.job.finalize is not None and self._searched(exhausted):
                 self._finalize(remote)
             self._finish(exhausted)
         except BaseException as error:
@@ -679,12 +676,16 @@ class Controller:
             if str(error) != str(stopping):
                 log.warning("%s", error)
 
+    def _searched(self, exhausted: bool) -> bool:
+        """Whether the search is done: `trials` results, or a space whose every distinct candidate is stored."""
+        return self.state.evaluated >= self.job.resources.trials or (exhausted and self._exhausted_count is not None)
+
     def _finish(self, exhausted: bool) -> None:
-        """Finished means `trials` results, or a space whose every distinct candidate is stored."""
+        """Finished means the search is done (`_searched`)."""
         trials = self.job.resources.trials
         if self.state.evaluated >= trials:
             self.state.finished, self.state.reason = True, ""
-        elif exhausted and self._exhausted_count is not None:
+        elif self._searched(exhausted):
             self.state.finished = True
             self.state.reason = (
                 f"the search space has only {self._exhausted_count} distinct candidates and all of them are stored "
@@ -732,11 +733,10 @@ class Controller:
         as a final result beside the search's own; a resumed run trains only those not stored."""
         import ray
 
-        from cosearch.report.pareto import pareto_ids
+        from cosearch.report.pareto import pareto_ids, searched
 
         finalize = self.job.finalize
-        searched = [o for o in self.store.outcomes() if not is_final(o.result)]
-        picks = [self.store.get(i) for i in pareto_ids(searched, self.goals)[: finalize.top_k]]
+        picks = [self.store.get(i) for i in pareto_ids(searched(self.store.outcomes()), self.goals)[: finalize.top_k]]
         todo = [p for p in picks if self.store.by_key(FINAL_PREFIX + p.result.candidate.key) is None]
         if not todo:
             return
@@ -753,18 +753,15 @@ class Controller:
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
                 for ref in ready:
                     pick = in_flight.pop(ref)
-                    try:
-                        result_json, weights = ray.get(ref)
-                        result = Result.from_json(result_json, pick.result.candidate)
-                    except ray.exceptions.RayError as error:
-                        result, weights = Result.failed(pick.result.candidate, f"{type(error).__name__}: {error}"), None
+                    evaluation = self._collect(pick.result.candidate, ref)
                     final = {
                         "of": pick.id,
                         "searched_accuracy": pick.result.metrics.get("accuracy"),
                         "from": finalize.start,
                         "epochs": finalize.final_epochs,
                     }
-                    self.store.add(replace(result, measured={**result.measured, "final": final}), weights)
+                    result = evaluation.result
+                    self.store.add(replace(result, measured={**result.measured, "final": final}), evaluation.weights)
         except BaseException:
             for ref in in_flight:
                 ray.cancel(ref)
@@ -807,14 +804,19 @@ class Controller:
         gpus = self.job.resources.gpus_per_trial
         return {"num_cpus": 1, **({"num_gpus": gpus} if gpus else {})}
 
-    def _complete(self, candidate: Candidate, ref: Any) -> None:
+    @staticmethod
+    def _collect(candidate: Candidate, ref: Any) -> Evaluation:
+        """What the evaluation task `ref` of `candidate` returned, or why it returned nothing."""
         import ray
 
         try:
             result_json, weights = ray.get(ref)
-            evaluation = Evaluation(Result.from_json(result_json, candidate), weights)
+            return Evaluation(Result.from_json(result_json, candidate), weights)
         except ray.exceptions.RayError as error:  # the worker died even after retries
-            evaluation = Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}"))
+            return Evaluation(Result.failed(candidate, f"{type(error).__name__}: {error}"))
+
+    def _complete(self, candidate: Candidate, ref: Any) -> None:
+        evaluation = self._collect(candidate, ref)
         result_id = self.store.add(evaluation.result, evaluation.weights)  # 1. durable
         self.known[candidate.key] = evaluation.result
         self.pending.pop(candidate.key, None)

@@ -173,11 +173,13 @@ class SupernetEvaluator(TrainEvaluator):
         return self._supernet
 
     # --- each candidate -----------------------------------------------------------------
-    def inherited(self, candidate: Candidate, data) -> Any:
-        """`candidate`'s standalone network with the supernet's weights and its own BatchNorm statistics."""
+    def inherited(self, candidate: Candidate, data, into: Any = None) -> Any:
+        """`candidate`'s standalone network (`into`, where already built) with the supernet's
+        weights and its own BatchNorm statistics."""
         from cosearch.search_spaces.supernet import extract
 
-        model = extract(self.space, self.supernet_module(), candidate.arch, data.input_shape, data.num_classes)
+        supernet = self.supernet_module()
+        model = extract(self.space, supernet, candidate.arch, data.input_shape, data.num_classes, into)
         self.recalibrate(model, candidate, shifted_views(data.train, self.training.shift_px))
         return model
 
@@ -199,24 +201,9 @@ class SupernetEvaluator(TrainEvaluator):
         with unquantized_inputs(compressed):
             self.recalibrate(compressed, candidate, train)
 
-    def build_trained(self, candidate: Candidate, model: Any = None):
-        """The compressed subnet of `candidate` on inherited weights, and its timings."""
-        import torch
-
-        timings: dict[str, float] = {}
-        seed = self.seed_of(candidate)
-        torch.manual_seed(seed)
-        data = self.data.load()
-        start = time.perf_counter()
-        train = shifted_views(data.train, self.training.shift_px)
-        model = self.inherited(candidate, data)
-        timings["train_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        device = training_device()
-        self.trained_on = describe_device(device)
-        compressed = self.compress_trained(model, candidate, data, train, seed + 1, None, device)
-        timings["compress_s"] = time.perf_counter() - start
-        return compressed, data, timings
+    def train(self, model: Any, candidate: Candidate, train, seed: int, distillation, device) -> Any:
+        """No training: the inherited weights, loaded into the freshly built `model`."""
+        return self.inherited(candidate, self.data.load(), into=model)
 
     def finetune(self, compressed: Any, train, seed: int, distillation, device) -> None:
         if self.finetune_steps > 0:
@@ -224,21 +211,14 @@ class SupernetEvaluator(TrainEvaluator):
             epochs = -(-self.finetune_steps // max(1, len(train.y) // self.training.batch_size))
             train_epochs(compressed, train, epochs, lr, self.training, seed, None, device, self.finetune_steps)
 
-    def evaluate(self, candidate: Candidate):
-        evaluation = super().evaluate(candidate)
-        if evaluation.result.status == "ok":
-            how = dict(evaluation.result.measured)
-            how["training"] = {
-                "how": "inherited from the run's supernet, BatchNorm recalibrated, compressed, then fine-tuned",
-                "supernet_epochs": self.epochs,
-                "bn_batches": self.bn_batches,
-                "finetune_steps": self.finetune_steps,
-                "device": self.trained_on,
-            }
-            from dataclasses import replace
-
-            evaluation = replace(evaluation, result=replace(evaluation.result, measured=how))
-        return evaluation
+    def training_record(self) -> dict[str, Any]:
+        return {
+            "how": "inherited from the run's supernet, BatchNorm recalibrated, compressed, then fine-tuned",
+            "supernet_epochs": self.epochs,
+            "bn_batches": self.bn_batches,
+            "finetune_steps": self.finetune_steps,
+            "device": self.trained_on,
+        }
 
     def final_evaluator(self, finalize: Any) -> TrainEvaluator:
         """Standalone training of the search's picks for `finalize.final_epochs`, from the
@@ -266,13 +246,6 @@ class FinalTraining(TrainEvaluator):
     def initial_model(self, candidate: Candidate, data) -> Any:
         return super().initial_model(candidate, data) if self.source is None else self.source.inherited(candidate, data)
 
-    def evaluate(self, candidate: Candidate):
-        from dataclasses import replace
-
-        evaluation = super().evaluate(candidate)
-        if evaluation.result.status == "ok":
-            how = dict(evaluation.result.measured)
-            start = "its inherited supernet weights" if self.source is not None else "scratch"
-            how["training"] = {**how["training"], "how": f"trained standalone from {start}"}
-            evaluation = replace(evaluation, result=replace(evaluation.result, measured=how))
-        return evaluation
+    def training_record(self) -> dict[str, Any]:
+        start = "its inherited supernet weights" if self.source is not None else "scratch"
+        return {**super().training_record(), "how": f"trained standalone from {start}"}

@@ -280,7 +280,7 @@ class TrainEvaluator(Evaluator):
         data = self.data.load()
         start = time.perf_counter()
         if model is None:
-            model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
+            model = self.initial_model(candidate, data)
         distillation = self.distillation(candidate)
         train = shifted_views(data.train, self.training.shift_px)
         if distillation and len(distillation.teacher_logits) != len(train.y):
@@ -295,13 +295,18 @@ class TrainEvaluator(Evaluator):
             )
         device = training_device()
         self.trained_on = describe_device(device)
-        lr = self.training.learning_rate
-        train_epochs(model, train, self.training.epochs, lr, self.training, seed, distillation, device)
+        model = self.train(model, candidate, train, seed, distillation, device)
         timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
         compressed = self.compress_trained(model, candidate, data, train, seed + 1, distillation, device)
         timings["compress_s"] = time.perf_counter() - start
         return compressed, data, timings
+
+    def train(self, model: Any, candidate: Candidate, train, seed: int, distillation, device) -> Any:
+        """`model` trained for the job's `epochs` from where `initial_model` left it."""
+        lr = self.training.learning_rate
+        train_epochs(model, train, self.training.epochs, lr, self.training, seed, distillation, device)
+        return model
 
     def compress_trained(self, model: Any, candidate: Candidate, data, train, seed: int, distillation, device) -> Any:
         """Prune, factorise and fake-quantize a trained `model` as the policy says, calibrate its
@@ -331,6 +336,10 @@ class TrainEvaluator(Evaluator):
         if self.training.finetune_epochs > 0:
             lr, epochs = self.training.finetune_learning_rate, self.training.finetune_epochs
             train_epochs(compressed, train, epochs, lr, self.training, seed, distillation, device)
+
+    def training_record(self) -> dict[str, Any]:
+        """How the latest candidate was trained, for its result's `measured.training`."""
+        return {**self.training.model_dump(), "device": self.trained_on}
 
     def provides(self) -> set[str]:
         return {"accuracy", "size_kb", "bitops"} | {m for device in self.devices for m in device.metrics()}
@@ -389,7 +398,7 @@ class TrainEvaluator(Evaluator):
             }
             if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):
                 how["activations"] = self.compression.model_dump()
-            how["training"] = {**self.training.model_dump(), "device": self.trained_on}
+            how["training"] = self.training_record()
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))
         except Exception as error:  # noqa: BLE001 - a failing candidate is a failed result, never a dead search
             timings = {"total_s": time.perf_counter() - start_all}

@@ -22,10 +22,16 @@ from cosearch.core.candidate import Candidate
 
 
 def extract(
-    space: Any, supernet: nn.Module, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int
+    space: Any,
+    supernet: nn.Module,
+    arch: Mapping[str, Any],
+    input_shape: Sequence[int],
+    num_classes: int,
+    into: nn.Module | None = None,
 ) -> nn.Module:
-    """The standalone network of `arch` (what the `train` evaluator builds) with the supernet's weights."""
-    model = space.build(arch, input_shape, num_classes)
+    """The standalone network of `arch` (what the `train` evaluator builds) with the supernet's
+    weights; `into`: that network already built, to load them into."""
+    model = space.build(arch, input_shape, num_classes) if into is None else into
     supernet.choose(arch)
     source = supernet.state_dict()
     model.load_state_dict({key: source[supernet.source_key(key)].clone() for key in model.state_dict()})
