@@ -96,6 +96,16 @@ class SearchSpace(ABC):
         """A short human-readable form of `arch`."""
         return canonical_json(dict(arch))
 
+    def diagram(self, arch: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """The architecture as titled networkx graphs for the report's candidate card: nodes may
+        carry a `label`, edges an `op`. By default the chain of layer slots; a space with cells
+        draws its cells."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        nx.add_path(graph, ["input", *self.layer_slots(arch), "output"])
+        return [("layers", graph)]
+
     def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
         """One module with the weights of every architecture here, for weight sharing: see
         `cosearch.search_spaces.supernet` for what it offers. Spaces without one leave this."""

@@ -256,6 +256,16 @@ class DartsSpace(SearchSpace):
         cells = parse_genotype(arch["genotype"])
         return " | ".join(f"{name}: " + " ".join(f"{op}~{src}" for op, src in cells[name]) for name in CELLS)
 
+    def diagram(self, arch: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        drawn = []
+        for name, title in zip(CELLS, ("normal cell", "reduction cell")):
+            graph = cell_graph(parse_genotype(arch["genotype"])[name])
+            nx.set_node_attributes(graph, {0: "c[k-2]", 1: "c[k-1]"}, "label")
+            graph.add_node("out", label="concat")
+            graph.add_edges_from((node, "out") for node in CONCAT)
+            drawn.append((title, graph))
+        return drawn
+
     # --- phenotype ----------------------------------------------------------------------
     def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:
         from cosearch.search_spaces._darts_torch import DartsNetwork

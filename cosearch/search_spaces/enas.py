@@ -85,6 +85,20 @@ class EnasMacroSpace(SearchSpace):
     def describe(self, arch: Mapping[str, Any]) -> str:
         return " > ".join(op + (f"+{skips}" if skips else "") for op, skips in zip(arch["ops"], arch["skips"]))
 
+    def diagram(self, arch: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_node("stem")
+        previous = "stem"
+        for i, op in enumerate(arch["ops"]):
+            graph.add_node(i, label=f"{i}: {op}")
+            graph.add_edge(previous, i)
+            graph.add_edges_from((j, i, {"op": "skip"}) for j in arch["skips"][i])
+            previous = i
+        graph.add_edge(previous, "classifier")
+        return [("layers (skip connections summed into a layer's input)", graph)]
+
     def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:
         from cosearch.search_spaces._enas_torch import EnasMacroNetwork
 

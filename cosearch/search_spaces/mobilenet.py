@@ -129,6 +129,19 @@ class MobileNetSpace(SearchSpace):
         )
         return f"w{arch['width']} {stages}"
 
+    def diagram(self, arch: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        chain = ["conv_stem"]
+        for s, blocks in enumerate(arch["stages"]):
+            for b, block in enumerate(blocks):
+                name = f"blocks.{s}.{b}"
+                graph.add_node(name, label=f"{name}: k{block['kernel']} e{block['expand']}")
+                chain.append(name)
+        nx.add_path(graph, [*chain, "conv_head", "classifier"])
+        return [(f"inverted-residual blocks, width x{arch['width']}", graph)]
+
     def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:
         from functools import partial
 

@@ -188,6 +188,12 @@ class NB201Space(SearchSpace):
     def describe(self, arch: Mapping[str, Any]) -> str:
         return str(arch["cell"])
 
+    def diagram(self, arch: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        graph = cell_graph(parse_arch_str(arch["cell"]))
+        graph.remove_nodes_from([n for n in range(1, NUM_NODES - 1) if graph.degree(n) == 0])  # unused nodes
+        nx.set_node_attributes(graph, {0: "in", NUM_NODES - 1: "out"}, "label")
+        return [(f"cell (the same in every stage, {self.cells_per_stage} per stage)", graph)]
+
     # --- phenotype ----------------------------------------------------------------------
     def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:
         from cosearch.search_spaces._nb201_torch import NB201Network

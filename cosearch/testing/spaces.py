@@ -93,6 +93,18 @@ class SearchSpaceSuite:
             joint.space.validate_arch(space_bad_arch)
         assert "allowed" in str(error.value)
 
+    def test_diagram_is_titled_acyclic_graphs(self, joint):
+        import networkx as nx
+
+        rng = np.random.default_rng(4)
+        for _ in range(5):
+            drawn = joint.space.diagram(joint.decode(joint.sample(rng)).arch)
+            assert drawn, "diagram() returns at least one (title, graph)"
+            for title, graph in drawn:
+                assert isinstance(title, str) and title
+                assert isinstance(graph, nx.DiGraph) and graph.number_of_nodes() >= 2
+                assert nx.is_directed_acyclic_graph(graph), f"{title}: the report lays graphs out left to right"
+
     # --- weight sharing: only for a space whose `supernet` is implemented ----------------
     @pytest.fixture
     def supernet(self, joint):
