@@ -89,16 +89,19 @@ def _curves(items: Sequence[StoredOutcome], goals: Goals) -> dict[str, list]:
     best = np.minimum.accumulate(first)
     sign = -1.0 if goals.objectives[0].direction == "max" else 1.0
     marks = sorted(set(np.rint(np.linspace(1, n, min(n, CURVE_POINTS))).astype(int).tolist()))
-    front = np.empty((0, values.shape[1]))
+    front, volume = np.empty((0, values.shape[1])), 0.0
     out: dict[str, list] = {"evaluations": marks, "hypervolume": [], "best": []}
     done = 0
     for mark in marks:
         chunk = scaled[done:mark][ok[done:mark]]
+        done = mark
         if len(chunk):
             joined = np.vstack([front, chunk])
-            front = joined[pareto_front(joined)]
-        done = mark
-        out["hypervolume"].append(_number(hypervolume(front, reference)) if len(front) else 0.0)
+            kept = pareto_front(joined)
+            if max(kept) >= len(front):  # a new point entered the front: the volume grew
+                front = joined[kept]
+                volume = _number(hypervolume(front, reference))
+        out["hypervolume"].append(volume if len(front) else 0.0)
         out["best"].append(_number(sign * best[mark - 1]) if math.isfinite(best[mark - 1]) else None)
     return out
 

@@ -2,9 +2,12 @@
 // One state (the view and its budgets); every change recomputes the feasible front and redraws.
 (function () {
   "use strict";
+  const t0 = performance.now();
   const D = JSON.parse(document.getElementById("report-data").textContent);
+  const parsedMs = performance.now() - t0;
   const N = D.id.length;
   const GL_ABOVE = 5000; // points per plot drawn as SVG up to here, with WebGL above
+  const PARCOORDS_LINES = 3000;
   const CLASS = { over: 0, feasible: 1, front: 2, searched: 3 };
   const STYLE = [
     { name: "over budget", color: "#c7c7c7", size: 6 },
@@ -70,6 +73,8 @@
     state.front = front.map(([i]) => i);
   }
 
+  let hovers = []; // per point, for the current view (its metrics do not change with the bounds)
+  const hoverOf = (i) => hovers[i] || (hovers[i] = hover(i));
   function hover(i) {
     const lines = [`<b>#${D.id[i]}</b>`];
     for (const [m] of view().objectives) lines.push(`${label(m)}: ${fmt(m, value(m, i))}`);
@@ -87,7 +92,7 @@
       const x = value(xm, i), y = value(ym, i);
       if (x == null || y == null) continue;
       const g = groups[c];
-      g.x.push(x); g.y.push(y); g.customdata.push(i); g.text.push(hover(i));
+      g.x.push(x); g.y.push(y); g.customdata.push(i); g.text.push(hoverOf(i));
     }
     const type = N > GL_ABOVE ? "scattergl" : "scatter";
     return [CLASS.searched, CLASS.over, CLASS.feasible, CLASS.front].map((c) => ({
@@ -142,11 +147,15 @@
   function parcoords() {
     const names = view().objectives.map(([m]) => m);
     for (const [m] of state.budgets) if (!names.includes(m)) names.push(m);
-    const rows = [];
+    const all = [];
     for (let i = 0; i < N; i++) {
       if (state.cls[i] < 0 || state.cls[i] === CLASS.searched) continue;
-      if (names.every((m) => value(m, i) != null)) rows.push(i);
+      if (names.every((m) => value(m, i) != null)) all.push(i);
     }
+    // Lines cost the most to draw: past PARCOORDS_LINES, the front and an even sample of the rest.
+    const stride = Math.max(1, Math.ceil(all.length / PARCOORDS_LINES));
+    const rows = stride === 1 ? all : all.filter((i, k) => k % stride === 0 || state.cls[i] === CLASS.front);
+    state.parcoordsShown = [rows.length, all.length];
     const dimensions = names.map((m) => {
       const values = rows.map((i) => value(m, i));
       const dim = { label: label(m), values };
@@ -166,8 +175,12 @@
 
   function drawParcoords(redraw) {
     const div = document.getElementById("parcoords");
-    const layout = { margin: { l: 70, r: 70, t: 70, b: 20 }, title: { text: "objectives and budgets (red: feasible front; budget ranges marked)", font: { size: 13 }, y: 0.98 } };
-    (redraw ? Plotly.react : Plotly.newPlot)(div, parcoords(), layout, CONFIG);
+    const traces = parcoords();
+    const [shown, of] = state.parcoordsShown;
+    const sampled = shown < of ? `; ${shown} of ${of} lines: the front and an even sample of the rest` : "";
+    const text = `objectives and budgets (red: feasible front; budget ranges marked${sampled})`;
+    const layout = { margin: { l: 70, r: 70, t: 70, b: 20 }, title: { text, font: { size: 13 }, y: 0.98 } };
+    (redraw ? Plotly.react : Plotly.newPlot)(div, traces, layout, CONFIG);
   }
 
   function drawCurves() {
@@ -327,7 +340,7 @@
 
   function build() {
     const select = el("select", { id: "view", "aria-label": "device" }, D.views.map((v, k) => el("option", { value: k }, v.name)));
-    select.addEventListener("change", () => { state.view = Number(select.value); resetBudgets(); budgetControls(); classify(); drawAll(); });
+    select.addEventListener("change", () => { state.view = Number(select.value); hovers = []; resetBudgets(); budgetControls(); classify(); drawAll(); });
     const reset = el("button", { type: "button", onclick: () => { resetBudgets(); budgetControls(); update(); } }, "job's budgets");
     const app = document.getElementById("app");
     app.replaceChildren(
@@ -342,19 +355,22 @@
     );
     resetBudgets();
     budgetControls();
-    classify();
+    timed("classify", classify);
     drawAll();
     if (state.front.length) showCard(state.front[0]);
   }
 
+  const timings = {};
+  function timed(name, f) { const t = performance.now(); const out = f(); timings[name] = (timings[name] || 0) + performance.now() - t; return out; }
   function drawAll() {
-    drawScatters(document.getElementById("scatters"));
-    drawCurves();
-    drawParcoords(false);
-    paretoTable();
+    timed("scatters", () => drawScatters(document.getElementById("scatters")));
+    timed("curves", drawCurves);
+    timed("parcoords", () => drawParcoords(false));
+    timed("table", paretoTable);
   }
 
   build();
-  window.cosearchReport = { state, data: D, frontIds: () => state.front.map((i) => D.id[i]), indexOf };
+  timings.parse = parsedMs;
+  window.cosearchReport = { timings, state, data: D, frontIds: () => state.front.map((i) => D.id[i]), indexOf };
   document.body.dataset.ready = "1";
 })();
