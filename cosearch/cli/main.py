@@ -71,15 +71,36 @@ def _parser() -> argparse.ArgumentParser:
         metavar="BUDGET",
         help="a budget replacing the job's on the same metric, e.g. 'latency_ms@rpi4 <= 5' (repeatable)",
     )
+    pareto.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table (default), csv (one row per result, a column per metric) or json (a list of records with the full candidate)",
+    )
 
     report = sub.add_parser("report", help="one self-contained HTML page with plots and the Pareto table")
     report.add_argument("run_dir")
     report.add_argument("--out", help="output file (default: RUN_DIR/report.html)")
 
-    export = sub.add_parser("export", help="write model.onnx and card.json for one result")
+    export = sub.add_parser(
+        "export",
+        help="write model.onnx and card.json for one result",
+        description="Export one result: by id (--pick), or the best by one metric under rules (--best, --where).",
+    )
     export.add_argument("run_dir")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pick", type=int, metavar="ID", help="result id, as `cosearch pareto` lists it")
+    which.add_argument(
+        "--best",
+        metavar="METRIC",
+        help="the best result by this metric (accuracy: highest; costs: lowest) that meets the job's budgets and every --where",
+    )
     export.add_argument(
-        "--pick", type=int, required=True, metavar="ID", help="result id, as `cosearch pareto` lists it"
+        "--where",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="with --best: a rule such as 'latency_ms@rpi4 <= 10', replacing the job's budget on that metric (repeatable)",
     )
     export.add_argument("--out", help="output folder (default: RUN_DIR/export-ID)")
 
@@ -130,6 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CosearchError as error:
         err_console.print(Text.assemble(("error: ", "red"), _capped(str(error))))
         return EXIT_USAGE
+    except BrokenPipeError:  # `cosearch pareto RUN --format csv | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except KeyboardInterrupt as interrupt:
         run_dir = getattr(args, "_run_dir", None) or getattr(args, "run_dir", None)
         if args.command in ("run", "resume"):
@@ -154,27 +180,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     job = load_job(args.job)  # validated before anything is written
     require_teacher(job)  # from the command line the teacher can only be named, not given as a module
-    run_dir = Path(args.run_dir or f"runs/{job.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    args._run_dir = run_dir
-    from cosearch.controller import Controller
-    from cosearch.controller.lock import LOCK_NAME, driver_running
-    from cosearch.controller.store import DB_NAME, half_created
+    from cosearch.controller import Controller, check_new_run_dir, default_run_dir
 
-    if run_dir.exists() and not run_dir.is_dir():
-        raise CosearchError(f"--run-dir {run_dir} is a file; give a folder (new or empty)")
-    if driver_running(run_dir):
-        raise CosearchError(
-            f"{run_dir} is being driven by another cosearch process; one driver per run: give a new --run-dir"
-        )
-    if (run_dir / DB_NAME).exists():
-        if not half_created(run_dir):
-            raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
-        console.print(
-            f"{run_dir} holds a run that never started (no job recorded, nothing evaluated); starting it again there"
-        )
-    leftovers = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, "job.yaml"}
-    if run_dir.exists() and any(p.name not in leftovers for p in run_dir.iterdir()):
-        raise CosearchError(f"{run_dir} exists and is not empty; give a new --run-dir")
+    run_dir = Path(args.run_dir or default_run_dir(job))
+    args._run_dir = run_dir
+    note = check_new_run_dir(run_dir)
+    if note:
+        console.print(note)
     console.print(f"run directory: {run_dir}")
     return _drive(lambda listener: Controller.start(job, run_dir, address=args.address, listener=listener), run_dir)
 
@@ -259,66 +271,85 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
-    _print_pareto(Path(args.run_dir), show_all=args.all, device=args.device, budgets=args.budget)
+    _print_pareto(Path(args.run_dir), show_all=args.all, device=args.device, budgets=args.budget, form=args.format)
     return 0
 
 
-def _print_pareto(run_dir: Path, show_all: bool, device: str | None = None, budgets: Sequence[str] = ()) -> None:
-    from cosearch.build import make_space
-    from cosearch.controller import RunStore
-    from cosearch.core.objectives import Constraint
-    from cosearch.job import spec_from_dict
-    from cosearch.report import pareto_ids, picking_set, rows, view_goals
+def _print_pareto(
+    run_dir: Path, show_all: bool, device: str | None = None, budgets: Sequence[str] = (), form: str = "table"
+) -> None:
+    from cosearch.report import select
 
-    with RunStore(run_dir) as store:
-        job = spec_from_dict(store.job(), str(run_dir))
-        outcomes = store.outcomes()  # the front needs metrics only; candidates are read for the rows shown
-        extra = [Constraint.parse(text, f"--budget[{i}]") for i, text in enumerate(budgets)]
-        seen = {m for r in outcomes for m in r.result.metrics}
-        goals = view_goals(job.goals(), seen, device, extra)
-        picking = picking_set(outcomes)
-        front = pareto_ids(picking, goals)
-        chosen = store.results() if show_all else [store.get(i) for i in front]
-    space = make_space(job)
-    budgets = ", ".join(map(str, goals.constraints)) or "none"
-    finals = len(picking) < len(outcomes)
-    of = " (final, standalone trainings of the search's picks)" if finals and not show_all else ""
+    chosen = select(run_dir, every=show_all, device=device, budgets=budgets)
+    if form != "table":
+        _print_records(chosen, form)
+        return
+    budgets = ", ".join(map(str, chosen.goals.constraints)) or "none"
+    of = " (final, standalone trainings of the search's picks)" if chosen.finals and not show_all else ""
     title = f"{'All results' if show_all else 'Pareto set'}{of} of {run_dir} (budgets: {budgets})"
     table = Table(title=title, title_justify="left")
     table.add_column("id", justify="right")
     if show_all:
         table.add_column("status")
         table.add_column("pareto")
-    metrics = [o.metric for o in goals.objectives] + [
-        c.metric for c in goals.constraints if c.metric not in {o.metric for o in goals.objectives}
-    ]
+    metrics = chosen.columns
     for metric in metrics:
         table.add_column(metric.replace("@", "\n@"), justify="right")
-    if finals:
+    if chosen.finals:
         table.add_column("searched\naccuracy", justify="right")
     table.add_column("compression")
     table.add_column("arch")
     if show_all:
         table.add_column("error")
-    for row in rows(chosen, goals, space.describe):
+    for row in chosen.rows:
         cells = [str(row.id)]
         if show_all:
-            cells += [
-                row.status if row.status != "ok" or row.feasible else "over budget",
-                "*" if row.id in front else "",
-            ]
+            cells += [row.status if row.status != "ok" or row.feasible else "over budget", "*" if row.pareto else ""]
         for metric in metrics:
             value = row.metrics.get(metric)
             cells.append("-" if value is None else (f"{value:.2%}" if metric == "accuracy" else f"{value:.4g}"))
-        if finals:
+        if chosen.finals:
             cells.append("-" if row.searched_accuracy is None else f"{row.searched_accuracy:.2%}")
         cells += [row.policy, row.arch]
         if show_all:
             cells.append(row.error or "")
         table.add_row(*cells)
     console.print(table)
-    if not front:
-        console.print("no result meets every budget yet" if outcomes else "no results yet")
+    if not chosen.front:
+        console.print("no result meets every budget yet" if chosen.any_results else "no results yet")
+
+
+def _print_records(chosen, form: str) -> None:
+    """csv or json on stdout, for other programs: every metric any shown row has, full precision."""
+    import csv
+    import json
+
+    if form == "json":
+        sys.stdout.write(json.dumps([row.to_dict() for row in chosen.rows], indent=1) + "\n")
+        return
+    metrics = chosen.columns + sorted({m for r in chosen.rows for m in r.metrics} - set(chosen.columns))
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(
+        [
+            "id",
+            "status",
+            "feasible",
+            "pareto",
+            "final",
+            *metrics,
+            "searched_accuracy",
+            "compression",
+            "arch",
+            "key",
+            "error",
+        ]
+    )
+    for row in chosen.rows:
+        values = [row.metrics.get(m, "") for m in metrics]
+        key = row.candidate.key if row.candidate is not None else ""
+        flags = [int(row.feasible), int(row.pareto), int(row.final)]
+        extra = "" if row.searched_accuracy is None else row.searched_accuracy
+        writer.writerow([row.id, row.status, *flags, *values, extra, row.policy, row.arch, key, row.error or ""])
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -332,8 +363,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from cosearch.core.objectives import DEFAULT_DEVICE
     from cosearch.export import export
 
-    out = Path(args.out or Path(args.run_dir) / f"export-{args.pick}")
-    card = export(args.run_dir, args.pick, out)
+    pick = args.pick
+    if args.best is not None:
+        from cosearch.report import best
+
+        row, why = best(args.run_dir, args.best, args.where)  # a bad rule or none met: exit 2, nothing written
+        pick = row.id
+        console.print(why)
+    elif args.where:
+        raise CosearchError("--where chooses among results for --best; with --pick ID the result is already chosen")
+    out = Path(args.out or Path(args.run_dir) / f"export-{pick}")
+    card = export(args.run_dir, pick, out)
     info = card["export"]
     console.print(f"wrote {out / 'model.onnx'} ({info['file_bytes'] / 1024:.1f} KiB) and {out / 'card.json'}")
     console.print(

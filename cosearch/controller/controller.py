@@ -63,6 +63,33 @@ CHECKPOINT_INTERVAL_S = 2.0
 RECENT_RESULTS = 1000  # results a display can still show one by one; older ones are only counted
 
 
+def default_run_dir(job: JobSpec) -> Path:
+    return Path(f"runs/{job.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def check_new_run_dir(run_dir: str | Path) -> str | None:
+    """Refuse a run directory that cannot take a new run (a file, another driver's, a stored run,
+    other files); returns a note when it holds a run that never started, which is started again."""
+    from cosearch.controller.lock import LOCK_NAME, driver_running
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CosearchError(f"--run-dir {run_dir} is a file; give a folder (new or empty)")
+    if driver_running(run_dir):
+        raise CosearchError(
+            f"{run_dir} is being driven by another cosearch process; one driver per run: give a new --run-dir"
+        )
+    note = None
+    if (run_dir / DB_NAME).exists():
+        if not half_created(run_dir):
+            raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
+        note = f"{run_dir} holds a run that never started (no job recorded, nothing evaluated); starting it again there"
+    leftovers = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, "job.yaml"}
+    if run_dir.exists() and any(p.name not in leftovers for p in run_dir.iterdir()):
+        raise CosearchError(f"{run_dir} exists and is not empty; give a new --run-dir")
+    return note
+
+
 @dataclass
 class RunState:
     """What a progress display shows; updated by the controller as results arrive (`add`).

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from cosearch.controller.store import StoredOutcome, StoredResult, is_final
-from cosearch.core.objectives import Constraint, Goals, Objective
+from cosearch.controller.store import RunStore, StoredOutcome, StoredResult, is_final
+from cosearch.core.candidate import Candidate
+from cosearch.core.errors import CosearchError, SpecError
+from cosearch.core.objectives import METRIC_DIRECTIONS, Constraint, Goals, Objective, base_metric, resolve_metric
 from cosearch.core.pareto import pareto_front
 
 
 @dataclass(frozen=True)
 class Row:
+    """One stored result as people read it (`cosearch pareto`, `open_run(...).results()`)."""
+
     id: int
     status: str
     feasible: bool
@@ -20,6 +26,19 @@ class Row:
     policy: str
     error: str | None
     searched_accuracy: float | None = None  # a final training: the accuracy the search measured for it
+    pareto: bool = False  # on the feasible front of the goals it was read under
+    final: bool = False  # a final, standalone training of one of the search's picks (job.finalize)
+    candidate: Candidate | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values: the candidate as its stored form, with its key."""
+        names = ("id", "status", "feasible", "pareto", "final", "metrics", "policy", "arch", "error")
+        out = {k: getattr(self, k) for k in names}
+        out["searched_accuracy"] = self.searched_accuracy
+        if self.candidate is not None:
+            out["key"] = self.candidate.key
+            out["candidate"] = self.candidate.to_json()
+        return out
 
 
 def picking_set(results: Sequence[StoredOutcome | StoredResult]) -> list:
@@ -48,14 +67,17 @@ def pareto_ids(results: Sequence[StoredOutcome | StoredResult], goals: Goals) ->
 
 
 def view_goals(
-    goals: Goals, metrics_seen: set[str], device: str | None = None, budgets: Sequence[Constraint] = ()
+    goals: Goals,
+    metrics_seen: set[str],
+    device: str | None = None,
+    budgets: Sequence[Constraint] = (),
+    field: str = "--budget",
 ) -> Goals:
     """The goals seen for one device, with some budgets replaced.
 
     With `device`, objectives and budgets on other devices are left out and the device's
     latency becomes an objective; each of `budgets` replaces the job's on the same metric.
     """
-    from cosearch.core.errors import SpecError
 
     def keep(metric: str) -> bool:
         return device is None or "@" not in metric or metric.partition("@")[2] == device
@@ -70,12 +92,13 @@ def view_goals(
     constraints = [c for c in goals.constraints if keep(c.metric)]
     for budget in budgets:
         if budget.metric not in metrics_seen:
-            raise SpecError("--budget", str(budget), f"a budget on a metric this run has: {sorted(metrics_seen)}")
+            raise SpecError(field, str(budget), f"a budget on a metric this run has: {sorted(metrics_seen)}")
         constraints = [c for c in constraints if (c.metric, c.op) != (budget.metric, budget.op)] + [budget]
     return Goals(tuple(objectives), tuple(constraints))
 
 
-def rows(results: Sequence[StoredResult], goals: Goals, describe) -> list[Row]:
+def rows(results: Sequence[StoredResult], goals: Goals, describe, front: Sequence[int] = ()) -> list[Row]:
+    on_front = set(front)
     return [
         Row(
             id=r.id,
@@ -86,6 +109,94 @@ def rows(results: Sequence[StoredResult], goals: Goals, describe) -> list[Row]:
             policy=r.result.candidate.policy.summary(),
             error=r.result.error,
             searched_accuracy=r.result.measured.get("final", {}).get("searched_accuracy"),
+            pareto=r.id in on_front,
+            final=is_final(r.result),
+            candidate=r.result.candidate,
         )
         for r in results
     ]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What `cosearch pareto` shows: the goals it was read under, the front, and the rows."""
+
+    run_dir: Path
+    goals: Goals
+    front: list[int]  # ids, best first by the first objective
+    rows: list[Row]  # the front's, or every result's with `every`
+    finals: bool  # the front is of the final trainings of the search's picks
+    any_results: bool
+
+    @property
+    def columns(self) -> list[str]:
+        """The objectives, then the budgets' metrics that are no objective."""
+        objectives = [o.metric for o in self.goals.objectives]
+        return objectives + [c.metric for c in self.goals.constraints if c.metric not in objectives]
+
+
+def _budgets(texts: Sequence[str | Constraint], field: str) -> list[Constraint]:
+    return [t if isinstance(t, Constraint) else Constraint.parse(t, f"{field}[{i}]") for i, t in enumerate(texts)]
+
+
+def select(
+    run_dir: str | Path,
+    every: bool = False,
+    device: str | None = None,
+    budgets: Sequence[str | Constraint] = (),
+    field: str = "--budget",
+) -> Selection:
+    """The feasible front of a run for one device and budgets (each replacing the job's budget on
+    the same metric), with its rows; with `every`, every stored result's row."""
+    from cosearch.build import make_space
+    from cosearch.job import spec_from_dict
+
+    with RunStore(run_dir) as store:
+        job = spec_from_dict(store.job(), str(run_dir))
+        outcomes = store.outcomes()  # the front needs metrics only; candidates are read for the rows
+        seen = {m for r in outcomes for m in r.result.metrics}
+        goals = view_goals(job.goals(), seen, device, _budgets(budgets, field), field)
+        picking = picking_set(outcomes)
+        front = pareto_ids(picking, goals)
+        chosen = store.results() if every else [store.get(i) for i in front]
+    space = make_space(job)
+    return Selection(
+        Path(run_dir),
+        goals,
+        front,
+        rows(chosen, goals, space.describe, front),
+        len(picking) < len(outcomes),
+        bool(outcomes),
+    )
+
+
+def best(run_dir: str | Path, metric: str, where: Sequence[str | Constraint] = ()) -> tuple[Row, str]:
+    """The best result by `metric` among those meeting the rules `where` and the job's other budgets
+    (a rule replaces the job's budget on its metric); with a sentence saying which and why."""
+    metric = resolve_metric(metric, "--best")
+    chosen = select(run_dir, every=True, budgets=where, field="--where")
+    ok = [r for r in chosen.rows if r.status == "ok"]
+    pool = [r for r in ok if r.final] if chosen.finals else ok  # the final trainings when there are any
+    if not any(metric in r.metrics for r in pool):
+        seen = sorted({m for r in chosen.rows for m in r.metrics})
+        raise SpecError("--best", metric, f"a metric this run's results have: {seen}")
+    rules = ", ".join(map(str, chosen.goals.constraints)) or "no budgets"
+    meeting = [r for r in pool if r.feasible and metric in r.metrics]
+    if not meeting:
+        each = "; ".join(
+            f"{c}: {sum(c.metric in r.metrics and c.violation(r.metrics[c.metric]) == 0 for r in pool)}"
+            for c in chosen.goals.constraints
+        )
+        raise CosearchError(
+            f"no result meets {rules} (of {len(pool)}{' final trainings' if chosen.finals else ' trained results'}, "
+            f"how many meet each: {each}); loosen a rule (`cosearch pareto {run_dir} --all` lists what they reach)"
+        )
+    direction = METRIC_DIRECTIONS[base_metric(metric)]
+    sign = -1.0 if direction == "max" else 1.0
+    pick = min(meeting, key=lambda r: (sign * r.metrics[metric], r.id))
+    value = pick.metrics[metric]
+    shown = f"{value:.2%}" if base_metric(metric) == "accuracy" else f"{value:.4g}"
+    word = "highest" if direction == "max" else "lowest"
+    of = " final trainings" if chosen.finals else " trained results"
+    why = f"picked #{pick.id}: the {word} {metric} ({shown}) of the {len(meeting)} of {len(pool)}{of} that meet {rules}"
+    return pick, why

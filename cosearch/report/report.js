@@ -202,9 +202,14 @@
       const step = hi > lo ? (hi - lo) / 500 : 1;
       const range = el("input", { type: "range", min: lo, max: hi, step, value: bound, "aria-label": `${m} ${op} bound`, "data-budget": k });
       const number = el("input", { type: "number", step: "any", value: bound, "aria-label": `${m} ${op}`, "data-budget": k });
-      const apply = (v) => { if (!Number.isFinite(v)) return; state.budgets[k][2] = v; range.value = v; number.value = v; update(); };
-      range.addEventListener("input", () => apply(Number(range.value)));
-      number.addEventListener("change", () => apply(Number(number.value)));
+      const apply = (v, dragging) => {
+        if (!Number.isFinite(v)) return;
+        state.budgets[k][2] = v; range.value = v; number.value = v;
+        if (dragging) drag(); else update();
+      };
+      range.addEventListener("input", () => apply(Number(range.value), true));
+      range.addEventListener("change", () => apply(Number(range.value), false));
+      number.addEventListener("change", () => apply(Number(number.value), false));
       box.append(el("span", { class: "budget" }, `${m} ${op}`, range, number));
     });
     if (!state.budgets.length) box.append(el("span", { class: "muted" }, "no budgets"));
@@ -214,10 +219,19 @@
     state.budgets = view().budgets.map((b) => [...b]);
   }
 
-  function update() {
+  // While a slider is dragged, the latest value is drawn once per frame, and the parallel
+  // coordinates (the slowest plot) wait for the release.
+  let framed = false;
+  function drag() {
+    if (framed) return;
+    framed = true;
+    requestAnimationFrame(() => { framed = false; update(false); });
+  }
+
+  function update(full = true) {
     classify();
     redrawScatters();
-    drawParcoords(true);
+    if (full) drawParcoords(true);
     paretoTable();
   }
 

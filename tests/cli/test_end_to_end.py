@@ -107,6 +107,20 @@ def test_export_runs_in_onnx_runtime_and_agrees_with_pytorch(finished_run, tmp_p
     assert card["search_measured"]["accuracy"]["split"] == "val"
 
 
+def test_export_best_under_rules_says_which_and_why(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    with RunStore(run_dir) as store:
+        ok = [r for r in store.results() if r.result.ok]
+    bound = float(f"{sorted(r.result.metrics['size_kb'] for r in ok)[len(ok) // 2]:.4g}")  # about half meet it
+    meeting = [r for r in ok if r.result.metrics["size_kb"] <= bound]
+    expected = max(meeting, key=lambda r: (r.result.metrics["accuracy"], -r.id))
+    rule = f"size_kb <= {bound:g}"
+    out = cosearch("export", str(run_dir), "--best", "accuracy", "--where", rule, "--out", str(tmp_path / "exp"))
+    assert out.returncode == 0, out.stderr
+    assert f"picked #{expected.id}: the highest accuracy" in out.stdout and rule in out.stdout
+    assert json.loads((tmp_path / "exp" / "card.json").read_text())["id"] == expected.id
+
+
 def test_export_of_unknown_id_is_a_clear_error(finished_run, tmp_path):
     run_dir, _ = finished_run
     out = cosearch("export", str(run_dir), "--pick", "999", "--out", str(tmp_path / "x"))
