@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir")
     resume.add_argument("--address", help="Ray cluster address (default: the job's, else local Ray)")
     resume.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="continue to N results in all (a finished run goes on, its strategy where it stopped); at least the stored count",
+    )
+    resume.add_argument(
         "--reset-strategy",
         action="store_true",
         help="when the stored strategy checkpoint cannot be loaded: start the strategy afresh and tell it every stored result",
@@ -197,7 +203,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     return _drive(
         lambda listener: Controller.resume(
-            run_dir, address=args.address, reset_strategy=args.reset_strategy, listener=listener
+            run_dir, address=args.address, reset_strategy=args.reset_strategy, trials=args.trials, listener=listener
         ),
         run_dir,
     )

@@ -63,6 +63,14 @@ CHECKPOINT_INTERVAL_S = 2.0
 RECENT_RESULTS = 1000  # results a display can still show one by one; older ones are only counted
 
 
+def _with_trials(job: JobSpec, trials: int, stored: int, run_dir: str | Path) -> JobSpec:
+    if trials < max(stored, 1):
+        raise CosearchError(
+            f"--trials {trials} is below the {stored} results {run_dir} already stores; give at least {max(stored, 1)}"
+        )
+    return job.model_copy(update={"resources": job.resources.model_copy(update={"trials": trials})})
+
+
 def default_run_dir(job: JobSpec) -> Path:
     return Path(f"runs/{job.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -502,10 +510,16 @@ class Controller:
 
     @classmethod
     def resume(
-        cls, run_dir: str | Path, address: str | None = None, reset_strategy: bool = False, **kwargs: Any
+        cls,
+        run_dir: str | Path,
+        address: str | None = None,
+        reset_strategy: bool = False,
+        trials: int | None = None,
+        **kwargs: Any,
     ) -> Controller:
         """Continue the run in `run_dir`. `reset_strategy`: ignore the stored strategy checkpoint (one
-        that cannot be loaded) and tell a fresh strategy every stored result instead."""
+        that cannot be loaded) and tell a fresh strategy every stored result instead. `trials`: a
+        new number of results to reach (a finished run goes on, its strategy where it stopped)."""
         if (Path(run_dir) / DB_NAME).is_file() and not half_created(run_dir):
             lock = RunLock(run_dir)
             lock.acquire()  # before anything is read for writing
@@ -516,6 +530,9 @@ class Controller:
             store = RunStore(run_dir, write=True)
             job = spec_from_dict(store.job(), str(run_dir))
             build.check(job, teacher_prepared=store.has_teacher())  # its files may have moved
+            if trials is not None and trials != job.resources.trials:
+                job = _with_trials(job, trials, sum(not is_final(r.result) for r in store.outcomes()), run_dir)
+                store.save_job(job.to_json())
             owns_ray = cls._connect(job, address)
             controller = cls(job, store, address=address, lock=lock, **kwargs)
             controller._owns_ray = owns_ray

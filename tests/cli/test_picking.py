@@ -96,3 +96,12 @@ def test_no_result_meeting_the_rules_says_how_many_meet_each(run, capsys):
     assert main(["export", str(run), "--best", "accuracy", "--where", "size_kb <= 1"]) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert "size_kb <= 1: 0" in err and "of 24 trained results" in err
+
+
+def test_resume_with_fewer_trials_than_stored_exits_2_and_changes_nothing(run, capsys):
+    with RunStore(run) as store:
+        job_before = store.job()
+    assert main(["resume", str(run), "--trials", "20"]) == 2
+    assert "--trials 20 is below the 30 results" in capsys.readouterr().err
+    with RunStore(run) as store:
+        assert store.job() == job_before and store.count() == 30

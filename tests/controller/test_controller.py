@@ -101,6 +101,27 @@ def test_resume_of_a_finished_run_does_nothing(ray_local, tmp_path):
     assert stored(tmp_path / "run")[0] == before
 
 
+@pytest.mark.parametrize("strategy", ["regularized_evolution", "optuna:tpe", "gp"])
+def test_a_finished_run_extended_goes_on_as_if_it_had_asked_for_more(ray_local, tmp_path, strategy):
+    # One evaluation at a time, so the strategy hears results in one order: a run of 6 extended
+    # to 10 asks what a run of 10 asks, which it can only do from the strategy state it stopped in.
+    def one_at_a_time(trials):
+        spec = job(trials=trials, fail_rate=0.2, strategy=strategy)
+        return spec.model_copy(update={"resources": spec.resources.model_copy(update={"concurrency": 1})})
+
+    Controller.start(one_at_a_time(10), tmp_path / "straight").run()
+    Controller.start(one_at_a_time(6), tmp_path / "extended").run()
+    with pytest.raises(CosearchError, match="below the 6 results"):
+        Controller.resume(tmp_path / "extended", trials=5)
+    state = Controller.resume(tmp_path / "extended", trials=10).run()
+    extended, status = stored(tmp_path / "extended")
+    straight, _ = stored(tmp_path / "straight")
+    assert status == "finished" and state.finished and state.total == 10
+    assert [r[1] for r in extended] == [r[1] for r in straight]
+    with RunStore(tmp_path / "extended") as store:
+        assert store.job()["resources"]["trials"] == 10
+
+
 def test_start_refuses_an_existing_run(ray_local, tmp_path):
     from cosearch.core import CosearchError
 
