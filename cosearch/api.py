@@ -94,10 +94,12 @@ def search(
     address: str | None = None,
     teacher: Any = None,
     progress: bool = True,
+    warm_start: str | Path | None = None,
 ) -> Run:
     """Run a search to its end and return it. `job`: a job file, a mapping as a job file reads, or a
     `JobSpec`; `address`: a Ray cluster (default: local Ray); `teacher`: a trained module to distil
-    from; `progress`: the progress display `cosearch run` shows. Ctrl-C stops it resumably
+    from; `progress`: the progress display `cosearch run` shows; `warm_start`: an earlier run of the
+    same space to begin from (as `cosearch run --warm-start`). Ctrl-C stops it resumably
     (`cosearch resume RUN_DIR`, or `resume(RUN_DIR)`)."""
     from cosearch.build import load_job
     from cosearch.controller import Controller, check_new_run_dir, default_run_dir
@@ -114,7 +116,10 @@ def search(
     run_dir = Path(run_dir or default_run_dir(spec))
     check_new_run_dir(run_dir)
     _drive(
-        lambda listener: Controller.start(spec, run_dir, address=address, teacher=teacher, listener=listener), progress
+        lambda listener: Controller.start(
+            spec, run_dir, address=address, teacher=teacher, warm_start=warm_start, listener=listener
+        ),
+        progress,
     )
     return Run(run_dir)
 

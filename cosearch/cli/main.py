@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("job", help="job file (YAML), e.g. examples/digits.yaml")
     run.add_argument("--run-dir", help="where results go (default: runs/NAME-TIMESTAMP)")
     run.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 (default: local Ray)")
+    run.add_argument(
+        "--warm-start",
+        metavar="RUN_DIR",
+        help="an earlier run of the same search space: its results are told to the strategy first, and those "
+        "evaluated with the same settings are reused instead of evaluated again",
+    )
 
     resume = sub.add_parser("resume", help="continue a stopped or killed search")
     resume.add_argument("run_dir")
@@ -194,7 +200,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if note:
         console.print(note)
     console.print(f"run directory: {run_dir}")
-    return _drive(lambda listener: Controller.start(job, run_dir, address=args.address, listener=listener), run_dir)
+
+    def start(listener):
+        controller = Controller.start(job, run_dir, address=args.address, warm_start=args.warm_start, listener=listener)
+        if controller.warm is not None:
+            console.print(controller.warm.describe())
+        return controller
+
+    return _drive(start, run_dir)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -248,6 +261,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     with RunStore(args.run_dir) as store:
         job = spec_from_dict(store.job(), args.run_dir)
         status = store.status()
+        warm = store.warm_start()
         state = RunState(job.goals(), job.resources.trials, started_s=time.time())
         finals = 0
         for item in store.outcomes():  # what the counts need, without reading the candidates
@@ -262,6 +276,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if status.get("reason"):
         console.print(f"  {status['reason']}")
     console.print(summary_line(state).split("  elapsed")[0])
+    if warm:
+        console.print(
+            f"warm start from {warm['from']}: {warm['reused']} results reused, {warm['told']} told to the strategy only"
+        )
     if job.finalize is not None:
         console.print(f"final trainings of the search's picks: {finals} of at most {job.finalize.top_k} stored")
     if state.skipped:

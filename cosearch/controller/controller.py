@@ -445,17 +445,29 @@ class Controller:
         self._owns_ray = False
         self._rng = np.random.default_rng([job.resources.seed, 0x5EED])  # random proposals
         self._exhausted_count: int | None = None  # distinct candidates of the space, once counted
+        self.warm: Any = None  # the warm start this run began with (controller.warm.WarmStart)
 
     @classmethod
     def start(
-        cls, job: JobSpec, run_dir: str | Path, address: str | None = None, teacher: Any = None, **kwargs: Any
+        cls,
+        job: JobSpec,
+        run_dir: str | Path,
+        address: str | None = None,
+        teacher: Any = None,
+        warm_start: str | Path | None = None,
+        **kwargs: Any,
     ) -> Controller:
         """A new run in `run_dir`. `teacher`: a trained torch module to distil from, instead of the
-        job's `compression.teacher`; its logits are stored in the run, so resuming needs it no more."""
+        job's `compression.teacher`; its logits are stored in the run, so resuming needs it no more.
+        `warm_start`: an earlier run of the same space whose results the strategy is told first,
+        those evaluated the same way stored here instead of evaluated again (`controller.warm`)."""
+        from cosearch.controller import warm
+
         run_dir = Path(run_dir)
         build.check(job)  # files and components, before anything is written
         if (run_dir / DB_NAME).exists() and not half_created(run_dir):
             raise CosearchError(f"{run_dir} already holds a run; continue it with `cosearch resume {run_dir}`")
+        plan = warm.plan(job, warm_start, run_dir) if warm_start is not None else None
         require_teacher(job, module_given=teacher is not None)
         if teacher is not None and not job.compression.distills:
             raise CosearchError(f"a teacher module was given but the job searches no {' or '.join(teacher_rules())}")
@@ -478,7 +490,17 @@ class Controller:
             store.save_job(job.to_json())
             if teacher_outputs is not None:
                 store.save_teacher(*teacher_outputs)
+            if plan is not None:
+                for result, weights in plan.reuse:
+                    store.add(result, weights)
+                store.save_warm_start(plan.summary())
             controller = cls(job, store, address=address, lock=lock, **kwargs)
+            if plan is not None:
+                controller._restore()  # the reused results: told and counted as a resumed run's are
+                for result in plan.tell:
+                    controller.strategy.tell(result.candidate, result)
+                controller._checkpoint(force=True)
+                controller.warm = plan
         except BaseException:
             lock.release()
             if created and run_dir.is_dir() and not (run_dir / DB_NAME).exists():

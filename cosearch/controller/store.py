@@ -334,6 +334,13 @@ class RunStore:
             self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:state", state))
             self._set_meta("teacher", info)
 
+    def save_warm_start(self, info: dict[str, Any]) -> None:
+        self._set_meta("warm_start", info)
+
+    def warm_start(self) -> dict[str, Any] | None:
+        """Where a warm-started run began from, and how many results it reused and told."""
+        return self._meta("warm_start")
+
     def has_teacher(self) -> bool:
         """Whether the teacher is prepared (as `teacher()` would find it), without reading its logits."""
         row = self._db.execute("SELECT 1 FROM weights WHERE key = ?", ("teacher:logits",)).fetchone()
