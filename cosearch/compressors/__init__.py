@@ -24,6 +24,7 @@ _TORCH_SIDE = {
     "compress": "policy",
     "compression_slots": "policy",
     "layers_of_slot": "policy",
+    "recompress": "policy",
     "reshape": "policy",
     "size_bytes": "policy",
     "MagnitudeMask": "prune",

@@ -82,6 +82,14 @@ def add_activation_quantizers(
     return _apply(model, policy, learn_scales, [c for c in in_stage_order("layer") if c.rebuilds_for_loading()])
 
 
+def recompress(model: nn.Module, policy: Policy) -> nn.Module:
+    """A copy of a baked (loaded) model with its weights back under the policy's weight transforms
+    (shared buckets, masks, grids), so that training it further keeps them compressed. On baked
+    weights these transforms change nothing: the mask keeps the zeros, the grid its own values."""
+    weights = [c for c in in_stage_order("layer") if not c.rebuilds_for_loading()]
+    return _apply(_private_copy(model), policy, False, weights, once=True)
+
+
 def _apply(model: nn.Module, policy: Policy, learn: bool, techniques, once: bool = False) -> nn.Module:
     for slot, layer_policy in policy.layers.items():
         for module in layers_of_slot(model, slot).values():

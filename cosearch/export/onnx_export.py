@@ -53,8 +53,10 @@ def load_model(store: RunStore, result_id: int):
     return model, stored, job, data
 
 
-def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str, Any]:
+def export(run_dir: str | Path, result_id: int, out_dir: str | Path, finetune_epochs: int = 0) -> dict[str, Any]:
     """Write OUT/model.onnx and OUT/card.json; the card's numbers are measured on the written files.
+    `finetune_epochs`: train the pick further first, under its compression, on the training and
+    validation images (see `cosearch.export.finetune`).
 
     model.onnx is the file the search measured, fast with ONNX Runtime's default session options:
     integer layers as int8 QDQ, weight-only layers as float32 values on their grid. When weight-only
@@ -71,8 +73,13 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str
         raise CosearchError(
             f"--out {out_dir} is a file; give a folder for model.onnx and card.json (it is created if missing)"
         )
+    tuned = None
     with RunStore(run_dir) as store:
         model, stored, job, data = load_model(store, result_id)
+        if finetune_epochs:
+            from cosearch.export.finetune import finetune
+
+            model, tuned = finetune(model, stored, job, data, store, finetune_epochs)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -121,6 +128,7 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path) -> dict[str
         "policy_summary": result.candidate.policy.summary(),
         "search_metrics": dict(result.metrics),
         "search_measured": dict(result.measured),
+        "finetune": tuned,  # None: the weights the search measured
         "export": {
             "file": onnx_path.name,
             "file_bytes": onnx_path.stat().st_size,

@@ -120,10 +120,10 @@
   }
 
   function drawScatters(container) {
-    container.replaceChildren();
-    for (const [xm, ym] of pairs()) {
-      const div = el("div", { class: "plot pair-plot", "data-x": xm, "data-y": ym });
-      container.append(div);
+    // Every plot's box first: each is drawn at the width the flex layout gives it among all.
+    container.replaceChildren(...pairs().map(([xm, ym]) => el("div", { class: "plot pair-plot", "data-x": xm, "data-y": ym })));
+    for (const div of container.children) {
+      const xm = div.dataset.x, ym = div.dataset.y;
       Plotly.newPlot(div, scatterTraces(xm, ym), scatterLayout(xm, ym), CONFIG);
       div.on("plotly_click", (event) => { if (event.points.length) showCard(event.points[0].customdata); });
     }
@@ -278,8 +278,9 @@
     const columns = Math.max(...graph.nodes.map((n) => n[1])) + 1;
     const rows = Math.max(...graph.nodes.map((n) => n[2])) + 1;
     const dx = columns > 8 ? Math.max(48, 440 / columns) : 100, dy = 46;
-    const pos = graph.nodes.map(([, x, y]) => [30 + x * dx, 24 + y * dy + (rows - 1) * 0]);
-    const width = 60 + (columns - 1) * dx, height = 48 + (rows - 1) * dy + 30;
+    const top = 44; // room for the labels of edges arcing over the others
+    const pos = graph.nodes.map(([, x, y]) => [30 + x * dx, top + y * dy]);
+    const width = 60 + (columns - 1) * dx, height = top + (rows - 1) * dy + 40;
     const root = svg("svg", { class: "diagram", width, height, viewBox: `0 0 ${width} ${height}` });
     const seen = new Map();
     for (const [a, b, op] of graph.edges) {
@@ -314,8 +315,8 @@
     const status = ["trained", "over budget before training", "failed"][D.status[i]];
     const where = state.cls[i] === CLASS.front ? "on the feasible front" : state.cls[i] === CLASS.feasible ? "feasible, dominated" : state.cls[i] === CLASS.over ? "outside the budgets" : "";
     const metricRows = D.metrics.filter((m) => value(m, i) != null).map((m) => {
-      const how = card ? card.measured[m] || "" : ""; // the first clause shown, all of it on hover
-      return el("tr", { title: how }, el("th", {}, label(m)), el("td", {}, fmt(m, value(m, i))), el("td", { class: "muted how" }, how.split("; ")[0]));
+      const how = card ? card.measured[m] || "" : ""; // its start shown, all of it on hover
+      return el("tr", { title: how }, el("th", {}, label(m)), el("td", {}, fmt(m, value(m, i))), el("td", { class: "muted how" }, how.length > 90 ? how.slice(0, 88) + "…" : how));
     });
     const parts = [
       el("h3", { id: "card-id" }, `#${id}`), el("div", {}, `${status}; ${where}`),

@@ -121,6 +121,50 @@ def test_export_best_under_rules_says_which_and_why(finished_run, tmp_path):
     assert json.loads((tmp_path / "exp" / "card.json").read_text())["id"] == expected.id
 
 
+def test_export_finetune_keeps_the_compression_and_reports_test_accuracy(finished_run, tmp_path):
+    import torch
+
+    from cosearch.evaluators.train import accuracy, predict
+    from cosearch.export import load_model
+    from cosearch.export.finetune import finetune
+
+    run_dir, _ = finished_run
+    with RunStore(run_dir) as store:
+        pick = next(r for r in store.results() if r.result.ok and r.result.candidate.policy.summary().count("w4"))
+        model, stored, job, data = load_model(store, pick.id)
+        tuned, record = finetune(model, stored, job, data, store, epochs=1)
+    assert record["epochs"] == 1 and not record["distilled"]
+    assert record["images"] == len(data.train.y) + len(data.val.y)
+    from cosearch.compressors import layers_of_slot
+
+    before, after = dict(model.named_parameters()), dict(tuned.named_parameters())
+    sparsity = {
+        f"{name}.weight": layer.sparsity
+        for slot, layer in stored.result.candidate.policy.layers.items()
+        for name in layers_of_slot(model, slot)
+    }
+    moved = False
+    for name, weight in before.items():
+        if weight.dim() < 2:
+            continue
+        new = after[name]
+        pruned = round(sparsity.get(name, 0.0) * weight.numel())  # the mask's zeros stay zero
+        assert int(((weight == 0) & (new == 0)).sum()) >= pruned, f"{name}: pruned weights revived"
+        moved |= not torch.equal(weight, new)
+
+        def levels(w):
+            return max(len(torch.unique(row)) for row in w.detach().reshape(w.shape[0], -1))
+
+        if levels(weight) <= 16:  # a 4-bit layer (zero and up to 15 levels per channel) stays one
+            assert levels(new) <= 16, f"{name}: off its quantization grid"
+    assert moved  # it did train
+    out = cosearch("export", str(run_dir), "--pick", str(pick.id), "--finetune", "1", "--out", str(tmp_path / "ft"))
+    assert out.returncode == 0, out.stderr
+    assert "fine-tuned 1 epochs" in out.stdout and "test accuracy" in out.stdout
+    card = json.loads((tmp_path / "ft" / "card.json").read_text())
+    assert card["finetune"]["test_accuracy_before"] == pytest.approx(accuracy(predict(model, data.test.x), data.test.y))
+
+
 def test_export_of_unknown_id_is_a_clear_error(finished_run, tmp_path):
     run_dir, _ = finished_run
     out = cosearch("export", str(run_dir), "--pick", "999", "--out", str(tmp_path / "x"))

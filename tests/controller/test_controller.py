@@ -167,6 +167,13 @@ def test_teacher_is_prepared_once_and_used(ray_local, tmp_path):
     resumed.run()
     with RunStore(run_dir) as store:
         assert store.teacher()[0] == info  # not trained again
+    from cosearch.export import export
+
+    # export --finetune of a distilling pick: the teacher rebuilt from the run gives soft labels
+    card = export(run_dir, results[0].id, tmp_path / "tuned", finetune_epochs=1)
+    assert card["finetune"]["distilled"] and card["finetune"]["images"] == 9 * (
+        len(build.data_settings(spec).load().train.y) + len(build.data_settings(spec).load().val.y)
+    )
 
 
 def test_a_teacher_module_is_stored_at_start_and_not_needed_to_resume(ray_local, tmp_path):
@@ -200,6 +207,11 @@ def test_a_teacher_module_is_stored_at_start_and_not_needed_to_resume(ray_local,
     with RunStore(run_dir) as store:
         assert all(r.result.ok for r in store.results())
     Controller.resume(run_dir).run()  # no module needed: the logits are in the run
+    from cosearch.export import export
+
+    with pytest.raises(CosearchError, match=r"module given to Controller\.start"):
+        export(run_dir, 1, tmp_path / "tuned", finetune_epochs=1)
+    assert not (tmp_path / "tuned").exists()
 
 
 def test_one_driver_per_run_directory(ray_local, tmp_path):
