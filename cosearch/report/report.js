@@ -11,7 +11,7 @@
   const CLASS = { over: 0, feasible: 1, front: 2, searched: 3 };
   const STYLE = [
     { name: "over budget", color: "#c7c7c7", size: 6 },
-    { name: "feasible, dominated", color: "#6baed6", size: 7 },
+    { name: "feasible, dominated", color: "#9fb4c7", size: 7 },
     { name: "feasible front", color: "#d62728", size: 10 },
     { name: "searched (before the final training)", color: "#e0c58f", size: 6 },
   ];
