@@ -209,6 +209,16 @@ def _evaluate(evaluator_box: list[Any], candidate_text: str) -> tuple[dict[str, 
     return result, evaluation.weights
 
 
+def _run_work(evaluator_box: list, function: str, args: dict[str, Any]) -> Any:
+    """A strategy's `Work` in a worker: `function(evaluator, **args)`."""
+    import importlib
+
+    import ray
+
+    module, _, name = function.partition(":")
+    return getattr(importlib.import_module(module), name)(ray.get(evaluator_box[0]), **args)
+
+
 def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
     from cosearch.evaluators.teacher import prepare_teacher
 
@@ -684,6 +694,7 @@ class Controller:
                 self._ensure_supernet()
             remote = ray.remote(**self._task_resources(), max_retries=2)(_evaluate)
             evaluator_ref = ray.put(self._route(self.evaluator))
+            self._strategy_work(evaluator_ref)
             resubmit = list(self.pending.values())
             exhausted = False
             self.store.set_status("running")
@@ -793,6 +804,50 @@ class Controller:
 
         self.prepared["teacher_logits"] = TeacherLogits(np.load(io.BytesIO(logits)), info.get("train_views"))
         self.evaluator = build.make_evaluator(self.job, **self.prepared)
+
+    def _strategy_work(self, evaluator_ref: Any) -> None:
+        """Run the work the strategy needs before it proposes (a one-shot search), a Ray task per
+        piece; each output is stored before the strategy is handed it, and a resumed run hands
+        stored outputs back instead of running them again."""
+        import ray
+
+        task = ray.remote(**self._task_resources())(_run_work)
+        while work := self.strategy.work():
+            todo = []
+            for item in work:
+                stored = self.store.work(item.key)
+                if stored is None:
+                    todo.append(item)
+                else:
+                    self.strategy.worked(item.key, stored)
+            if not todo:
+                continue
+            in_flight = {task.remote([evaluator_ref], item.function, item.args): item for item in todo}
+            try:
+                while in_flight:
+                    self.state.note = (
+                        f"strategy {self.job.strategy.name}: {len(in_flight)} of {len(work)} searches running"
+                    )
+                    self.listener(self.state)
+                    ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
+                    for ref in ready:
+                        item = in_flight.pop(ref)
+                        try:
+                            output = ray.get(ref)
+                        except ray.exceptions.RayTaskError as error:
+                            raise RunFailed(
+                                f"strategy {self.job.strategy.name}: {item.description or item.key} failed: "
+                                f"{str(error.cause)[:500]}"
+                            ) from None
+                        self.store.save_work(item.key, output)
+                        self.strategy.worked(item.key, output)
+                        self._checkpoint(force=True)
+            except BaseException:
+                for ref in in_flight:
+                    ray.cancel(ref)
+                raise
+            finally:
+                self.state.note = ""
 
     def _finalize(self, remote: Any) -> None:
         """Train the search's best `top_k` Pareto members standalone (job.finalize), each stored

@@ -334,6 +334,13 @@ class RunStore:
             self._db.execute("INSERT OR REPLACE INTO weights (key, state) VALUES (?, ?)", ("teacher:state", state))
             self._set_meta("teacher", info)
 
+    def save_work(self, key: str, output: Any) -> None:
+        """The output of a strategy's `Work` (a one-shot search), before the strategy hears of it."""
+        self._set_meta(f"work:{key}", output)
+
+    def work(self, key: str) -> Any:
+        return self._meta(f"work:{key}")
+
     def save_warm_start(self, info: dict[str, Any]) -> None:
         self._set_meta("warm_start", info)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Container
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,19 @@ from cosearch.search_spaces.base import JointSpace
 
 # Arguments the controller passes itself; everything else a strategy takes is set in the job file.
 CONTROLLER_ARGS = ("space", "goals", "seed")
+
+
+@dataclass(frozen=True)
+class Work:
+    """Work a strategy needs done before it can propose (a one-shot search over shared weights):
+    the controller runs `function` ("module:name", imported in a Ray worker, so the strategy
+    itself stays torch-free) as `function(evaluator, **args)`, stores what it returns (JSON-able)
+    under `key`, and hands it to `Strategy.worked`; a resumed run hands stored work back."""
+
+    key: str
+    function: str
+    args: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
 
 
 class Strategy(ABC):
@@ -53,6 +67,15 @@ class Strategy(ABC):
             if candidate.key not in self.known:
                 break
         return candidate
+
+    def work(self) -> list[Work]:
+        """Work still needed before the next ask (most strategies: none). Asked again after each
+        piece is handed back, until it is empty."""
+        return []
+
+    def worked(self, key: str, output: Any) -> None:
+        """The stored output of the `Work` named `key`."""
+        raise NotImplementedError(f"{type(self).__name__} asked for no work")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly; JSON-able."""

@@ -21,6 +21,7 @@ SMALL = {
     "regularized_evolution": {"population_size": 10, "sample_size": 3},
     "nsga2": {"population_size": 10},
     "gp": {"pool_size": 50},
+    "darts": {"population_size": 10, "sample_size": 3},  # without its searches' work: the evolution after them
 }
 
 

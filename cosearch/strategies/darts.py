@@ -1,0 +1,136 @@
+"""Differentiable architecture search (DARTS, Liu et al. 2019) with the latency budget in its loss.
+
+The gradient work runs in Ray workers (`_darts_torch.search`, the only place that imports torch):
+architecture logits per cell edge over the ops, mixed ops on the space's shared supernet weights,
+first-order bilevel optimisation (weights on the training split, logits on the validation split),
+and the budget's latency as the expected latency of the relaxed cell, in ProxylessNAS's
+additive or MnasNet's multiplicative form. Plain DARTS collapses to parameter-free ops; the
+`beta` guard adds beta-DARTS's regulariser (the mean logsumexp of each edge's logits, its weight
+rising linearly over the epochs).
+
+One search per latency target (`targets`: fractions of the job's latency budget) runs as its own
+Ray task; each derives a cell (the strongest op per edge) that is asked first and evaluated by
+the job's evaluator like any candidate. After them the strategy goes on as regularized evolution
+over the joint genome, its population seeded by every result, so compression is searched too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from cosearch.core.candidate import Candidate
+from cosearch.core.errors import SpecError
+from cosearch.core.objectives import Goals, base_metric
+from cosearch.core.result import Result
+from cosearch.search_spaces.base import JointSpace
+from cosearch.strategies.base import STRATEGIES, Strategy, Work
+from cosearch.strategies.evolution import RegularizedEvolution
+
+SPACES = ("nb201",)  # the cell spaces the relaxation is written for
+
+
+@STRATEGIES.register("darts")
+class DartsSearch(Strategy):
+    def __init__(
+        self,
+        space: JointSpace,
+        goals: Goals,
+        seed: int = 0,
+        epochs: Annotated[int, Field(ge=1)] = 10,
+        targets: Sequence[float] = (0.5, 0.75, 1.0),
+        loss: Literal["additive", "multiplicative"] = "additive",
+        latency_weight: Annotated[float, Field(ge=0)] = 0.2,
+        collapse_guard: Literal["beta", "none"] = "beta",
+        beta_weight: Annotated[float, Field(ge=0)] = 0.5,
+        arch_learning_rate: Annotated[float, Field(gt=0)] = 0.01,
+        population_size: Annotated[int, Field(ge=2)] = 10,
+        sample_size: Annotated[int, Field(ge=1)] = 3,
+    ) -> None:
+        super().__init__(space, goals, seed)
+        self.seed = seed
+        name = space.space.registry_name
+        if name and name not in SPACES:
+            raise SpecError("strategy", "darts", f"a job whose search_space is one of {list(SPACES)} (got {name!r})")
+        if not targets or any(not 0 < t <= 4 for t in targets):
+            raise SpecError("strategy.targets", list(targets), "fractions of the latency budget in (0, 4]")
+        self.budget = next(
+            (c for c in goals.constraints if base_metric(c.metric) == "latency_ms" and c.op == "<="), None
+        )
+        self.settings = {
+            "epochs": epochs,
+            "loss": loss,
+            "latency_weight": latency_weight if self.budget is not None else 0.0,
+            "collapse_guard": collapse_guard,
+            "beta_weight": beta_weight,
+            "arch_learning_rate": arch_learning_rate,
+        }
+        self.targets = (
+            tuple(float(t) for t in targets) if self.budget is not None else (1.0,)
+        )  # no budget: one plain search
+        self.searches: dict[str, dict[str, Any]] = {}  # work key -> what its search derived
+        self.to_ask: list[dict[str, Any]] = []  # derived genomes not yet asked
+        self.evolution = RegularizedEvolution(space, goals, seed, population_size, sample_size)
+
+    def _key(self, target: float) -> str:
+        return f"darts:{target:g}"
+
+    def work(self) -> list[Work]:
+        out = []
+        for target in self.targets:
+            key = self._key(target)
+            if key in self.searches:
+                continue
+            args = {**self.settings, "seed": self.seed * 1000 + self.targets.index(target), "metric": None}
+            if self.budget is not None:
+                args.update(metric=self.budget.metric, target=self.budget.bound * target)
+            out.append(Work(key, "cosearch.strategies._darts_torch:search", args, f"DARTS search for {key}"))
+        return out
+
+    def worked(self, key: str, output: Any) -> None:
+        candidate = self._least_compressed({"cell": output["cell"]})
+        self.searches[key] = {k: output[k] for k in ("cell", "target", "expected", "derived_estimate") if k in output}
+        self.to_ask.append(self.space.encode(candidate))
+        # The evolution after the searches breeds from their cells at once, not from random samples.
+        self.evolution.asked = max(self.evolution.asked, self.evolution.population_size)
+
+    def _least_compressed(self, arch: dict[str, Any]) -> Candidate:
+        """`arch` with every compression gene at its off value, or its mildest option where off is
+        not searched: the searches choose the cell; compression is searched after them."""
+        from cosearch.compressors import genes
+        from cosearch.core.candidate import LayerPolicy
+
+        least = {}
+        for name, gene in genes().items():
+            options = self.space.options[name]
+            least[name] = min(options, key=lambda v, d=gene.default: (abs(v - d), v))  # off, else nearest off
+        layer = LayerPolicy({name: least[name] for name in genes("layer")})
+        network = {name: least[name] for name in genes("network")}
+        return self.space.canonical(arch, dict.fromkeys(self.space.space.all_slots(), layer), **network)
+
+    def ask(self) -> Candidate:
+        while self.to_ask:
+            candidate = self.space.decode(self.to_ask.pop(0))
+            if candidate.key not in self.known:
+                return candidate
+        self.evolution.known = self.known
+        return self.evolution.ask()
+
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        self.evolution.tell(candidate, result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "searches": self.searches,
+            "to_ask": self.to_ask,
+            "evolution": self.evolution.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.searches = {k: dict(v) for k, v in state["searches"].items()}
+        self.to_ask = [dict(g) for g in state["to_ask"]]
+        self.evolution.load_state_dict(state["evolution"])

@@ -1,0 +1,96 @@
+"""The darts strategy: its work items, what it asks once a search is handed back, the relaxed
+cell it trains, and a run on the digits through the controller."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cosearch.core import Constraint, Goals, Objective, SpecError
+from cosearch.search_spaces import SEARCH_SPACES, JointSpace
+from cosearch.strategies import STRATEGIES
+
+SPACE = SEARCH_SPACES.create("nb201", channels=4, cells_per_stage=1)
+JOINT = JointSpace(SPACE, weight_bits=[4, 8], sparsity=[0.0, 0.5])
+GOALS = Goals(
+    (Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"), Constraint.parse("size_kb <= 50"))
+)
+CELL = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|skip_connect~1|nor_conv_3x3~2|"
+
+
+def test_one_search_per_latency_target_then_its_cells_first():
+    strategy = STRATEGIES.create("darts", JOINT, GOALS, seed=2, targets=(0.5, 1.0), epochs=3)
+    work = strategy.work()
+    assert [w.key for w in work] == ["darts:0.5", "darts:1"]
+    assert [w.args["target"] for w in work] == [0.1, 0.2] and {w.args["metric"] for w in work} == {
+        "latency_ms@local-cpu"
+    }
+    assert work[0].function == "cosearch.strategies._darts_torch:search" and work[0].args["epochs"] == 3
+    strategy.worked("darts:0.5", {"cell": CELL, "target": 0.1, "expected": 0.12})
+    assert [w.key for w in strategy.work()] == ["darts:1"]  # what is handed back is not asked for again
+    candidate = strategy.ask()
+    assert candidate.arch == {"cell": CELL} and JOINT.contains(candidate)
+    # the searches choose the cell; its compression starts at the mildest options searched
+    assert {(lp.weight_bits, lp.sparsity) for lp in candidate.policy.layers.values()} == {(8, 0.0)}
+    state = json.loads(json.dumps(strategy.state_dict()))
+    again = STRATEGIES.create("darts", JOINT, GOALS, seed=9, targets=(0.5, 1.0))
+    again.load_state_dict(state)
+    assert [w.key for w in again.work()] == ["darts:1"]
+
+
+def test_without_a_latency_budget_one_plain_search():
+    goals = Goals((Objective.parse("accuracy"),), (Constraint.parse("size_kb <= 50"),))
+    (work,) = STRATEGIES.create("darts", JOINT, goals, seed=0).work()
+    assert work.args["metric"] is None and work.args["latency_weight"] == 0.0
+
+
+def test_other_spaces_are_refused_with_the_job_field():
+    darts_space = JointSpace(SEARCH_SPACES.create("darts", channels=4, layers=3))
+    with pytest.raises(SpecError, match=r"strategy: .*nb201"):
+        STRATEGIES.create("darts", darts_space, GOALS, seed=0)
+
+
+def test_the_relaxed_cell_at_one_hot_weights_is_the_chosen_cell():
+    torch = pytest.importorskip("torch")
+    from cosearch.search_spaces.nb201 import EDGES, OPS, parse_arch_str
+    from cosearch.strategies._darts_torch import mixed_cell
+
+    supernet = SPACE.supernet((1, 8, 8), 10).eval()
+    ops = parse_arch_str("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|avg_pool_3x3~0|skip_connect~1|none~2|")
+    weights = torch.zeros(len(EDGES), len(OPS))
+    for e, edge in enumerate(EDGES):
+        weights[e, OPS.index(ops[edge])] = 1.0
+    cell = supernet.stage1[0]
+    x = torch.randn(2, 8, 4, 4)
+    cell.set_ops(ops)
+    with torch.no_grad():
+        np.testing.assert_allclose(mixed_cell(cell, x, weights).numpy(), cell(x).numpy(), atol=1e-6)
+
+
+def test_a_search_trains_the_logits_and_prices_ops_as_the_job_measures(tmp_path):
+    pytest.importorskip("torch")
+    from cosearch import build
+    from cosearch.job import spec_from_dict
+    from cosearch.search_spaces.nb201 import OPS
+    from cosearch.strategies._darts_torch import search
+
+    job = spec_from_dict(
+        {
+            "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+            "strategy": {"name": "darts"},
+            "evaluator": {"name": "train"},
+            "objectives": ["accuracy", "size_kb"],
+            "budgets": ["size_kb <= 100"],
+        }
+    )
+    evaluator = build.make_evaluator(job)
+    out = search(evaluator, 2, "additive", 1.0, "beta", 0.5, 0.05, seed=0, metric="size_kb", target=1.0)
+    assert SPACE.validate_arch({"cell": out["cell"]}) is None and "none" not in out["cell"]
+    effect = np.array(out["cost_table"]["effect"])
+    assert np.all(effect[:, OPS.index("skip_connect")] == 0.0)
+    conv3, conv1 = effect[:, OPS.index("nor_conv_3x3")], effect[:, OPS.index("nor_conv_1x1")]
+    assert np.all(conv3 > conv1) and np.all(conv1 > 0)  # size: a 3x3 conv's weights outweigh a 1x1's
+    assert len(out["history"]) == 2 and out["history"][-1]["expected"] < out["history"][0]["expected"] + 1e-9
+    assert not np.allclose(out["logits"], 0.0, atol=1e-2)  # the logits moved
