@@ -31,37 +31,46 @@ from cosearch.search_spaces.nb201 import EDGES, NUM_NODES, OPS, edge_name, forma
 REFERENCE_OP = "skip_connect"  # every node of the reference cell is live, so every edge's op runs
 
 
-def mixed_cell(cell: SuperCell, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def mixed_cell(cell: SuperCell, x: torch.Tensor, weights: torch.Tensor, sampled: bool = False) -> torch.Tensor:
+    """The relaxed cell: each edge the `weights`-weighted sum of its ops; `sampled` weights are
+    one-hot (GDAS), so only the chosen op of each edge runs."""
     nodes = [x]
     for j in range(1, NUM_NODES):
         total = 0.0
         for i in range(j):
             ops, w = getattr(cell, edge_name(i, j)), weights[EDGES.index((i, j))]
             for k, op in enumerate(OPS):
-                if op != "none":
+                if op != "none" and not (sampled and w[k].item() == 0.0):
                     total = total + w[k] * ops[op](nodes[i])
         nodes.append(total if isinstance(total, torch.Tensor) else x * 0.0)
     return nodes[-1]
 
 
 class RelaxedNB201(nn.Module):
-    """The NB201 supernet with every cell computing the relaxed (softmax-mixed) cell."""
+    """The NB201 supernet with every cell computing the relaxed cell; `tau` set: the cell sampled
+    by Gumbel-softmax at that temperature on every forward (GDAS), else softmax-mixed (DARTS)."""
 
     def __init__(self, supernet: NB201Supernet) -> None:
         super().__init__()
         self.net = supernet
         self.logits = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(OPS)))
+        self.tau: float | None = None
 
     def weights(self) -> list[nn.Parameter]:
         return [p for name, p in self.named_parameters() if name != "logits"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net, w = self.net, F.softmax(self.logits, dim=-1)
+        net = self.net
+        sampled = self.tau is not None and self.training
+        if sampled:
+            w = F.gumbel_softmax(self.logits, tau=self.tau, hard=True, dim=-1)  # straight-through one-hot
+        else:
+            w = F.softmax(self.logits, dim=-1)
         x = net.stem(x)
         for stage in (net.stage0, net.reduce1, net.stage1, net.reduce2, net.stage2):
             if isinstance(stage, nn.Sequential):
                 for cell in stage:
-                    x = mixed_cell(cell, x, w)
+                    x = mixed_cell(cell, x, w, sampled)
             else:
                 x = stage(x)
         return net.classifier(net.head(x))
@@ -100,10 +109,13 @@ def search(
     beta_weight: float,
     arch_learning_rate: float,
     seed: int,
+    order: int = 1,
     metric: str | None = None,
     target: float | None = None,
 ) -> dict[str, Any]:
     """One DARTS search; returns the derived cell and how it went (JSON-able)."""
+    from cosearch.evaluators.train import describe_device, training_device
+
     if not hasattr(evaluator, "data") or evaluator.space.registry_name != "nb201":
         raise CosearchError("strategy darts needs the nb201 search space and an evaluator that trains (train)")
     start = time.perf_counter()
@@ -112,49 +124,62 @@ def search(
     data, training = evaluator.data.load(), evaluator.training
     latency = metric is not None and latency_weight > 0
     base, effect = op_costs(evaluator, metric, data) if latency else (0.0, np.zeros((len(EDGES), len(OPS))))
-    effect_t = torch.tensor(effect, dtype=torch.float32)
-    space = evaluator.space
-    model = RelaxedNB201(space.supernet(data.input_shape, data.num_classes))
+    device = training_device()
+    effect_t = torch.tensor(effect, dtype=torch.float32, device=device)
+    model = RelaxedNB201(evaluator.space.supernet(data.input_shape, data.num_classes)).to(device)
     w_opt = torch.optim.Adam(model.weights(), lr=training.learning_rate, weight_decay=training.weight_decay)
     a_opt = torch.optim.Adam([model.logits], lr=arch_learning_rate, betas=(0.5, 0.999), weight_decay=1e-3)
     steps_per_epoch = max(1, len(data.train.y) // training.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs * steps_per_epoch)
-    train_x, train_y = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
-    val_x, val_y = torch.from_numpy(data.val.x), torch.from_numpy(data.val.y)
+    train_x, train_y = (torch.from_numpy(a).to(device) for a in (data.train.x, data.train.y))
+    val_x, val_y = (torch.from_numpy(a).to(device) for a in (data.val.x, data.val.y))
     history = []
 
     def expected_cost() -> torch.Tensor:
         return base + (F.softmax(model.logits, dim=-1) * effect_t).sum()
 
+    def arch_objective(ce: torch.Tensor, guard: float) -> torch.Tensor:
+        """The validation loss the logits descend: the task's, the latency term, the guard."""
+        if latency:
+            ratio = expected_cost() / target
+            if loss == "multiplicative":  # MnasNet's form: CE * (E[LAT] / T) ^ w
+                ce = ce * ratio**latency_weight
+            else:  # ProxylessNAS's additive form: CE + w * (E[LAT] - T) / T
+                ce = ce + latency_weight * (ratio - 1.0)
+        if guard:
+            ce = ce + guard * torch.logsumexp(model.logits, dim=-1).mean()  # beta-DARTS
+        return ce
+
     for epoch in range(epochs):
         guard = beta_weight * (epoch + 1) / epochs if collapse_guard == "beta" else 0.0  # rising linearly
+        if collapse_guard == "gdas":  # GDAS: the temperature falls linearly from 10 to 0.1
+            model.tau = 10.0 - (10.0 - 0.1) * epoch / max(1, epochs - 1)
         model.train()
-        order, val_order = rng.permutation(len(train_y)), rng.permutation(len(val_y))
+        order_t, val_order = rng.permutation(len(data.train.y)), rng.permutation(len(data.val.y))
         losses = []
         for step in range(steps_per_epoch):
-            rows = torch.from_numpy(order[step * training.batch_size : (step + 1) * training.batch_size])
+            rows = torch.from_numpy(order_t[step * training.batch_size : (step + 1) * training.batch_size]).to(device)
+            start_v = (step * training.batch_size) % max(1, len(val_order) - training.batch_size + 1)
+            vrows = torch.from_numpy(val_order[start_v : start_v + training.batch_size]).to(device)
+            batch, val_batch = (train_x[rows], train_y[rows]), (val_x[vrows], val_y[vrows])
+            a_opt.zero_grad(set_to_none=True)
+            if order == 2:
+                value = _second_order_logit_grad(
+                    model, batch, val_batch, schedule.get_last_lr()[0], guard, arch_objective
+                )
+            else:
+                value = arch_objective(F.cross_entropy(model(val_batch[0]), val_batch[1]), guard)
+                value.backward()
+            a_opt.step()
+            losses.append(float(value.detach()))
             w_opt.zero_grad(set_to_none=True)
-            task = F.cross_entropy(model(train_x[rows]), train_y[rows])
+            task = F.cross_entropy(model(batch[0]), batch[1])
             if not torch.isfinite(task):
                 raise CosearchError(f"strategy darts: the training loss became {task.item()} in epoch {epoch + 1}")
             task.backward()
+            model.logits.grad = None  # the weight step moves the weights only
             w_opt.step()
             schedule.step()
-            start_v = (step * training.batch_size) % max(1, len(val_y) - training.batch_size + 1)
-            vrows = torch.from_numpy(val_order[start_v : start_v + training.batch_size])
-            a_opt.zero_grad(set_to_none=True)
-            arch = F.cross_entropy(model(val_x[vrows]), val_y[vrows])
-            if latency:
-                ratio = expected_cost() / target
-                if loss == "multiplicative":  # MnasNet's form: CE * (E[LAT] / T) ^ w
-                    arch = arch * ratio**latency_weight
-                else:  # ProxylessNAS's additive form: CE + w * (E[LAT] - T) / T
-                    arch = arch + latency_weight * (ratio - 1.0)
-            if guard:
-                arch = arch + guard * torch.logsumexp(model.logits, dim=-1).mean()  # beta-DARTS
-            arch.backward()
-            a_opt.step()
-            losses.append(arch.item())
         model.eval()
         with torch.no_grad():
             accuracy = float((model(val_x).argmax(1) == val_y).float().mean())
@@ -164,8 +189,10 @@ def search(
                 "arch_loss": float(np.mean(losses)),
                 "val_accuracy_relaxed": accuracy,
                 "expected": float(expected_cost().detach()) if latency else None,
+                "tau": model.tau,
             }
         )
+    model.to("cpu")
     # The strongest op per edge, `none` aside (as DARTS derives): a relaxed cell mixes its ops, and
     # `none`, the cheapest, wins the latency term's pull without the cell computing anything.
     logits = model.logits.detach().clone()
@@ -177,7 +204,9 @@ def search(
         "cell": cell,
         "target": target,
         "metric": metric,
-        "expected": float(expected_cost().detach()) if latency else None,
+        "expected": float((base + (F.softmax(model.logits, dim=-1) * effect_t.cpu()).sum()).detach())
+        if latency
+        else None,
         "derived_estimate": derived,
         "parameter_free_edges": sum(OPS[k] in ("none", "skip_connect", "avg_pool_3x3") for k in chosen),
         "logits": model.logits.detach().tolist(),
@@ -185,5 +214,43 @@ def search(
         "history": history,
         "cost_table": {"reference": base, "effect": effect.tolist()} if latency else None,
         "seconds": time.perf_counter() - start,
-        "how": f"first-order DARTS, {epochs} epochs, {loss if latency else 'no'} latency term, collapse guard {collapse_guard}",
+        "how": f"{'first' if order == 1 else 'second'}-order DARTS, {epochs} epochs, "
+        f"{loss if latency else 'no'} latency term, collapse guard {collapse_guard}, on {describe_device(device)}",
     }
+
+
+def _second_order_logit_grad(
+    model, batch, val_batch, xi: float, guard: float, arch_objective, radius: float = 0.01
+) -> torch.Tensor:
+    """DARTS's second-order gradient of the validation loss with respect to the logits, set on
+    `model.logits.grad`: at the weights after one virtual SGD step of size `xi` on `batch`, minus
+    `xi` times the Hessian-vector product, by central differences at weights `radius` away along
+    the validation gradient (0.01: DARTS's choice; Liu et al. 2019, eq. 7-8)."""
+    weights = model.weights()
+    backup = [w.detach().clone() for w in weights]
+    grads = torch.autograd.grad(F.cross_entropy(model(batch[0]), batch[1]), weights, allow_unused=True)
+    with torch.no_grad():
+        for w, g in zip(weights, grads):
+            if g is not None:
+                w -= xi * g
+    value = arch_objective(F.cross_entropy(model(val_batch[0]), val_batch[1]), guard)
+    d_logits, *v = torch.autograd.grad(value, [model.logits, *weights], allow_unused=True)
+    v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, v)]
+    with torch.no_grad():
+        for w, b in zip(weights, backup):
+            w.copy_(b)
+    eps = radius / (torch.sqrt(sum((g * g).sum() for g in v)) + 1e-12)
+
+    def logit_grad(sign: float) -> torch.Tensor:
+        with torch.no_grad():
+            for w, g in zip(weights, v):
+                w += sign * eps * g
+        out = torch.autograd.grad(F.cross_entropy(model(batch[0]), batch[1]), model.logits)[0]
+        with torch.no_grad():
+            for w, g in zip(weights, v):
+                w -= sign * eps * g
+        return out
+
+    hessian = (logit_grad(1.0) - logit_grad(-1.0)) / (2 * eps)
+    model.logits.grad = d_logits - xi * hessian
+    return value.detach()

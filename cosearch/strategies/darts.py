@@ -43,7 +43,8 @@ class DartsSearch(Strategy):
         targets: Sequence[float] = (0.5, 0.75, 1.0),
         loss: Literal["additive", "multiplicative"] = "additive",
         latency_weight: Annotated[float, Field(ge=0)] = 0.2,
-        collapse_guard: Literal["beta", "none"] = "beta",
+        collapse_guard: Literal["beta", "gdas", "none"] = "beta",
+        order: Literal[1, 2] = 1,
         beta_weight: Annotated[float, Field(ge=0)] = 0.5,
         arch_learning_rate: Annotated[float, Field(gt=0)] = 0.01,
         population_size: Annotated[int, Field(ge=2)] = 10,
@@ -66,6 +67,7 @@ class DartsSearch(Strategy):
             "collapse_guard": collapse_guard,
             "beta_weight": beta_weight,
             "arch_learning_rate": arch_learning_rate,
+            "order": order,
         }
         self.targets = (
             tuple(float(t) for t in targets) if self.budget is not None else (1.0,)
