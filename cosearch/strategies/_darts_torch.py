@@ -76,27 +76,29 @@ class RelaxedNB201(nn.Module):
         return net.classifier(net.head(x))
 
 
+def cost_of(evaluator: Any, ops: dict, metric: str, data: Any) -> float:
+    """`metric` of the float network with cell `ops`, by the job's own cost path (the deployed ONNX
+    file, predicted and measured exactly as a candidate's costs are)."""
+    candidate = Candidate({"cell": format_arch_str(ops)})
+    model = evaluator.space.build(candidate.arch, data.input_shape, data.num_classes)
+    plain, onnx_bytes = evaluator.deployable(model, candidate, data.input_shape)
+    predicted, _ = evaluator.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
+    measured, _ = evaluator.measured_costs(onnx_bytes, data.input_shape)
+    costs = {**predicted, **measured}
+    if metric not in costs:
+        raise CosearchError(f"strategy darts: the job's evaluator gives no {metric}; it gives {sorted(costs)}")
+    return float(costs[metric])
+
+
 def op_costs(evaluator: Any, metric: str, data: Any) -> tuple[float, np.ndarray]:
-    """The all-skip cell's `metric` and each (edge, op)'s difference from it, as the job measures."""
-
-    def cost(ops: dict) -> float:
-        candidate = Candidate({"cell": format_arch_str(ops)})
-        model = evaluator.space.build(candidate.arch, data.input_shape, data.num_classes)
-        plain, onnx_bytes = evaluator.deployable(model, candidate, data.input_shape)
-        predicted, _ = evaluator.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
-        measured, _ = evaluator.measured_costs(onnx_bytes, data.input_shape)
-        costs = {**predicted, **measured}
-        if metric not in costs:
-            raise CosearchError(f"strategy darts: the job's evaluator gives no {metric}; it gives {sorted(costs)}")
-        return float(costs[metric])
-
+    """The all-skip cell's `metric` and each (edge, op)'s difference from it."""
     reference = dict.fromkeys(EDGES, REFERENCE_OP)
-    base = cost(reference)
+    base = cost_of(evaluator, reference, metric, data)
     effect = np.zeros((len(EDGES), len(OPS)))
     for e, edge in enumerate(EDGES):
         for k, op in enumerate(OPS):
             if op != REFERENCE_OP:
-                effect[e, k] = cost({**reference, edge: op}) - base
+                effect[e, k] = cost_of(evaluator, {**reference, edge: op}, metric, data) - base
     return base, effect
 
 

@@ -69,9 +69,8 @@ class DartsSearch(Strategy):
             "arch_learning_rate": arch_learning_rate,
             "order": order,
         }
-        self.targets = (
-            tuple(float(t) for t in targets) if self.budget is not None else (1.0,)
-        )  # no budget: one plain search
+        priced = self.settings["latency_weight"] > 0
+        self.targets = tuple(float(t) for t in targets) if priced else (1.0,)  # no latency term: one plain search
         self.searches: dict[str, dict[str, Any]] = {}  # work key -> what its search derived
         self.to_ask: list[dict[str, Any]] = []  # derived genomes not yet asked
         self.evolution = RegularizedEvolution(space, goals, seed, population_size, sample_size)
@@ -86,7 +85,7 @@ class DartsSearch(Strategy):
             if key in self.searches:
                 continue
             args = {**self.settings, "seed": self.seed * 1000 + self.targets.index(target), "metric": None}
-            if self.budget is not None:
+            if self.settings["latency_weight"] > 0:
                 args.update(metric=self.budget.metric, target=self.budget.bound * target)
             out.append(Work(key, "cosearch.strategies._darts_torch:search", args, f"DARTS search for {key}"))
         return out

@@ -1,0 +1,186 @@
+"""DARTS variants beside regularized evolution, each a whole run of the controller on the digits.
+
+    python scripts/bench_oneshot_search.py --out benchmarks/oneshot_search
+
+The latency budget T sits halfway between the all-skip cell's and the all-3x3-conv cell's
+measured latency (ONNX Runtime, batch 1, 1 thread, at `--image-size`). Every method runs the
+same job with that budget; the darts runs search once per latency target (`--targets`, fractions
+of T) and their derived cells are trained by the `train` evaluator like any candidate. Reported
+per method: wall time of the run, the derived cells (standalone accuracy, measured latency,
+how many of their 6 edges are parameter-free, whether the latency lands within 10 % of its
+target), and the hypervolume of the run's feasible (accuracy, latency) front against one
+reference point shared by all (accuracy 0, latency 2 T).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
+
+
+def base_job(args, strategy: dict, trials: int, budget_ms: float) -> dict:
+    return {
+        "name": "oneshot",
+        "task": {"dataset": "digits", "image_size": args.image_size},
+        "search_space": {"name": "nb201", "channels": args.channels, "cells_per_stage": 1},
+        "compression": {"weight_bits": [32], "sparsity": [0.0]},  # the cell alone: what DARTS searches here
+        "strategy": strategy,
+        "objectives": ["accuracy", "latency_ms"],
+        "budgets": [f"latency_ms <= {budget_ms:.6g}"],
+        "training": {"epochs": args.train_epochs, "finetune_epochs": 0, "seed": args.seed},
+        "latency": {"warmup_runs": 20, "runs": 100},
+        "resources": {"trials": trials, "concurrency": 2, "seed": args.seed},
+    }
+
+
+def budget(args) -> tuple[float, float, float]:
+    from cosearch import build
+    from cosearch.job import spec_from_dict
+    from cosearch.search_spaces.nb201 import EDGES
+    from cosearch.strategies._darts_torch import cost_of
+
+    job = spec_from_dict(base_job(args, {"name": "random"}, 1, 1.0))
+    evaluator = build.make_evaluator(job)
+    data = evaluator.data.load()
+    low = cost_of(evaluator, dict.fromkeys(EDGES, "skip_connect"), "latency_ms@local-cpu", data)
+    high = cost_of(evaluator, dict.fromkeys(EDGES, "nor_conv_3x3"), "latency_ms@local-cpu", data)
+    return low, high, (low + high) / 2
+
+
+def run(args, name: str, strategy: dict, trials: int, target_ms: float, root: Path) -> dict:
+    from cosearch.controller import Controller, RunStore
+    from cosearch.job import spec_from_dict
+
+    job = spec_from_dict(base_job(args, strategy, trials, target_ms))
+    run_dir = root / name
+    start = time.perf_counter()
+    Controller.start(job, run_dir).run()
+    wall = time.perf_counter() - start
+    with RunStore(run_dir) as store:
+        results = [r.result for r in store.results()]
+        work = {}
+        if strategy["name"] == "darts":
+            for target in strategy.get("targets", [1.0]) if strategy.get("latency_weight", 0.2) > 0 else [1.0]:
+                work[target] = store.work(f"darts:{float(target):g}")
+    points = [
+        (r.metrics["accuracy"], r.metrics["latency_ms@local-cpu"])
+        for r in results
+        if r.ok and r.metrics.get("latency_ms@local-cpu", np.inf) <= target_ms
+    ]
+    derived = []
+    for target, output in work.items():
+        found = next((r for r in results if r.candidate.arch["cell"] == output["cell"]), None)
+        latency = found.metrics.get("latency_ms@local-cpu") if found else None
+        goal = output["target"]
+        derived.append(
+            {
+                "target_fraction": target,
+                "target_ms": goal,
+                "cell": output["cell"],
+                "parameter_free": sum(part.split("~")[0] in PARAMETER_FREE for part in _edges(output["cell"])),
+                "accuracy": found.metrics.get("accuracy") if found else None,
+                "latency_ms": latency,
+                "within_10pct": None if latency is None or goal is None else abs(latency - goal) <= 0.1 * goal,
+                "search_s": output["seconds"],
+                "status": found.status if found else "not evaluated",
+            }
+        )
+    return {"method": name, "wall_s": wall, "results": len(results), "feasible_points": points, "derived": derived}
+
+
+def _edges(cell: str) -> list[str]:
+    return [part for node in cell.split("+") for part in node.strip("|").split("|")]
+
+
+def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
+    from cosearch.core.pareto import hypervolume as hv
+
+    if not points:
+        return 0.0
+    values = np.array([(-a, lat) for a, lat in points])  # minimise: accuracy negated
+    return hv(values, np.array([-reference[0], reference[1]]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=6, help="DARTS search epochs")
+    parser.add_argument("--train-epochs", type=int, default=6, help="each candidate's standalone training")
+    parser.add_argument("--targets", default="0.6,1.0", help="latency targets as fractions of the budget")
+    parser.add_argument("--trials", type=int, default=24, help="regularized evolution's evaluations")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write OUT.json and OUT.md")
+    args = parser.parse_args()
+    import ray
+    import torch
+
+    torch.set_num_threads(1)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    targets = [float(t) for t in args.targets.split(",")]
+    low, high, target_ms = budget(args)
+    print(f"all-skip {low:.4f} ms, all-3x3 {high:.4f} ms: budget {target_ms:.4f} ms", flush=True)
+    darts = {"name": "darts", "epochs": args.epochs, "targets": targets}
+    methods = [
+        ("darts beta-guard latency", {**darts, "collapse_guard": "beta"}, len(targets)),
+        ("darts no-guard latency", {**darts, "collapse_guard": "none"}, len(targets)),
+        ("darts beta-guard no-latency", {**darts, "collapse_guard": "beta", "latency_weight": 0.0}, 1),
+        ("gdas latency", {**darts, "collapse_guard": "gdas"}, len(targets)),
+        (
+            "regularized evolution",
+            {"name": "regularized_evolution", "population_size": 8, "sample_size": 3},
+            args.trials,
+        ),
+    ]
+    root = Path(tempfile.mkdtemp(prefix="bench-oneshot-"))
+    rows = []
+    try:
+        for name, strategy, trials in methods:
+            rows.append(run(args, name, strategy, trials, target_ms, root))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "feasible_points"}), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        ray.shutdown()
+    reference = (0.0, 2 * target_ms)
+    for row in rows:
+        row["hypervolume"] = hypervolume(row.pop("feasible_points"), reference)
+    if args.out:
+        command = "python scripts/bench_oneshot_search.py " + " ".join(sys.argv[1:])
+        payload = {"command": command, "budget_ms": target_ms, "all_skip_ms": low, "all_conv3_ms": high, "rows": rows}
+        Path(f"{args.out}.json").write_text(json.dumps(payload, indent=1) + "\n")
+        lines = [
+            "# DARTS variants beside regularized evolution (one seed)",
+            "",
+            f"`{command}`: digits at {args.image_size}x{args.image_size}, nb201 with {args.channels} channels, "
+            f"weights in float; budget latency_ms@local-cpu <= {target_ms:.4f} ms (halfway between the all-skip cell, "
+            f"{low:.4f} ms, and the all-3x3 cell, {high:.4f} ms); every candidate trained {args.train_epochs} epochs; "
+            "2 CPU cores, concurrency 2. Hypervolume of the feasible (accuracy, latency) front, reference (0, 2T).",
+            "One seed: a first look, not a comparison that survives reruns.",
+            "",
+            "| method | wall s | results | hypervolume | derived cells: accuracy / latency ms / target ms / parameter-free edges |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for row in rows:
+            cells = "; ".join(
+                f"{d['accuracy'] if d['accuracy'] is None else round(100 * d['accuracy'], 1)} % / "
+                f"{d['latency_ms'] and round(d['latency_ms'], 4)} / {d['target_ms'] and round(d['target_ms'], 4)} / "
+                f"{d['parameter_free']} of 6"
+                for d in row["derived"]
+            )
+            lines.append(
+                f"| {row['method']} | {row['wall_s']:.0f} | {row['results']} | {row['hypervolume']:.5f} | {cells or '-'} |"
+            )
+        Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
