@@ -36,7 +36,7 @@ def base_job(args, strategy: dict, trials: int, budget_ms: float) -> dict:
         "strategy": strategy,
         "objectives": ["accuracy", "latency_ms"],
         "budgets": [f"latency_ms <= {budget_ms:.6g}"],
-        "training": {"epochs": args.train_epochs, "finetune_epochs": 0, "seed": args.seed},
+        "training": {"epochs": args.train_epochs, "finetune_epochs": 0},
         "latency": {"warmup_runs": 20, "runs": 100},
         "resources": {"trials": trials, "concurrency": 2, "seed": args.seed},
     }

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cosearch import build
 from cosearch.build import make_space
 from cosearch.compressors import genes as compression_genes
 from cosearch.controller.store import RunStore, StoredOutcome, StoredResult, is_final
@@ -183,6 +184,8 @@ def report_data(run_dir: str | Path) -> dict[str, Any]:
             arch_of[stored.id] = _index(archs, space.describe(stored.result.candidate.arch))
     metrics = sorted(seen)
     picked = {r.id for r in picking}
+    options = build.make_joint_space(job).options
+    searched_genes = [n for n, g in compression_genes("layer").items() if tuple(options[n]) != (g.default,)]
     failed = [r for r in outcomes if r.result.status == "failed"]
     counts = {s: sum(r.result.status == s for r in search) for s in STATUS_CODES}
     return {
@@ -210,6 +213,7 @@ def report_data(run_dir: str | Path) -> dict[str, Any]:
         "drawings": drawn,
         "detail_limit": DETAIL_LIMIT,
         "gene_defaults": {name: gene.default for name, gene in compression_genes("layer").items()},
+        "searched_genes": searched_genes,  # a strip row each, even where a candidate leaves it off
         "failures": [[r.id, r.result.error or ""] for r in failed[-REPORT_FAILURES:]],
         "failures_left_out": max(0, len(failed) - REPORT_FAILURES),
         "export": f"cosearch export {run_dir} --pick",

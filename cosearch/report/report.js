@@ -255,7 +255,8 @@
   }
 
   function strip(layers) {
-    const genes = []; // the genes some layer sets away from its default (stored policies leave defaults out)
+    // the genes the job searches, and any a layer sets away from its default (stored policies leave defaults out)
+    const genes = [...D.searched_genes];
     for (const [, policy] of layers) for (const g of Object.keys(policy)) if (!genes.includes(g)) genes.push(g);
     const head = el("tr", {}, el("th", {}, ""), layers.map(([slot], k) => el("th", { title: slot }, k)));
     const rows = genes.map((g) => el("tr", {}, el("th", {}, g),
