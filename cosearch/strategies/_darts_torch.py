@@ -46,18 +46,73 @@ def mixed_cell(cell: SuperCell, x: torch.Tensor, weights: torch.Tensor, sampled:
     return nodes[-1]
 
 
+def slot_of(name: str) -> str:
+    """The layer slot of a supernet conv: a cell edge's op name dropped (`stage0.0.e0_1.nor_conv_3x3.conv`
+    is slot `stage0.0.e0_1.conv`); everything outside cells is named as in the standalone network."""
+    parts = name.split(".")
+    return ".".join(parts[:3] + parts[4:]) if parts[0].startswith("stage") and len(parts) > 4 else name
+
+
+def edge_op_of(name: str) -> tuple[int, int] | None:
+    """(edge index, op index) of a cell conv, None outside cells."""
+    parts = name.split(".")
+    if parts[0].startswith("stage") and len(parts) > 4:
+        i, j = (int(n) for n in parts[2][1:].split("_"))
+        return EDGES.index((i, j)), OPS.index(parts[3])
+    return None
+
+
+class MixedBits(nn.Module):
+    """A `weight` parametrization: the softmax-weighted sum of the weight fake-quantized at each
+    bit width (EdMIPS, Cai and Vasconcelos 2020); 32 bits is the float weight."""
+
+    def __init__(self, logits: nn.ParameterDict, key: str, bits: list[int]) -> None:
+        super().__init__()
+        from cosearch.compressors.quantize import PerChannelSymmetricFakeQuant
+
+        self._logits = [logits]  # a reference, not a submodule: the logits are the model's
+        self.key = key
+        self.quantizers = nn.ModuleList([nn.Identity() if b >= 32 else PerChannelSymmetricFakeQuant(b) for b in bits])
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        p = F.softmax(self._logits[0][self.key], dim=-1)
+        return sum(p[k] * q(weight) for k, q in enumerate(self.quantizers))
+
+
 class RelaxedNB201(nn.Module):
     """The NB201 supernet with every cell computing the relaxed cell; `tau` set: the cell sampled
     by Gumbel-softmax at that temperature on every forward (GDAS), else softmax-mixed (DARTS)."""
 
-    def __init__(self, supernet: NB201Supernet) -> None:
+    def __init__(self, supernet: NB201Supernet, weight_bits: list[int] | None = None) -> None:
         super().__init__()
         self.net = supernet
         self.logits = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(OPS)))
         self.tau: float | None = None
+        self.bits = list(weight_bits or [])
+        self.bit_logits = nn.ParameterDict()  # per layer slot, over `bits`: shared by the ops of an edge
+        if self.bits:
+            from torch.nn.utils import parametrize
+
+            for name, module in list(supernet.named_modules()):
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    key = slot_of(name).replace(".", "__")
+                    if key not in self.bit_logits:
+                        self.bit_logits[key] = nn.Parameter(torch.zeros(len(self.bits)))
+                    parametrize.register_parametrization(module, "weight", MixedBits(self.bit_logits, key, self.bits))
+
+    def architecture(self) -> list[nn.Parameter]:
+        return [self.logits, *self.bit_logits.values()]
 
     def weights(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if name != "logits"]
+        return [p for name, p in self.named_parameters() if name != "logits" and not name.startswith("bit_logits.")]
+
+    def expected_bits(self) -> dict[str, torch.Tensor]:
+        """Each slot's expected weight bits under the current logits."""
+        bits = torch.tensor(self.bits, dtype=torch.float32, device=self.logits.device)
+        return {key.replace("__", "."): (F.softmax(v, dim=-1) * bits).sum() for key, v in self.bit_logits.items()}
+
+    def chosen_bits(self) -> dict[str, int]:
+        return {key.replace("__", "."): self.bits[int(v.argmax())] for key, v in self.bit_logits.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
@@ -102,6 +157,43 @@ def op_costs(evaluator: Any, metric: str, data: Any) -> tuple[float, np.ndarray]
     return base, effect
 
 
+def layer_sizes(model: RelaxedNB201, input_shape) -> dict[str, tuple[int, int]]:
+    """(MACs, weights) of every conv / linear of the supernet at batch 1, by module name."""
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = []
+    for name, module in model.net.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+
+            def record(m, inputs, output, name=name):
+                weights = m.weight.numel()
+                positions = output.shape[-1] * output.shape[-2] if isinstance(m, nn.Conv2d) else 1
+                sizes[name] = (int(weights * positions), int(weights))
+
+            hooks.append(module.register_forward_hook(record))
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape, device=model.logits.device))
+    model.train(was)
+    for hook in hooks:
+        hook.remove()
+    return sizes
+
+
+def expected_bit_cost(model: RelaxedNB201, sizes: dict, metric: str, activation_bits: int) -> torch.Tensor:
+    """Expected BitOps (MACs x weight bits x activation bits) or size in KiB (weights x weight
+    bits) of the relaxed network: a cell conv counts with its op's probability (EdMIPS's cost)."""
+    p = F.softmax(model.logits, dim=-1)
+    bits = model.expected_bits()
+    total = 0.0
+    for name, (macs, weights) in sizes.items():
+        where = edge_op_of(name)
+        active = 1.0 if where is None else p[where]
+        b = bits[slot_of(name)]
+        total = total + active * (macs * b * activation_bits if metric == "bitops" else weights * b / 8 / 1024)
+    return total
+
+
 def search(
     evaluator: Any,
     epochs: int,
@@ -114,6 +206,11 @@ def search(
     order: int = 1,
     metric: str | None = None,
     target: float | None = None,
+    weight_bits: list[int] | None = None,
+    bits_metric: str | None = None,
+    bits_target: float | None = None,
+    bits_weight: float = 0.0,
+    activation_bits: int = 32,
 ) -> dict[str, Any]:
     """One DARTS search; returns the derived cell and how it went (JSON-able)."""
     from cosearch.evaluators.train import describe_device, training_device
@@ -128,9 +225,12 @@ def search(
     base, effect = op_costs(evaluator, metric, data) if latency else (0.0, np.zeros((len(EDGES), len(OPS))))
     device = training_device()
     effect_t = torch.tensor(effect, dtype=torch.float32, device=device)
-    model = RelaxedNB201(evaluator.space.supernet(data.input_shape, data.num_classes)).to(device)
+    relax_bits = bool(weight_bits) and len(weight_bits) > 1 and bits_metric is not None and bits_weight > 0
+    supernet = evaluator.space.supernet(data.input_shape, data.num_classes)
+    model = RelaxedNB201(supernet, list(weight_bits) if relax_bits else None).to(device)
+    sizes = layer_sizes(model, data.input_shape) if relax_bits else {}
     w_opt = torch.optim.Adam(model.weights(), lr=training.learning_rate, weight_decay=training.weight_decay)
-    a_opt = torch.optim.Adam([model.logits], lr=arch_learning_rate, betas=(0.5, 0.999), weight_decay=1e-3)
+    a_opt = torch.optim.Adam(model.architecture(), lr=arch_learning_rate, betas=(0.5, 0.999), weight_decay=1e-3)
     steps_per_epoch = max(1, len(data.train.y) // training.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs * steps_per_epoch)
     train_x, train_y = (torch.from_numpy(a).to(device) for a in (data.train.x, data.train.y))
@@ -148,6 +248,9 @@ def search(
                 ce = ce * ratio**latency_weight
             else:  # ProxylessNAS's additive form: CE + w * (E[LAT] - T) / T
                 ce = ce + latency_weight * (ratio - 1.0)
+        if relax_bits:  # the bits budget, in the same form
+            ratio = expected_bit_cost(model, sizes, bits_metric, activation_bits) / bits_target
+            ce = ce * ratio**bits_weight if loss == "multiplicative" else ce + bits_weight * (ratio - 1.0)
         if guard:
             ce = ce + guard * torch.logsumexp(model.logits, dim=-1).mean()  # beta-DARTS
         return ce
@@ -179,7 +282,8 @@ def search(
             if not torch.isfinite(task):
                 raise CosearchError(f"strategy darts: the training loss became {task.item()} in epoch {epoch + 1}")
             task.backward()
-            model.logits.grad = None  # the weight step moves the weights only
+            for p in model.architecture():
+                p.grad = None  # the weight step moves the weights only
             w_opt.step()
             schedule.step()
         model.eval()
@@ -192,6 +296,9 @@ def search(
                 "val_accuracy_relaxed": accuracy,
                 "expected": float(expected_cost().detach()) if latency else None,
                 "tau": model.tau,
+                "expected_bits_cost": float(expected_bit_cost(model, sizes, bits_metric, activation_bits).detach())
+                if relax_bits
+                else None,
             }
         )
     model.to("cpu")
@@ -215,6 +322,9 @@ def search(
         "probabilities": F.softmax(model.logits.detach(), dim=-1).tolist(),
         "history": history,
         "cost_table": {"reference": base, "effect": effect.tolist()} if latency else None,
+        "weight_bits": model.chosen_bits() if relax_bits else None,  # per slot: the most likely
+        "bits_metric": bits_metric if relax_bits else None,
+        "bits_target": bits_target if relax_bits else None,
         "seconds": time.perf_counter() - start,
         "how": f"{'first' if order == 1 else 'second'}-order DARTS, {epochs} epochs, "
         f"{loss if latency else 'no'} latency term, collapse guard {collapse_guard}, on {describe_device(device)}",
@@ -224,11 +334,12 @@ def search(
 def _second_order_logit_grad(
     model, batch, val_batch, xi: float, guard: float, arch_objective, radius: float = 0.01
 ) -> torch.Tensor:
-    """DARTS's second-order gradient of the validation loss with respect to the logits, set on
-    `model.logits.grad`: at the weights after one virtual SGD step of size `xi` on `batch`, minus
-    `xi` times the Hessian-vector product, by central differences at weights `radius` away along
-    the validation gradient (0.01: DARTS's choice; Liu et al. 2019, eq. 7-8)."""
-    weights = model.weights()
+    """DARTS's second-order gradient of the validation loss with respect to the architecture
+    parameters (cell logits, and bit logits when bits are relaxed), set as their `.grad`: at the
+    weights after one virtual SGD step of size `xi` on `batch`, minus `xi` times the
+    Hessian-vector product, by central differences at weights `radius` away along the
+    validation gradient (0.01: DARTS's choice; Liu et al. 2019, eq. 7-8)."""
+    weights, arch = model.weights(), model.architecture()
     backup = [w.detach().clone() for w in weights]
     grads = torch.autograd.grad(F.cross_entropy(model(batch[0]), batch[1]), weights, allow_unused=True)
     with torch.no_grad():
@@ -236,23 +347,26 @@ def _second_order_logit_grad(
             if g is not None:
                 w -= xi * g
     value = arch_objective(F.cross_entropy(model(val_batch[0]), val_batch[1]), guard)
-    d_logits, *v = torch.autograd.grad(value, [model.logits, *weights], allow_unused=True)
-    v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, v)]
+    out = torch.autograd.grad(value, [*arch, *weights], allow_unused=True)
+    d_arch = [torch.zeros_like(a) if g is None else g for a, g in zip(arch, out[: len(arch)])]
+    v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, out[len(arch) :])]
     with torch.no_grad():
         for w, b in zip(weights, backup):
             w.copy_(b)
     eps = radius / (torch.sqrt(sum((g * g).sum() for g in v)) + 1e-12)
 
-    def logit_grad(sign: float) -> torch.Tensor:
+    def arch_grad(sign: float) -> list[torch.Tensor]:
         with torch.no_grad():
             for w, g in zip(weights, v):
                 w += sign * eps * g
-        out = torch.autograd.grad(F.cross_entropy(model(batch[0]), batch[1]), model.logits)[0]
+        loss = F.cross_entropy(model(batch[0]), batch[1])
+        got = torch.autograd.grad(loss, arch, allow_unused=True)
         with torch.no_grad():
             for w, g in zip(weights, v):
                 w -= sign * eps * g
-        return out
+        return [torch.zeros_like(a) if g is None else g for a, g in zip(arch, got)]
 
-    hessian = (logit_grad(1.0) - logit_grad(-1.0)) / (2 * eps)
-    model.logits.grad = d_logits - xi * hessian
+    plus, minus = arch_grad(1.0), arch_grad(-1.0)
+    for a, d, gp, gm in zip(arch, d_arch, plus, minus):
+        a.grad = d - xi * (gp - gm) / (2 * eps)
     return value.detach()

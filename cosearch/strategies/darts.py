@@ -47,6 +47,7 @@ class DartsSearch(Strategy):
         order: Literal[1, 2] = 1,
         beta_weight: Annotated[float, Field(ge=0)] = 0.5,
         arch_learning_rate: Annotated[float, Field(gt=0)] = 0.01,
+        bits_weight: Annotated[float, Field(ge=0)] = 0.2,
         population_size: Annotated[int, Field(ge=2)] = 10,
         sample_size: Annotated[int, Field(ge=1)] = 3,
     ) -> None:
@@ -60,6 +61,10 @@ class DartsSearch(Strategy):
         self.budget = next(
             (c for c in goals.constraints if base_metric(c.metric) == "latency_ms" and c.op == "<="), None
         )
+        # A budget that weight bits change (BitOps or size) relaxes each layer's bits too (EdMIPS).
+        bits_budget = next((c for c in goals.constraints if c.metric in ("bitops", "size_kb") and c.op == "<="), None)
+        bits = sorted(space.options["weight_bits"])
+        relax_bits = bits_budget is not None and len(bits) > 1 and bits_weight > 0
         self.settings = {
             "epochs": epochs,
             "loss": loss,
@@ -68,6 +73,11 @@ class DartsSearch(Strategy):
             "beta_weight": beta_weight,
             "arch_learning_rate": arch_learning_rate,
             "order": order,
+            "weight_bits": bits if relax_bits else None,
+            "bits_metric": bits_budget.metric if relax_bits else None,
+            "bits_target": bits_budget.bound if relax_bits else None,
+            "bits_weight": bits_weight if relax_bits else 0.0,
+            "activation_bits": max(space.options["activation_bits"]),
         }
         priced = self.settings["latency_weight"] > 0
         self.targets = tuple(float(t) for t in targets) if priced else (1.0,)  # no latency term: one plain search
@@ -91,15 +101,16 @@ class DartsSearch(Strategy):
         return out
 
     def worked(self, key: str, output: Any) -> None:
-        candidate = self._least_compressed({"cell": output["cell"]})
-        self.searches[key] = {k: output[k] for k in ("cell", "target", "expected", "derived_estimate") if k in output}
+        candidate = self._least_compressed({"cell": output["cell"]}, output.get("weight_bits") or {})
+        kept = ("cell", "target", "expected", "derived_estimate", "weight_bits")
+        self.searches[key] = {k: output[k] for k in kept if k in output}
         self.to_ask.append(self.space.encode(candidate))
         # The evolution after the searches breeds from their cells at once, not from random samples.
         self.evolution.asked = max(self.evolution.asked, self.evolution.population_size)
 
-    def _least_compressed(self, arch: dict[str, Any]) -> Candidate:
-        """`arch` with every compression gene at its off value, or its mildest option where off is
-        not searched: the searches choose the cell; compression is searched after them."""
+    def _least_compressed(self, arch: dict[str, Any], weight_bits: dict[str, int]) -> Candidate:
+        """`arch` with the searched `weight_bits` per slot and every other compression gene at its
+        off value, or its mildest option where off is not searched (searched after them)."""
         from cosearch.compressors import genes
         from cosearch.core.candidate import LayerPolicy
 
@@ -108,8 +119,12 @@ class DartsSearch(Strategy):
             options = self.space.options[name]
             least[name] = min(options, key=lambda v, d=gene.default: (abs(v - d), v))  # off, else nearest off
         layer = LayerPolicy({name: least[name] for name in genes("layer")})
+        layers = {
+            slot: layer.replace(weight_bits=weight_bits[slot]) if slot in weight_bits else layer
+            for slot in self.space.space.all_slots()
+        }
         network = {name: least[name] for name in genes("network")}
-        return self.space.canonical(arch, dict.fromkeys(self.space.space.all_slots(), layer), **network)
+        return self.space.canonical(arch, layers, **network)
 
     def ask(self) -> Candidate:
         while self.to_ask:

@@ -141,3 +141,66 @@ def test_the_second_order_gradient_matches_a_direct_computation():
     value = F.cross_entropy(torch.func.functional_call(model, {**params, **buffers}, (xv,)), yv)
     exact = torch.autograd.grad(value, model.logits)[0]
     np.testing.assert_allclose(approx.numpy(), exact.detach().numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_a_bitops_budget_relaxes_each_layers_bits_and_the_derived_policy_carries_them():
+    goals = Goals(
+        (Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"), Constraint.parse("bitops <= 1e7"))
+    )
+    strategy = STRATEGIES.create("darts", JOINT, goals, seed=0, targets=(1.0,))
+    (work,) = strategy.work()
+    assert work.args["weight_bits"] == [4, 8] and work.args["bits_metric"] == "bitops"
+    assert work.args["bits_target"] == 1e7 and work.args["activation_bits"] == 32
+    bits = {slot: 4 if k % 2 else 8 for k, slot in enumerate(SPACE.all_slots())}
+    strategy.worked(work.key, {"cell": CELL, "weight_bits": bits})
+    candidate = strategy.ask()
+    assert all(lp.weight_bits == bits[slot] for slot, lp in candidate.policy.layers.items())
+    # without a budget the bits change (size or BitOps), they are not relaxed
+    latency_only = Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"),))
+    assert STRATEGIES.create("darts", JOINT, latency_only, seed=0).work()[0].args["weight_bits"] is None
+
+
+def test_expected_bitops_at_one_hot_logits_is_the_derived_networks_bitops():
+    torch = pytest.importorskip("torch")
+    from cosearch.core.candidate import LayerPolicy, Policy
+    from cosearch.hardware.layers import bitops, layer_shapes
+    from cosearch.search_spaces.nb201 import EDGES, OPS, parse_arch_str
+    from cosearch.strategies._darts_torch import RelaxedNB201, expected_bit_cost, layer_sizes
+
+    cell = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|nor_conv_1x1~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    ops = parse_arch_str(cell)
+    model = RelaxedNB201(SPACE.supernet((1, 8, 8), 10), [4, 8])
+    bits = {}
+    with torch.no_grad():
+        model.logits.fill_(-60.0)
+        for e, edge in enumerate(EDGES):
+            model.logits[e, OPS.index(ops[edge])] = 60.0
+        for k, (key, logits) in enumerate(model.bit_logits.items()):
+            bits[key.replace("__", ".")] = [4, 8][k % 2]
+            logits.copy_(torch.tensor([60.0, -60.0] if k % 2 == 0 else [-60.0, 60.0]))
+    expected = float(expected_bit_cost(model, layer_sizes(model, (1, 8, 8)), "bitops", 32).detach())
+    policy = Policy({slot: LayerPolicy(weight_bits=b) for slot, b in bits.items()})
+    standalone = SPACE.build({"cell": cell}, (1, 8, 8), 10)
+    assert expected == pytest.approx(bitops(layer_shapes(standalone, (1, 8, 8), policy)), rel=1e-4)
+
+
+def test_a_tight_bitops_budget_pulls_the_bits_down():
+    pytest.importorskip("torch")
+    from cosearch import build
+    from cosearch.job import spec_from_dict
+    from cosearch.strategies._darts_torch import search
+
+    job = spec_from_dict(
+        {
+            "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+            "strategy": {"name": "darts"},
+            "objectives": ["accuracy", "bitops"],
+        }
+    )
+    out = search(
+        build.make_evaluator(job), 2, "additive", 0.0, "beta", 0.5, 0.1, seed=0,
+        weight_bits=[4, 8, 32], bits_metric="bitops", bits_target=1e5, bits_weight=2.0,
+    )  # fmt: skip
+    chosen = list(out["weight_bits"].values())
+    assert set(out["weight_bits"]) == set(SPACE.all_slots()) and chosen.count(4) > len(chosen) / 2
+    assert out["history"][-1]["expected_bits_cost"] < out["history"][0]["expected_bits_cost"]
