@@ -19,6 +19,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -823,7 +824,7 @@ class Controller:
             if not todo:
                 continue
             in_flight = {task.remote([evaluator_ref], item.function, item.args): item for item in todo}
-            try:
+            with self._tasks(in_flight):
                 while in_flight:
                     self.state.note = (
                         f"strategy {self.job.strategy.name}: {len(in_flight)} of {len(work)} searches running"
@@ -842,12 +843,20 @@ class Controller:
                         self.store.save_work(item.key, output)
                         self.strategy.worked(item.key, output)
                         self._checkpoint(force=True)
-            except BaseException:
-                for ref in in_flight:
-                    ray.cancel(ref)
-                raise
-            finally:
-                self.state.note = ""
+
+    @contextmanager
+    def _tasks(self, in_flight: dict[Any, Any]) -> Iterator[None]:
+        """Ray tasks the block waits on: cancelled if it stops early; the display's note cleared."""
+        import ray
+
+        try:
+            yield
+        except BaseException:
+            for ref in in_flight:
+                ray.cancel(ref)
+            raise
+        finally:
+            self.state.note = ""
 
     def _finalize(self, remote: Any) -> None:
         """Train the search's best `top_k` Pareto members standalone (job.finalize), each stored
@@ -863,7 +872,7 @@ class Controller:
             return
         evaluator_ref = ray.put(self._route(self.evaluator.final_evaluator(finalize)))
         in_flight: dict[Any, StoredResult] = {}
-        try:
+        with self._tasks(in_flight):
             while todo or in_flight:
                 while todo and len(in_flight) < self.job.resources.concurrency:
                     pick = todo.pop(0)
@@ -883,12 +892,6 @@ class Controller:
                     }
                     result = evaluation.result
                     self.store.add(replace(result, measured={**result.measured, "final": final}), evaluation.weights)
-        except BaseException:
-            for ref in in_flight:
-                ray.cancel(ref)
-            raise
-        finally:
-            self.state.note = ""
 
     def _ensure_supernet(self) -> None:
         """Train the run's supernet an epoch per worker task, storing a checkpoint after each, so
