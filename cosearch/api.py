@@ -71,11 +71,13 @@ class Run:
 
         return best(self.run_dir, metric, where)[0]
 
-    def export(self, result_id: int, out_dir: str | Path | None = None) -> dict[str, Any]:
-        """Write model.onnx and card.json of one result (default: RUN_DIR/export-ID); returns the card."""
+    def export(self, result_id: int, out_dir: str | Path | None = None, finetune_epochs: int = 0) -> dict[str, Any]:
+        """Write model.onnx and card.json of one result (default: RUN_DIR/export-ID); returns the
+        card. `finetune_epochs`: as `cosearch export --finetune`."""
         from cosearch.export import export
 
-        return export(self.run_dir, result_id, out_dir or self.run_dir / f"export-{result_id}")
+        out = out_dir or self.run_dir / f"export-{result_id}"
+        return export(self.run_dir, result_id, out, finetune_epochs=finetune_epochs)
 
     def report(self, out: str | Path | None = None) -> Path:
         """Write the interactive HTML report (default: RUN_DIR/report.html); returns its path."""
@@ -124,11 +126,12 @@ def search(
     return Run(run_dir)
 
 
-def resume(run_dir: str | Path, address: str | None = None, progress: bool = True) -> Run:
-    """Continue a stopped or killed search to its end."""
+def resume(run_dir: str | Path, address: str | None = None, progress: bool = True, trials: int | None = None) -> Run:
+    """Continue a stopped or killed search to its end; `trials`: to that many results in all (a
+    finished run goes on, as `cosearch resume --trials`)."""
     from cosearch.controller import Controller
 
-    _drive(lambda listener: Controller.resume(run_dir, address=address, listener=listener), progress)
+    _drive(lambda listener: Controller.resume(run_dir, address=address, trials=trials, listener=listener), progress)
     return Run(run_dir)
 
 

@@ -54,6 +54,7 @@ def test_search_from_python_runs_to_the_end(tmp_path, ray_local):
     run = cosearch.search(job, run_dir=tmp_path / "run", progress=False)
     assert run.status()["state"] == "finished" and len(run.results()) == 6
     assert run.pareto()
+    assert len(cosearch.resume(tmp_path / "run", progress=False, trials=8).results()) == 8
     with pytest.raises(CosearchError, match="already holds a run"):
         cosearch.search(job, run_dir=tmp_path / "run", progress=False)
     with pytest.raises(CosearchError, match="a job file, a mapping or a JobSpec"):
