@@ -43,7 +43,20 @@ def check(job: JobSpec, teacher_prepared: bool = False) -> JobSpec:
     make_space(job)
     validate_strategy(job)
     validate_evaluator(job, profiles)
+    _check_strategy_needs(job)
     return job
+
+
+def _check_strategy_needs(job: JobSpec) -> None:
+    """A strategy whose work trains on the job's data (`Strategy.needs_data`) needs an evaluator that has it."""
+    from cosearch.strategies import STRATEGIES
+
+    if getattr(STRATEGIES.get(job.strategy.name), "needs_data", False) and "data" not in evaluator_needs(job):
+        raise SpecError(
+            "evaluator",
+            job.evaluator.name,
+            f"an evaluator that trains on the job's data (train or supernet): strategy {job.strategy.name!r} trains on it",
+        )
 
 
 def _check_teacher(job: JobSpec) -> None:

@@ -43,6 +43,7 @@ class Strategy(ABC):
     """
 
     registry_name: str = ""
+    needs_data = False  # its `Work` trains on the job's data, through the evaluator's (see build.check)
 
     def __init__(self, space: JointSpace, goals: Goals, seed: int = 0) -> None:
         self.space = space

@@ -34,6 +34,8 @@ SPACES = ("nb201",)  # the cell spaces the relaxation is written for
 
 @STRATEGIES.register("darts")
 class DartsSearch(Strategy):
+    needs_data = True
+
     def __init__(
         self,
         space: JointSpace,

@@ -204,3 +204,12 @@ def test_a_tight_bitops_budget_pulls_the_bits_down():
     chosen = list(out["weight_bits"].values())
     assert set(out["weight_bits"]) == set(SPACE.all_slots()) and chosen.count(4) > len(chosen) / 2
     assert out["history"][-1]["expected_bits_cost"] < out["history"][0]["expected_bits_cost"]
+
+
+def test_a_job_with_darts_and_an_evaluator_without_data_is_refused_before_anything_runs():
+    from cosearch import build
+    from cosearch.job import spec_from_dict
+
+    job = spec_from_dict({"strategy": {"name": "darts"}, "evaluator": {"name": "synthetic"}})
+    with pytest.raises(SpecError, match=r"evaluator: .*strategy 'darts' trains on it"):
+        build.check(job)
