@@ -110,6 +110,33 @@ def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float
     return hv(values, np.array([-reference[0], reference[1]]))
 
 
+def summary(rows: list[dict]) -> list[dict]:
+    """Per method over the seeds: mean and spread of hypervolume and wall time, and the derived cells'
+    share within 10 % of their target and mean parameter-free edges."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        derived = [d for r in mine for d in r["derived"]]
+        landed = [d["within_10pct"] for d in derived if d["within_10pct"] is not None]
+        hv = np.array([r["hypervolume"] for r in mine])
+        wall = np.array([r["wall_s"] for r in mine])
+        out.append(
+            {
+                "method": method,
+                "seeds": len(mine),
+                "hypervolume_mean": float(hv.mean()),
+                "hypervolume_std": float(hv.std(ddof=1)) if len(hv) > 1 else 0.0,
+                "wall_s_mean": float(wall.mean()),
+                "wall_s_std": float(wall.std(ddof=1)) if len(wall) > 1 else 0.0,
+                "derived": len(derived),
+                "within_10pct": f"{sum(landed)} of {len(landed)}" if landed else "-",
+                "parameter_free_mean": float(np.mean([d["parameter_free"] for d in derived])) if derived else None,
+                "derived_over_budget": sum(d["status"] == "infeasible" for d in derived),
+            }
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=16)
@@ -118,7 +145,7 @@ def main() -> None:
     parser.add_argument("--train-epochs", type=int, default=6, help="each candidate's standalone training")
     parser.add_argument("--targets", default="0.6,1.0", help="latency targets as fractions of the budget")
     parser.add_argument("--trials", type=int, default=24, help="regularized evolution's evaluations")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated; each method runs once per seed")
     parser.add_argument("--out", help="write OUT.json and OUT.md")
     args = parser.parse_args()
     import ray
@@ -127,6 +154,7 @@ def main() -> None:
     torch.set_num_threads(1)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     targets = [float(t) for t in args.targets.split(",")]
+    args.seed = 0
     low, high, target_ms = budget(args)
     print(f"all-skip {low:.4f} ms, all-3x3 {high:.4f} ms: budget {target_ms:.4f} ms", flush=True)
     darts = {"name": "darts", "epochs": args.epochs, "targets": targets}
@@ -143,41 +171,64 @@ def main() -> None:
     ]
     root = Path(tempfile.mkdtemp(prefix="bench-oneshot-"))
     rows = []
+    reference = (0.0, 2 * target_ms)
     try:
-        for name, strategy, trials in methods:
-            rows.append(run(args, name, strategy, trials, target_ms, root))
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "feasible_points"}), flush=True)
+        for seed in (int(x) for x in args.seeds.split(",")):
+            args.seed = seed
+            for name, strategy, trials in methods:
+                row = run(args, name, strategy, trials, target_ms, root / f"seed{seed}")
+                row["seed"] = seed
+                row["hypervolume"] = hypervolume(row.pop("feasible_points"), reference)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         ray.shutdown()
-    reference = (0.0, 2 * target_ms)
-    for row in rows:
-        row["hypervolume"] = hypervolume(row.pop("feasible_points"), reference)
+    table = summary(rows)
     if args.out:
         command = "python scripts/bench_oneshot_search.py " + " ".join(sys.argv[1:])
-        payload = {"command": command, "budget_ms": target_ms, "all_skip_ms": low, "all_conv3_ms": high, "rows": rows}
+        payload = {
+            "command": command,
+            "budget_ms": target_ms,
+            "all_skip_ms": low,
+            "all_conv3_ms": high,
+            "summary": table,
+            "rows": rows,
+        }
         Path(f"{args.out}.json").write_text(json.dumps(payload, indent=1) + "\n")
         lines = [
-            "# DARTS variants beside regularized evolution (one seed)",
+            "# DARTS variants beside regularized evolution",
             "",
             f"`{command}`: digits at {args.image_size}x{args.image_size}, nb201 with {args.channels} channels, "
             f"weights in float; budget latency_ms@local-cpu <= {target_ms:.4f} ms (halfway between the all-skip cell, "
             f"{low:.4f} ms, and the all-3x3 cell, {high:.4f} ms); every candidate trained {args.train_epochs} epochs; "
-            "2 CPU cores, concurrency 2. Hypervolume of the feasible (accuracy, latency) front, reference (0, 2T).",
-            "One seed: a first look, not a comparison that survives reruns.",
+            "2 CPU cores, concurrency 2; the same seeds for every method. Hypervolume of the feasible "
+            "(accuracy, latency) front against (0, 2T); mean +- standard deviation over the seeds.",
             "",
-            "| method | wall s | results | hypervolume | derived cells: accuracy / latency ms / target ms / parameter-free edges |",
-            "|---|---:|---:|---:|---|",
+            "| method | seeds | wall s | hypervolume | derived cells | within 10 % of target | parameter-free edges (mean of 6) | derived over budget |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for t in table:
+            free = "-" if t["parameter_free_mean"] is None else f"{t['parameter_free_mean']:.1f}"
+            lines.append(
+                f"| {t['method']} | {t['seeds']} | {t['wall_s_mean']:.0f} +- {t['wall_s_std']:.0f} | "
+                f"{t['hypervolume_mean']:.4f} +- {t['hypervolume_std']:.4f} | {t['derived']} | {t['within_10pct']} | "
+                f"{free} | {t['derived_over_budget']} |"
+            )
+        lines += [
+            "",
+            "Per seed, the derived cells (accuracy / measured latency ms / target ms / parameter-free edges):",
+            "",
         ]
         for row in rows:
             cells = "; ".join(
-                f"{d['accuracy'] if d['accuracy'] is None else round(100 * d['accuracy'], 1)} % / "
+                f"{'-' if d['accuracy'] is None else round(100 * d['accuracy'], 1)} % / "
                 f"{d['latency_ms'] and round(d['latency_ms'], 4)} / {d['target_ms'] and round(d['target_ms'], 4)} / "
-                f"{d['parameter_free']} of 6"
+                f"{d['parameter_free']}"
                 for d in row["derived"]
             )
             lines.append(
-                f"| {row['method']} | {row['wall_s']:.0f} | {row['results']} | {row['hypervolume']:.5f} | {cells or '-'} |"
+                f"- seed {row['seed']}, {row['method']}: hypervolume {row['hypervolume']:.4f}; {cells or 'no derived cells'}"
             )
         Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
 

@@ -1,6 +1,6 @@
 """Search strategies (ask / tell). Torch-free. Add one with `@STRATEGIES.register(name)`."""
 
-from cosearch.strategies import darts, evolution, gp, nsga2, optuna_samplers, random_search, reinforce  # noqa: F401  (register)
+from cosearch.strategies import darts, enas, evolution, gp, nsga2, optuna_samplers, random_search, reinforce  # noqa: F401  (register)
 from cosearch.strategies.base import CONTROLLER_ARGS, STRATEGIES, Strategy, Work
 from cosearch.strategies.dedup import Deduplicated
 

@@ -46,3 +46,24 @@ def test_darts_searches_run_once_and_their_cells_are_evaluated_first(ray_local, 
         assert [store.work("darts:0.5"), store.work("darts:1")] == outputs  # same outputs, seconds and all
         assert store.count() == 4
     assert set(controller.strategy.searches) == {"darts:0.5", "darts:1"}
+
+
+def test_enas_trains_its_controller_on_shared_weights_once_then_asks_what_it_rewarded_most(ray_local, tmp_path):
+    from cosearch.search_spaces import SEARCH_SPACES, JointSpace
+    from cosearch.strategies.enas import KEY
+
+    body = {
+        **JOB,
+        "search_space": {"name": "enas", "channels": 4, "layers": 4},
+        "strategy": {"name": "enas", "epochs": 1, "samples": 3, "top_k": 2},
+        "budgets": ["size_kb <= 100"],
+        "resources": {"trials": 3, "concurrency": 2, "seed": 0},
+    }
+    run_dir = tmp_path / "run"
+    Controller.start(spec_from_dict(body), run_dir).run()
+    with RunStore(run_dir) as store:
+        output = store.work(KEY)
+        results = store.results()
+    joint = JointSpace(SEARCH_SPACES.create("enas", channels=4, layers=4), weight_bits=[8, 32], sparsity=[0.0, 0.5])
+    best = [joint.decode(g).key for g in output["best"]]
+    assert {r.result.candidate.key for r in results[:2]} == set(best) and len(results) == 3  # stored as they finish

@@ -38,7 +38,8 @@ class TestEveryStrategy(StrategySuite):
     def strategy_learns(self, strategy_name) -> bool:
         # random is the baseline. REINFORCE needs thousands of samples: at 50-300 evaluations it
         # measures as random does (benchmarks/strategies.md), and at 80 here it ties (0.8544 vs 0.8546).
-        return strategy_name not in ("random", "reinforce")
+        # enas without its shared-weight work (the suite runs none) is that controller.
+        return strategy_name not in ("random", "reinforce", "enas")
 
     unbounded_state: ClassVar[dict[str, str]] = {
         "gp": "keeps its GPs' training set, up to history_size (1000) results",
