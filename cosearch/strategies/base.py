@@ -87,3 +87,35 @@ class Strategy(ABC):
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
+
+
+class OneShotStrategy(Strategy):
+    """A strategy whose `Work` (a search over shared weights) yields candidates to ask first
+    (`self.to_ask`, genomes); every ask after them, and every tell, goes to `self.then`, the
+    strategy it continues as (set by the subclass)."""
+
+    needs_data = True
+    then: Strategy
+
+    def __init__(self, space: JointSpace, goals: Goals, seed: int = 0) -> None:
+        super().__init__(space, goals, seed)
+        self.to_ask: list[dict[str, Any]] = []
+
+    def ask(self) -> Candidate:
+        while self.to_ask:
+            candidate = self.space.decode(self.to_ask.pop(0))
+            if candidate.key not in self.known:
+                return candidate
+        self.then.known = self.known
+        return self.then.ask()
+
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        self.then.tell(candidate, result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "to_ask": self.to_ask, "then": self.then.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.to_ask = [dict(g) for g in state["to_ask"]]
+        self.then.load_state_dict(state["then"])

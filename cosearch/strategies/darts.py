@@ -24,18 +24,15 @@ from pydantic import Field
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Goals, base_metric
-from cosearch.core.result import Result
 from cosearch.search_spaces.base import JointSpace
-from cosearch.strategies.base import STRATEGIES, Strategy, Work
+from cosearch.strategies.base import STRATEGIES, OneShotStrategy, Work
 from cosearch.strategies.evolution import RegularizedEvolution
 
 SPACES = ("nb201",)  # the cell spaces the relaxation is written for
 
 
 @STRATEGIES.register("darts")
-class DartsSearch(Strategy):
-    needs_data = True
-
+class DartsSearch(OneShotStrategy):
     def __init__(
         self,
         space: JointSpace,
@@ -84,8 +81,7 @@ class DartsSearch(Strategy):
         priced = self.settings["latency_weight"] > 0
         self.targets = tuple(float(t) for t in targets) if priced else (1.0,)  # no latency term: one plain search
         self.searches: dict[str, dict[str, Any]] = {}  # work key -> what its search derived
-        self.to_ask: list[dict[str, Any]] = []  # derived genomes not yet asked
-        self.evolution = RegularizedEvolution(space, goals, seed, population_size, sample_size)
+        self.then = RegularizedEvolution(space, goals, seed, population_size, sample_size)
 
     def _key(self, target: float) -> str:
         return f"darts:{target:g}"
@@ -108,7 +104,7 @@ class DartsSearch(Strategy):
         self.searches[key] = {k: output[k] for k in kept if k in output}
         self.to_ask.append(self.space.encode(candidate))
         # The evolution after the searches breeds from their cells at once, not from random samples.
-        self.evolution.asked = max(self.evolution.asked, self.evolution.population_size)
+        self.then.asked = max(self.then.asked, self.then.population_size)
 
     def _least_compressed(self, arch: dict[str, Any], weight_bits: dict[str, int]) -> Candidate:
         """`arch` with the searched `weight_bits` per slot and every other compression gene at its
@@ -128,27 +124,9 @@ class DartsSearch(Strategy):
         network = {name: least[name] for name in genes("network")}
         return self.space.canonical(arch, layers, **network)
 
-    def ask(self) -> Candidate:
-        while self.to_ask:
-            candidate = self.space.decode(self.to_ask.pop(0))
-            if candidate.key not in self.known:
-                return candidate
-        self.evolution.known = self.known
-        return self.evolution.ask()
-
-    def tell(self, candidate: Candidate, result: Result) -> None:
-        self.evolution.tell(candidate, result)
-
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "searches": self.searches,
-            "to_ask": self.to_ask,
-            "evolution": self.evolution.state_dict(),
-        }
+        return {**super().state_dict(), "searches": self.searches}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.searches = {k: dict(v) for k, v in state["searches"].items()}
-        self.to_ask = [dict(g) for g in state["to_ask"]]
-        self.evolution.load_state_dict(state["evolution"])

@@ -16,21 +16,17 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from cosearch.core.candidate import Candidate
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Goals
-from cosearch.core.result import Result
 from cosearch.search_spaces.base import JointSpace
-from cosearch.strategies.base import STRATEGIES, Strategy, Work
+from cosearch.strategies.base import STRATEGIES, OneShotStrategy, Work
 from cosearch.strategies.reinforce import ReinforceController
 
 KEY = "enas:shared-weights"
 
 
 @STRATEGIES.register("enas")
-class EnasSearch(Strategy):
-    needs_data = True
-
+class EnasSearch(OneShotStrategy):
     def __init__(
         self,
         space: JointSpace,
@@ -55,10 +51,9 @@ class EnasSearch(Strategy):
             "alpha": alpha,
             "beta": beta,
         }
-        self.controller = ReinforceController(space, goals, seed, **self.controller_params)
+        self.then = ReinforceController(space, goals, seed, **self.controller_params)
         self.settings = {"epochs": epochs, "samples": samples, "top_k": top_k, "seed": seed}
         self.searched = False
-        self.to_ask: list[dict[str, Any]] = []
 
     def work(self) -> list[Work]:
         if self.searched:
@@ -73,31 +68,13 @@ class EnasSearch(Strategy):
         return [Work(KEY, "cosearch.strategies._enas_torch:search", args, "ENAS on shared weights")]
 
     def worked(self, key: str, output: Any) -> None:
-        self.controller.load_state_dict(output["controller"])
+        self.then.load_state_dict(output["controller"])
         self.to_ask = [dict(g) for g in output["best"]]
         self.searched = True
 
-    def ask(self) -> Candidate:
-        while self.to_ask:
-            candidate = self.space.decode(self.to_ask.pop(0))
-            if candidate.key not in self.known:
-                return candidate
-        self.controller.known = self.known
-        return self.controller.ask()
-
-    def tell(self, candidate: Candidate, result: Result) -> None:
-        self.controller.tell(candidate, result)
-
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "searched": self.searched,
-            "to_ask": self.to_ask,
-            "controller": self.controller.state_dict(),
-        }
+        return {**super().state_dict(), "searched": self.searched}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.searched = state["searched"]
-        self.to_ask = [dict(g) for g in state["to_ask"]]
-        self.controller.load_state_dict(state["controller"])

@@ -29,7 +29,7 @@ def test_one_shared_weight_search_then_its_best_candidates_then_the_trained_cont
     strategy.worked(KEY, {"controller": json.loads(json.dumps(trained.state_dict())), "best": best})
     assert strategy.work() == []
     assert [strategy.ask().key for _ in range(2)] == [JOINT.decode(g).key for g in best]
-    assert np.allclose(strategy.controller.weights[0], trained.weights[0])
+    assert np.allclose(strategy.then.weights[0], trained.weights[0])
     state = json.loads(json.dumps(strategy.state_dict()))
     again = STRATEGIES.create("enas", JOINT, GOALS, seed=7)
     again.load_state_dict(state)
