@@ -79,11 +79,35 @@ class MixedBits(nn.Module):
         return sum(p[k] * q(weight) for k, q in enumerate(self.quantizers))
 
 
+def _quantized_input(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """`x` fake-quantized per tensor on its own range (unsigned when it is non-negative, as after a
+    ReLU); gradients pass straight through inside the range."""
+    low = float(x.detach().min())
+    signed = low < 0
+    qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    scale = max(float(x.detach().abs().max()) / qmax, 1e-8)
+    return torch.fake_quantize_per_tensor_affine(x, scale, 0, -qmax if signed else 0, qmax)
+
+
+class MixedInputBits:
+    """A forward pre-hook: a layer's input as the softmax-weighted sum of it quantized at each
+    activation width (EdMIPS); 32 bits is the float input."""
+
+    def __init__(self, logits: nn.ParameterDict, key: str, bits: list[int]) -> None:
+        self.logits, self.key, self.bits = logits, key, bits
+
+    def __call__(self, module: nn.Module, args: tuple) -> tuple:
+        x, p = args[0], F.softmax(self.logits[self.key], dim=-1)
+        return (sum(p[k] * (x if b >= 32 else _quantized_input(x, b)) for k, b in enumerate(self.bits)), *args[1:])
+
+
 class RelaxedNB201(nn.Module):
     """The NB201 supernet with every cell computing the relaxed cell; `tau` set: the cell sampled
     by Gumbel-softmax at that temperature on every forward (GDAS), else softmax-mixed (DARTS)."""
 
-    def __init__(self, supernet: NB201Supernet, weight_bits: list[int] | None = None) -> None:
+    def __init__(
+        self, supernet: NB201Supernet, weight_bits: list[int] | None = None, activation_bits: list[int] | None = None
+    ) -> None:
         super().__init__()
         self.net = supernet
         self.logits = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(OPS)))
@@ -99,20 +123,32 @@ class RelaxedNB201(nn.Module):
                     if key not in self.bit_logits:
                         self.bit_logits[key] = nn.Parameter(torch.zeros(len(self.bits)))
                     parametrize.register_parametrization(module, "weight", MixedBits(self.bit_logits, key, self.bits))
+        self.input_bits = list(activation_bits or [])
+        self.input_bit_logits = nn.ParameterDict()  # per layer slot, over `input_bits`
+        if self.input_bits:
+            for name, module in supernet.named_modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    key = slot_of(name).replace(".", "__")
+                    if key not in self.input_bit_logits:
+                        self.input_bit_logits[key] = nn.Parameter(torch.zeros(len(self.input_bits)))
+                    module.register_forward_pre_hook(MixedInputBits(self.input_bit_logits, key, self.input_bits))
 
     def architecture(self) -> list[nn.Parameter]:
-        return [self.logits, *self.bit_logits.values()]
+        return [self.logits, *self.bit_logits.values(), *self.input_bit_logits.values()]
 
     def weights(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if name != "logits" and not name.startswith("bit_logits.")]
+        arch = ("bit_logits.", "input_bit_logits.")
+        return [p for name, p in self.named_parameters() if name != "logits" and not name.startswith(arch)]
 
-    def expected_bits(self) -> dict[str, torch.Tensor]:
-        """Each slot's expected weight bits under the current logits."""
-        bits = torch.tensor(self.bits, dtype=torch.float32, device=self.logits.device)
-        return {key.replace("__", "."): (F.softmax(v, dim=-1) * bits).sum() for key, v in self.bit_logits.items()}
+    def expected_bits(self, inputs: bool = False) -> dict[str, torch.Tensor]:
+        """Each slot's expected weight (or input) bits under the current logits."""
+        options, logits = (self.input_bits, self.input_bit_logits) if inputs else (self.bits, self.bit_logits)
+        bits = torch.tensor(options, dtype=torch.float32, device=self.logits.device)
+        return {key.replace("__", "."): (F.softmax(v, dim=-1) * bits).sum() for key, v in logits.items()}
 
-    def chosen_bits(self) -> dict[str, int]:
-        return {key.replace("__", "."): self.bits[int(v.argmax())] for key, v in self.bit_logits.items()}
+    def chosen_bits(self, inputs: bool = False) -> dict[str, int]:
+        options, logits = (self.input_bits, self.input_bit_logits) if inputs else (self.bits, self.bit_logits)
+        return {key.replace("__", "."): options[int(v.argmax())] for key, v in logits.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
@@ -181,16 +217,18 @@ def layer_sizes(model: RelaxedNB201, input_shape) -> dict[str, tuple[int, int]]:
 
 
 def expected_bit_cost(model: RelaxedNB201, sizes: dict, metric: str, activation_bits: int) -> torch.Tensor:
-    """Expected BitOps (MACs x weight bits x activation bits) or size in KiB (weights x weight
-    bits) of the relaxed network: a cell conv counts with its op's probability (EdMIPS's cost)."""
+    """Expected BitOps (MACs x weight bits x input bits) or size in KiB (weights x weight bits)
+    of the relaxed network: a cell conv counts with its op's probability (EdMIPS's cost); input
+    bits are the relaxed ones where they are searched, else `activation_bits`."""
     p = F.softmax(model.logits, dim=-1)
-    bits = model.expected_bits()
+    bits, inputs = model.expected_bits(), model.expected_bits(inputs=True)
     total = 0.0
     for name, (macs, weights) in sizes.items():
         where = edge_op_of(name)
         active = 1.0 if where is None else p[where]
-        b = bits[slot_of(name)]
-        total = total + active * (macs * b * activation_bits if metric == "bitops" else weights * b / 8 / 1024)
+        b, slot = bits[slot_of(name)], slot_of(name)
+        a = inputs.get(slot, activation_bits)
+        total = total + active * (macs * b * a if metric == "bitops" else weights * b / 8 / 1024)
     return total
 
 
@@ -211,6 +249,7 @@ def search(
     bits_target: float | None = None,
     bits_weight: float = 0.0,
     activation_bits: int = 32,
+    activation_options: list[int] | None = None,
 ) -> dict[str, Any]:
     """One DARTS search; returns the derived cell and how it went (JSON-able)."""
     from cosearch.evaluators.train import describe_device, training_device
@@ -227,7 +266,10 @@ def search(
     effect_t = torch.tensor(effect, dtype=torch.float32, device=device)
     relax_bits = bool(weight_bits) and len(weight_bits) > 1 and bits_metric is not None and bits_weight > 0
     supernet = evaluator.space.supernet(data.input_shape, data.num_classes)
-    model = RelaxedNB201(supernet, list(weight_bits) if relax_bits else None).to(device)
+    relax_inputs = relax_bits and bits_metric == "bitops" and len(activation_options or []) > 1
+    model = RelaxedNB201(
+        supernet, list(weight_bits) if relax_bits else None, list(activation_options) if relax_inputs else None
+    ).to(device)
     sizes = layer_sizes(model, data.input_shape) if relax_bits else {}
     w_opt = torch.optim.Adam(model.weights(), lr=training.learning_rate, weight_decay=training.weight_decay)
     a_opt = torch.optim.Adam(model.architecture(), lr=arch_learning_rate, betas=(0.5, 0.999), weight_decay=1e-3)
@@ -323,6 +365,7 @@ def search(
         "history": history,
         "cost_table": {"reference": base, "effect": effect.tolist()} if latency else None,
         "weight_bits": model.chosen_bits() if relax_bits else None,  # per slot: the most likely
+        "activation_bits": model.chosen_bits(inputs=True) if relax_inputs else None,
         "bits_metric": bits_metric if relax_bits else None,
         "bits_target": bits_target if relax_bits else None,
         "seconds": time.perf_counter() - start,

@@ -77,6 +77,7 @@ class DartsSearch(OneShotStrategy):
             "bits_target": bits_budget.bound if relax_bits else None,
             "bits_weight": bits_weight if relax_bits else 0.0,
             "activation_bits": max(space.options["activation_bits"]),
+            "activation_options": sorted(space.options["activation_bits"]) if relax_bits else None,
         }
         priced = self.settings["latency_weight"] > 0
         self.targets = tuple(float(t) for t in targets) if priced else (1.0,)  # no latency term: one plain search
@@ -99,16 +100,18 @@ class DartsSearch(OneShotStrategy):
         return out
 
     def worked(self, key: str, output: Any) -> None:
-        candidate = self._least_compressed({"cell": output["cell"]}, output.get("weight_bits") or {})
-        kept = ("cell", "target", "expected", "derived_estimate", "weight_bits")
+        bits = {"weight_bits": output.get("weight_bits") or {}, "activation_bits": output.get("activation_bits") or {}}
+        candidate = self._least_compressed({"cell": output["cell"]}, bits)
+        kept = ("cell", "target", "expected", "derived_estimate", "weight_bits", "activation_bits")
         self.searches[key] = {k: output[k] for k in kept if k in output}
         self.to_ask.append(self.space.encode(candidate))
         # The evolution after the searches breeds from their cells at once, not from random samples.
         self.then.asked = max(self.then.asked, self.then.population_size)
 
-    def _least_compressed(self, arch: dict[str, Any], weight_bits: dict[str, int]) -> Candidate:
-        """`arch` with the searched `weight_bits` per slot and every other compression gene at its
-        off value, or its mildest option where off is not searched (searched after them)."""
+    def _least_compressed(self, arch: dict[str, Any], searched: dict[str, dict[str, int]]) -> Candidate:
+        """`arch` with the genes the search chose per slot (`searched`: gene -> slot -> value) and
+        every other compression gene at its off value, or its mildest option where off is not
+        searched (searched after them)."""
         from cosearch.compressors import genes
         from cosearch.core.candidate import LayerPolicy
 
@@ -118,7 +121,7 @@ class DartsSearch(OneShotStrategy):
             least[name] = min(options, key=lambda v, d=gene.default: (abs(v - d), v))  # off, else nearest off
         layer = LayerPolicy({name: least[name] for name in genes("layer")})
         layers = {
-            slot: layer.replace(weight_bits=weight_bits[slot]) if slot in weight_bits else layer
+            slot: layer.replace(**{gene: chosen[slot] for gene, chosen in searched.items() if slot in chosen})
             for slot in self.space.space.all_slots()
         }
         network = {name: least[name] for name in genes("network")}

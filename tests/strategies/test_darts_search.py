@@ -151,16 +151,24 @@ def test_a_bitops_budget_relaxes_each_layers_bits_and_the_derived_policy_carries
     (work,) = strategy.work()
     assert work.args["weight_bits"] == [4, 8] and work.args["bits_metric"] == "bitops"
     assert work.args["bits_target"] == 1e7 and work.args["activation_bits"] == 32
+    assert work.args["activation_options"] == [32]  # the job searches no activation bits
     bits = {slot: 4 if k % 2 else 8 for k, slot in enumerate(SPACE.all_slots())}
     strategy.worked(work.key, {"cell": CELL, "weight_bits": bits})
     candidate = strategy.ask()
     assert all(lp.weight_bits == bits[slot] for slot, lp in candidate.policy.layers.items())
+    with_inputs = JointSpace(SPACE, weight_bits=[4, 8], sparsity=[0.0], activation_bits=[8, 32])
+    strategy = STRATEGIES.create("darts", with_inputs, goals, seed=0, targets=(1.0,))
+    (work,) = strategy.work()
+    assert work.args["activation_options"] == [8, 32]
+    inputs = dict.fromkeys(SPACE.all_slots(), 8)
+    strategy.worked(work.key, {"cell": CELL, "weight_bits": bits, "activation_bits": inputs})
+    assert {lp.activation_bits for lp in strategy.ask().policy.layers.values()} == {8}
     # without a budget the bits change (size or BitOps), they are not relaxed
     latency_only = Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"),))
     assert STRATEGIES.create("darts", JOINT, latency_only, seed=0).work()[0].args["weight_bits"] is None
 
 
-def test_expected_bitops_at_one_hot_logits_is_the_derived_networks_bitops():
+def test_expected_bitops_at_one_hot_logits_is_the_derived_networks_bitops():  # weight and input bits
     torch = pytest.importorskip("torch")
     from cosearch.core.candidate import LayerPolicy, Policy
     from cosearch.hardware.layers import bitops, layer_shapes
@@ -169,8 +177,8 @@ def test_expected_bitops_at_one_hot_logits_is_the_derived_networks_bitops():
 
     cell = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|nor_conv_1x1~0|nor_conv_3x3~1|nor_conv_1x1~2|"
     ops = parse_arch_str(cell)
-    model = RelaxedNB201(SPACE.supernet((1, 8, 8), 10), [4, 8])
-    bits = {}
+    model = RelaxedNB201(SPACE.supernet((1, 8, 8), 10), [4, 8], [8, 32])
+    bits, inputs = {}, {}
     with torch.no_grad():
         model.logits.fill_(-60.0)
         for e, edge in enumerate(EDGES):
@@ -178,8 +186,11 @@ def test_expected_bitops_at_one_hot_logits_is_the_derived_networks_bitops():
         for k, (key, logits) in enumerate(model.bit_logits.items()):
             bits[key.replace("__", ".")] = [4, 8][k % 2]
             logits.copy_(torch.tensor([60.0, -60.0] if k % 2 == 0 else [-60.0, 60.0]))
+        for k, (key, logits) in enumerate(model.input_bit_logits.items()):
+            inputs[key.replace("__", ".")] = [8, 32][k % 3 == 0]
+            logits.copy_(torch.tensor([-60.0, 60.0] if k % 3 == 0 else [60.0, -60.0]))
     expected = float(expected_bit_cost(model, layer_sizes(model, (1, 8, 8)), "bitops", 32).detach())
-    policy = Policy({slot: LayerPolicy(weight_bits=b) for slot, b in bits.items()})
+    policy = Policy({slot: LayerPolicy(weight_bits=b, activation_bits=inputs[slot]) for slot, b in bits.items()})
     standalone = SPACE.build({"cell": cell}, (1, 8, 8), 10)
     assert expected == pytest.approx(bitops(layer_shapes(standalone, (1, 8, 8), policy)), rel=1e-4)
 
@@ -199,10 +210,12 @@ def test_a_tight_bitops_budget_pulls_the_bits_down():
     )
     out = search(
         build.make_evaluator(job), 2, "additive", 0.0, "beta", 0.5, 0.1, seed=0,
-        weight_bits=[4, 8, 32], bits_metric="bitops", bits_target=1e5, bits_weight=2.0,
+        weight_bits=[4, 8, 32], bits_metric="bitops", bits_target=1e5, bits_weight=2.0, activation_options=[8, 32],
     )  # fmt: skip
     chosen = list(out["weight_bits"].values())
     assert set(out["weight_bits"]) == set(SPACE.all_slots()) and chosen.count(4) > len(chosen) / 2
+    inputs = list(out["activation_bits"].values())
+    assert set(out["activation_bits"]) == set(SPACE.all_slots()) and inputs.count(8) > len(inputs) / 2
     assert out["history"][-1]["expected_bits_cost"] < out["history"][0]["expected_bits_cost"]
 
 
