@@ -80,38 +80,28 @@ def run(args, name: str, strategy: dict, trials: int, target_ms: float, root: Pa
     derived = []
     for target, output in work.items():
         found = next((r for r in results if r.candidate.arch["cell"] == output["cell"]), None)
-        latency = found.metrics.get("latency_ms@local-cpu") if found else None
-        goal = output["target"]
-        derived.append(
-            {
-                "target_fraction": target,
-                "target_ms": goal,
-                "cell": output["cell"],
-                "parameter_free": sum(part.split("~")[0] in PARAMETER_FREE for part in _edges(output["cell"])),
-                "accuracy": found.metrics.get("accuracy") if found else None,
-                "latency_ms": latency,
-                "within_10pct": None if latency is None or goal is None else abs(latency - goal) <= 0.1 * goal,
-                "search_s": output["seconds"],
-                "status": found.status if found else "not evaluated",
-            }
-        )
+        derived.append(_derived(output["cell"], found, target, output["target"], output["seconds"]))
     if enas is not None:  # its best candidates have no latency target: the budget is the goal
-        for found in results[: len(enas["best"])]:
-            cell = found.candidate.arch["cell"]
-            derived.append(
-                {
-                    "target_fraction": None,
-                    "target_ms": None,
-                    "cell": cell,
-                    "parameter_free": sum(part.split("~")[0] in PARAMETER_FREE for part in _edges(cell)),
-                    "accuracy": found.metrics.get("accuracy"),
-                    "latency_ms": found.metrics.get("latency_ms@local-cpu"),
-                    "within_10pct": None,
-                    "search_s": enas["seconds"],
-                    "status": found.status,
-                }
-            )
+        derived += [
+            _derived(r.candidate.arch["cell"], r, None, None, enas["seconds"]) for r in results[: len(enas["best"])]
+        ]
     return {"method": name, "wall_s": wall, "results": len(results), "feasible_points": points, "derived": derived}
+
+
+def _derived(cell: str, found, fraction: float | None, goal: float | None, search_s: float) -> dict:
+    """A derived cell's row: its standalone result (None when it was not evaluated) against its target."""
+    latency = found.metrics.get("latency_ms@local-cpu") if found else None
+    return {
+        "target_fraction": fraction,
+        "target_ms": goal,
+        "cell": cell,
+        "parameter_free": sum(part.split("~")[0] in PARAMETER_FREE for part in _edges(cell)),
+        "accuracy": found.metrics.get("accuracy") if found else None,
+        "latency_ms": latency,
+        "within_10pct": None if latency is None or goal is None else abs(latency - goal) <= 0.1 * goal,
+        "search_s": search_s,
+        "status": found.status if found else "not evaluated",
+    }
 
 
 def _edges(cell: str) -> list[str]:

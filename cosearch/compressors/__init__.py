@@ -11,7 +11,16 @@ import importlib
 from typing import Any
 
 from cosearch.compressors import techniques  # noqa: F401 - registers every technique
-from cosearch.compressors.base import COMPRESSORS, Compressor, Gene, ReshapeContext, WeightCost, compressors, genes
+from cosearch.compressors.base import (
+    COMPRESSORS,
+    Compressor,
+    Gene,
+    ReshapeContext,
+    WeightCost,
+    compressors,
+    genes,
+    teacher_technique,
+)
 
 _TORCH_SIDE = {
     "ActivationFakeQuant": "activations",
@@ -40,6 +49,7 @@ __all__ = [
     "WeightCost",
     "compressors",
     "genes",
+    "teacher_technique",
     *_TORCH_SIDE,
 ]
 

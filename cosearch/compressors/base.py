@@ -137,6 +137,15 @@ def compressors() -> dict[str, Compressor]:
     return _instances(len(COMPRESSORS))
 
 
+def teacher_technique(policy: Any) -> tuple[Compressor, Any] | None:
+    """The teacher-using technique `policy` turns on, with its value, or None."""
+    for technique in compressors().values():
+        value = policy.network.get(technique.name, technique.gene.default)
+        if technique.needs_teacher and value != technique.gene.default:
+            return technique, value
+    return None
+
+
 def genes(scope: str | None = None) -> dict[str, Gene]:
     """Genes by name, in genome order; `scope` "layer" or "network" for one kind only."""
     return _genes(len(COMPRESSORS), scope)

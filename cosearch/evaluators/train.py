@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from cosearch.compressors.base import compressors
+from cosearch.compressors.base import teacher_technique
 from cosearch.compressors.techniques.distill_alpha import Distillation
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import EvaluationError
@@ -211,13 +211,13 @@ class TrainEvaluator(Evaluator):
 
     def distillation(self, candidate: Candidate) -> Distillation | None:
         """The training loss of the teacher-using technique the policy turns on, or None."""
-        for technique in compressors().values():
-            value = candidate.policy.network.get(technique.name, technique.gene.default)
-            if technique.needs_teacher and value != technique.gene.default:
-                if self.teacher is None:
-                    raise EvaluationError(f"the policy asks for {technique.name} but the run has no teacher logits")
-                return technique.training_loss(value, self.teacher.values, self.temperature)
-        return None
+        found = teacher_technique(candidate.policy)
+        if found is None:
+            return None
+        technique, value = found
+        if self.teacher is None:
+            raise EvaluationError(f"the policy asks for {technique.name} but the run has no teacher logits")
+        return technique.training_loss(value, self.teacher.values, self.temperature)
 
     def deployable(self, model: Any, candidate: Candidate, input_shape) -> tuple[Any, bytes]:
         """The pruned, compressed, baked model and its ONNX file."""
@@ -258,6 +258,15 @@ class TrainEvaluator(Evaluator):
                     "graph": "the candidate's deployed ONNX file, measured before training",
                 }
         return metrics, how
+
+    def costs(self, candidate: Candidate, data) -> dict[str, float]:
+        """Every cost of `candidate` that needs no training (predicted, then measured on its
+        deployed ONNX file), as `evaluate` computes them before it trains."""
+        model = self.space.build(candidate.arch, data.input_shape, data.num_classes)
+        plain, onnx_bytes = self.deployable(model, candidate, data.input_shape)
+        predicted, _ = self.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
+        measured, _ = self.measured_costs(onnx_bytes, data.input_shape)
+        return {**predicted, **measured}
 
     def over_budget(self, metrics: dict[str, float]) -> list[str]:
         return [str(c) for c in self.budgets if c.metric in metrics and c.violation(metrics[c.metric]) > 0]

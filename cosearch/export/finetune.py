@@ -65,14 +65,13 @@ def finetune(model: Any, stored: Any, job: Any, data: Any, store: Any, epochs: i
 
 def _distillation(candidate: Any, job: Any, data: Any, store: Any, split: Split) -> Any:
     """The pick's distillation loss with teacher logits for `split`, or None when it does not distil."""
-    from cosearch.compressors import compressors
+    from cosearch.compressors import teacher_technique
 
-    for technique in compressors().values():
-        value = candidate.policy.network.get(technique.name, technique.gene.default)
-        if technique.needs_teacher and value != technique.gene.default:
-            logits = _teacher_logits(job, data, store, split)
-            return technique.training_loss(value, logits, job.compression.temperature)
-    return None
+    found = teacher_technique(candidate.policy)
+    if found is None:
+        return None
+    technique, value = found
+    return technique.training_loss(value, _teacher_logits(job, data, store, split), job.compression.temperature)
 
 
 def _teacher_logits(job: Any, data: Any, store: Any, split: Split) -> np.ndarray:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from cosearch import build
-from cosearch.build import make_space
 from cosearch.compressors import genes as compression_genes
 from cosearch.controller.store import RunStore, StoredOutcome, StoredResult, is_final
 from cosearch.core.errors import CosearchError
@@ -170,7 +169,8 @@ def report_data(run_dir: str | Path) -> dict[str, Any]:
         picking = picking_set(outcomes)
         named = _views(goals, seen)
         detail = _detail_ids(picking, goals, [view for _, view in named])
-        space = make_space(job)
+        joint = build.make_joint_space(job)
+        space = joint.space
         summaries: dict[str, int] = {}
         archs: dict[str, int] = {}
         drawings: dict[str, int] = {}
@@ -184,8 +184,7 @@ def report_data(run_dir: str | Path) -> dict[str, Any]:
             arch_of[stored.id] = _index(archs, space.describe(stored.result.candidate.arch))
     metrics = sorted(seen)
     picked = {r.id for r in picking}
-    options = build.make_joint_space(job).options
-    searched_genes = [n for n, g in compression_genes("layer").items() if tuple(options[n]) != (g.default,)]
+    searched_genes = [n for n, g in compression_genes("layer").items() if tuple(joint.options[n]) != (g.default,)]
     failed = [r for r in outcomes if r.result.status == "failed"]
     counts = {s: sum(r.result.status == s for r in search) for s in STATUS_CODES}
     return {

@@ -139,6 +139,18 @@ def _budgets(texts: Sequence[str | Constraint], field: str) -> list[Constraint]:
     return [t if isinstance(t, Constraint) else Constraint.parse(t, f"{field}[{i}]") for i, t in enumerate(texts)]
 
 
+def _read(store: RunStore, run_dir, device, budgets, field):
+    """The run's job, every outcome (metrics only: candidates are read for rows), the goals
+    under `device` and `budgets`, and the picking set."""
+    from cosearch.job import spec_from_dict
+
+    job = spec_from_dict(store.job(), str(run_dir))
+    outcomes = store.outcomes()
+    seen = {m for r in outcomes for m in r.result.metrics}
+    goals = view_goals(job.goals(), seen, device, _budgets(budgets, field), field)
+    return job, outcomes, goals, picking_set(outcomes)
+
+
 def select(
     run_dir: str | Path,
     every: bool = False,
@@ -149,14 +161,9 @@ def select(
     """The feasible front of a run for one device and budgets (each replacing the job's budget on
     the same metric), with its rows; with `every`, every stored result's row."""
     from cosearch.build import make_space
-    from cosearch.job import spec_from_dict
 
     with RunStore(run_dir) as store:
-        job = spec_from_dict(store.job(), str(run_dir))
-        outcomes = store.outcomes()  # the front needs metrics only; candidates are read for the rows
-        seen = {m for r in outcomes for m in r.result.metrics}
-        goals = view_goals(job.goals(), seen, device, _budgets(budgets, field), field)
-        picking = picking_set(outcomes)
+        job, outcomes, goals, picking = _read(store, run_dir, device, budgets, field)
         front = pareto_ids(picking, goals)
         chosen = store.results() if every else [store.get(i) for i in front]
     space = make_space(job)
@@ -172,31 +179,37 @@ def select(
 
 def best(run_dir: str | Path, metric: str, where: Sequence[str | Constraint] = ()) -> tuple[Row, str]:
     """The best result by `metric` among those meeting the rules `where` and the job's other budgets
-    (a rule replaces the job's budget on its metric); with a sentence saying which and why."""
+    (a rule replaces the job's budget on its metric); with a sentence saying which and why. Only
+    the pick's candidate is read from the store."""
+    from cosearch.build import make_space
+
     metric = resolve_metric(metric, "--best")
-    chosen = select(run_dir, every=True, budgets=where, field="--where")
-    ok = [r for r in chosen.rows if r.status == "ok"]
-    pool = [r for r in ok if r.final] if chosen.finals else ok  # the final trainings when there are any
-    if not any(metric in r.metrics for r in pool):
-        seen = sorted({m for r in chosen.rows for m in r.metrics})
-        raise SpecError("--best", metric, f"a metric this run's results have: {seen}")
-    rules = ", ".join(map(str, chosen.goals.constraints)) or "no budgets"
-    meeting = [r for r in pool if r.feasible and metric in r.metrics]
-    if not meeting:
-        each = "; ".join(
-            f"{c}: {sum(c.metric in r.metrics and c.violation(r.metrics[c.metric]) == 0 for r in pool)}"
-            for c in chosen.goals.constraints
-        )
-        raise CosearchError(
-            f"no result meets {rules} (of {len(pool)}{' final trainings' if chosen.finals else ' trained results'}, "
-            f"how many meet each: {each}); loosen a rule (`cosearch pareto {run_dir} --all` lists what they reach)"
-        )
-    direction = METRIC_DIRECTIONS[base_metric(metric)]
-    sign = -1.0 if direction == "max" else 1.0
-    pick = min(meeting, key=lambda r: (sign * r.metrics[metric], r.id))
-    value = pick.metrics[metric]
+    with RunStore(run_dir) as store:
+        job, outcomes, goals, picking = _read(store, run_dir, None, where, "--where")
+        finals = len(picking) < len(outcomes)
+        pool = [r for r in picking if r.result.ok]  # the final trainings when there are any
+        if not any(metric in r.result.metrics for r in pool):
+            seen = sorted({m for r in outcomes for m in r.result.metrics})
+            raise SpecError("--best", metric, f"a metric this run's results have: {seen}")
+        rules = ", ".join(map(str, goals.constraints)) or "no budgets"
+        of = " final trainings" if finals else " trained results"
+        meeting = [r for r in pool if goals.feasible(r.result) and metric in r.result.metrics]
+        if not meeting:
+            each = "; ".join(
+                f"{c}: {sum(c.metric in r.result.metrics and c.violation(r.result.metrics[c.metric]) == 0 for r in pool)}"
+                for c in goals.constraints
+            )
+            raise CosearchError(
+                f"no result meets {rules} (of {len(pool)}{of}, how many meet each: {each}); "
+                f"loosen a rule (`cosearch pareto {run_dir} --all` lists what they reach)"
+            )
+        direction = METRIC_DIRECTIONS[base_metric(metric)]
+        sign = -1.0 if direction == "max" else 1.0
+        pick = min(meeting, key=lambda r: (sign * r.result.metrics[metric], r.id))
+        stored = store.get(pick.id)
+    (row,) = rows([stored], goals, make_space(job).describe, pareto_ids(picking, goals))
+    value = row.metrics[metric]
     shown = f"{value:.2%}" if base_metric(metric) == "accuracy" else f"{value:.4g}"
     word = "highest" if direction == "max" else "lowest"
-    of = " final trainings" if chosen.finals else " trained results"
-    why = f"picked #{pick.id}: the {word} {metric} ({shown}) of the {len(meeting)} of {len(pool)}{of} that meet {rules}"
-    return pick, why
+    why = f"picked #{row.id}: the {word} {metric} ({shown}) of the {len(meeting)} of {len(pool)}{of} that meet {rules}"
+    return row, why

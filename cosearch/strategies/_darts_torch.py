@@ -170,12 +170,7 @@ class RelaxedNB201(nn.Module):
 def cost_of(evaluator: Any, ops: dict, metric: str, data: Any) -> float:
     """`metric` of the float network with cell `ops`, by the job's own cost path (the deployed ONNX
     file, predicted and measured exactly as a candidate's costs are)."""
-    candidate = Candidate({"cell": format_arch_str(ops)})
-    model = evaluator.space.build(candidate.arch, data.input_shape, data.num_classes)
-    plain, onnx_bytes = evaluator.deployable(model, candidate, data.input_shape)
-    predicted, _ = evaluator.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
-    measured, _ = evaluator.measured_costs(onnx_bytes, data.input_shape)
-    costs = {**predicted, **measured}
+    costs = evaluator.costs(Candidate({"cell": format_arch_str(ops)}), data)
     if metric not in costs:
         raise CosearchError(f"strategy darts: the job's evaluator gives no {metric}; it gives {sorted(costs)}")
     return float(costs[metric])

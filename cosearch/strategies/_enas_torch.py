@@ -20,15 +20,6 @@ from cosearch.strategies.reinforce import ReinforceController
 BN_BATCHES = 2  # training batches re-estimating BatchNorm for each rewarded sample (SPOS)
 
 
-def _costs(evaluator: Any, candidate: Any, data: Any) -> dict[str, float]:
-    """The candidate's costs as the job measures them (deployed ONNX file: predicted and measured)."""
-    model = evaluator.space.build(candidate.arch, data.input_shape, data.num_classes)
-    plain, onnx_bytes = evaluator.deployable(model, candidate, data.input_shape)
-    predicted, _ = evaluator.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
-    measured, _ = evaluator.measured_costs(onnx_bytes, data.input_shape)
-    return {**predicted, **measured}
-
-
 def search(
     evaluator: Any,
     epochs: int,
@@ -95,7 +86,7 @@ def search(
             recalibrate_batchnorm(supernet, [train_x[torch.from_numpy(p).to(device)] for p in picks])
             with torch.no_grad():
                 accuracy = float((forward(candidate, val_x).argmax(1) == val_y).float().mean())
-            result = Result(candidate, "ok", {"accuracy": accuracy, **_costs(evaluator, candidate, data)})
+            result = Result(candidate, "ok", {"accuracy": accuracy, **evaluator.costs(candidate, data)})
             reward = policy.reward(result)
             policy.tell(candidate, result)
             rewards.append(reward)
