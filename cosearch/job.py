@@ -23,9 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from cosearch.compressors import compressors
+from cosearch.compressors import Calibration, compressors
 from cosearch.compressors import genes as compression_genes
-from cosearch.compressors.techniques.activation_bits import Calibration
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Constraint, Goals, Objective
 from cosearch.core.schema import Section
@@ -99,7 +98,7 @@ class CompressionMethod(_Section):
 
 class _CompressionOptions(CompressionMethod):
     """How the searched techniques are carried out; the option list of every technique's gene is
-    added from the registry (`cosearch.compressors`), e.g. `weight_bits: [4, 8, 32]`."""
+    added from the registry (`cosearch.compressors`): `GENE: [options]` for each technique."""
 
     temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
     teacher: TeacherSpec | None = None

@@ -15,12 +15,19 @@ from cosearch.compressors.base import (
     COMPRESSORS,
     Compressor,
     Gene,
+    Precision,
     ReshapeContext,
     WeightCost,
     compressors,
     genes,
+    layer_precision,
+    precision_genes,
+    runs_integer,
     teacher_technique,
+    zeroed_share,
 )
+from cosearch.compressors.techniques.activation_bits import CALIBRATIONS, Calibration
+from cosearch.compressors.techniques.distill_alpha import Distillation
 
 _TORCH_SIDE = {
     "ActivationFakeQuant": "activations",
@@ -37,18 +44,26 @@ _TORCH_SIDE = {
     "reshape": "policy",
     "size_bytes": "policy",
     "MagnitudeMask": "prune",
-    "global_magnitude_policy": "prune",
+    "global_magnitude_policy": "techniques.sparsity",
     "PerChannelSymmetricFakeQuant": "quantize",
 }
 
 __all__ = [
+    "CALIBRATIONS",
     "COMPRESSORS",
+    "Calibration",
     "Compressor",
+    "Distillation",
     "Gene",
+    "Precision",
     "ReshapeContext",
     "WeightCost",
     "compressors",
     "genes",
+    "layer_precision",
+    "zeroed_share",
+    "precision_genes",
+    "runs_integer",
     "teacher_technique",
     *_TORCH_SIDE,
 ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 
+from cosearch.core.candidate import FLOAT_BITS
 from cosearch.core.registry import Registry
 
 
@@ -21,8 +22,8 @@ class Gene:
     """One decision per layer slot (`scope="layer"`) or per network, with its allowed values.
 
     `default` means "off" and is left out of a candidate's JSON, so adding a technique changes
-    no stored key. `rule` is the condition as code (`0 <= sparsity < 1`), `allowed` the same
-    for people ("a fraction with 0 <= sparsity < 1"); `check` tests one value.
+    no stored key. `rule` is the condition as code (`0 <= ratio < 1`), `allowed` the same for
+    people ("a fraction with 0 <= ratio < 1"); `check` tests one value.
     """
 
     scope: Literal["layer", "network"]
@@ -47,6 +48,29 @@ class Gene:
             ok = False
         if not ok:
             raise ValueError(f"`{self.rule}` must hold, but got {name}={value!r}")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The bit widths one layer runs at once deployed (32 = float), as its techniques set them.
+
+    Everything downstream of the genes (BitOps, accelerator tables, the ONNX file's integer
+    grids and kernels, DARTS's relaxed bits) reads these, never a gene by name: a technique
+    says which width it sets with `Compressor.precision_of`.
+    """
+
+    weights: int = FLOAT_BITS
+    inputs: int = FLOAT_BITS
+
+    @property
+    def integer(self) -> bool:
+        """The layer runs as an integer kernel: its input is quantized."""
+        return self.inputs != FLOAT_BITS
+
+    @property
+    def weight_only(self) -> bool:
+        """Weights on an integer grid, input in float: stored small, computed in float."""
+        return self.weights != FLOAT_BITS and self.inputs == FLOAT_BITS
 
 
 @dataclass(frozen=True)
@@ -76,10 +100,19 @@ class Compressor:
     stage: int = 50
     needs_teacher: bool = False  # a run whose options turn this on prepares a distillation teacher
     summary_position: int = 50  # where its part goes in `Policy.summary`
+    # The deployed width this layer gene sets, if any. It is also how the technique's weights are
+    # stored in ONNX: `hardware.qdq` writes integer grids, integer kernels and their small-storage
+    # form from a layer's `Precision`; every other technique is stored as its baked module exports.
+    precision_of: Literal["weights", "inputs"] | None = None
 
     def summarize(self, values: Sequence[Any]) -> str | None:
         """A short phrase for the values of this gene over a policy's layers (or its one value)."""
         return None
+
+    def zeroed_share(self, value: Any) -> float:
+        """The share of a layer's weights this technique sets to zero at `value`, where the value
+        alone says it (stand-in evaluators read it; real sizes come from `weight_cost`)."""
+        return 0.0
 
     # --- torch side: each hook imports torch itself ---------------------------------------
     def reshape(self, model: Any, policy: Any, context: ReshapeContext) -> Any:
@@ -154,6 +187,42 @@ def genes(scope: str | None = None) -> dict[str, Gene]:
 @cache
 def _genes(count: int, scope: str | None) -> dict[str, Gene]:
     return {name: c.gene for name, c in _instances(count).items() if scope is None or c.gene.scope == scope}
+
+
+def layer_precision(layer_policy: Any) -> Precision:
+    """The widths `layer_policy` (a LayerPolicy) deploys its layer at."""
+    return _precision(len(COMPRESSORS), layer_policy)
+
+
+@lru_cache(maxsize=4096)  # a run has few distinct layer policies, read for every layer of every candidate
+def _precision(count: int, layer_policy: Any) -> Precision:
+    widths = {c.precision_of: layer_policy[c.name] for c in _instances(count).values() if c.precision_of}
+    return Precision(**widths)
+
+
+def runs_integer(policy: Any) -> bool:
+    """Whether any layer of `policy` (a Policy) runs as an integer kernel."""
+    return any(layer_precision(lp).integer for lp in policy.layers.values())
+
+
+def precision_genes() -> dict[str, str]:
+    """The gene that sets each deployed width ("weights", "inputs"), by that width."""
+    return {c.precision_of: name for name, c in compressors().items() if c.precision_of}
+
+
+def zeroed_share(layer_policy: Any) -> float:
+    """The share of a layer's weights that `layer_policy`'s techniques set to zero."""
+    return _zeroed(len(COMPRESSORS), layer_policy)
+
+
+@lru_cache(maxsize=4096)
+def _zeroed(count: int, layer_policy: Any) -> float:
+    share = 0.0
+    for name, technique in _instances(count).items():
+        if technique.gene.scope == "layer" and layer_policy[name] != technique.gene.default:
+            zeroed = technique.zeroed_share(layer_policy[name])
+            share = zeroed if share == 0.0 else 1.0 - (1.0 - share) * (1.0 - zeroed)  # independent, as masks
+    return share
 
 
 def in_stage_order(scope: str | None = None) -> list[Compressor]:

@@ -32,7 +32,7 @@ def prune_channels(
     `structured_pruning = False`, keep their output channels. The input model is not changed.
     """
     if not 0.0 <= ratio < 1.0:
-        raise ValueError(f"`0 <= channel_ratio < 1` must hold, but got {ratio=}")
+        raise ValueError(f"`0 <= ratio < 1` must hold, but got {ratio=}")
     if importance not in IMPORTANCES:
         raise ValueError(f"`importance in {IMPORTANCES}` must hold, but got {importance=}")
     if importance == "taylor" and batch is None:

@@ -31,7 +31,7 @@ class HashedWeights(nn.Module):
     def __init__(self, weight: torch.Tensor, ratio: float, seed: int = 0) -> None:
         super().__init__()
         if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"`0 < hash_ratio <= 1` must hold, but got {ratio=}")
+            raise ValueError(f"`0 < ratio <= 1` must hold, but got {ratio=}")
         self.ratio = ratio
         count = self.buckets_for(weight.numel(), ratio)
         bucket, sign = hash_indices(weight.numel(), count, seed)

@@ -4,7 +4,7 @@ A layer W (out x in) at rank ratio r becomes two: V (rank x in) then U (rank -> 
 bias), rank = max(1, round(r * min(in, out))), initialised from the top singular vectors so
 the product is the best rank-`rank` approximation of W (Eckart-Young). The pair replaces the
 layer under the same name (an `nn.Sequential` of `0` and `1`), so the policy slot still names it
-and its bits and sparsity apply to both factors. Layers where it would not save weights
+and the weight techniques after it (bits, masks) apply to both factors. Layers where it would not save weights
 (rank * (in + out) >= in * out) and other kinds (k x k, grouped convs) are left as they are.
 """
 

@@ -14,12 +14,12 @@ class PerChannelSymmetricFakeQuant(nn.Module):
     the grid (`torch.fake_quantize_per_channel_affine`).
     """
 
-    def __init__(self, weight_bits: int) -> None:
+    def __init__(self, bits: int) -> None:
         super().__init__()
-        if not 2 <= weight_bits <= 8:
-            raise ValueError(f"`2 <= weight_bits <= 8` must hold, but got {weight_bits=}")
-        self.weight_bits = weight_bits
-        self.qmax = 2 ** (weight_bits - 1) - 1  # narrow range: -qmax..qmax keeps 0 exact and the grid symmetric
+        if not 2 <= bits <= 8:
+            raise ValueError(f"`2 <= bits <= 8` must hold, but got {bits=}")
+        self.bits = bits
+        self.qmax = 2 ** (bits - 1) - 1  # narrow range: -qmax..qmax keeps 0 exact and the grid symmetric
 
     def scale(self, weight: torch.Tensor) -> torch.Tensor:
         amax = weight.detach().abs().flatten(1).amax(dim=1)

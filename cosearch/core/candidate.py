@@ -60,8 +60,8 @@ def _layer_policy(data: Mapping[str, Any]) -> LayerPolicy:
 class LayerPolicy(Mapping[str, Any]):
     """How one layer slot is compressed: an immutable mapping of every layer gene to its value.
 
-    `LayerPolicy(weight_bits=4, sparsity=0.5)`; genes not given are off. Values read as
-    `policy["weight_bits"]` (or `policy.weight_bits`). The techniques are in `cosearch.compressors`.
+    `LayerPolicy(GENE=value, ...)` or `LayerPolicy({GENE: value})`; genes not given are off. Values
+    read as `policy[GENE]` (or `policy.GENE`). The techniques and their genes are in `cosearch.compressors`.
     """
 
     __slots__ = ("_hash", "_json", "_values")
@@ -116,10 +116,9 @@ class LayerPolicy(Mapping[str, Any]):
 
 class Policy:
     """Per-layer compression of a network, keyed by the layer slot names its search space gives,
-    plus the network-wide genes (`distill_alpha`, `channel_ratio`, ...) in `network`.
+    plus the network-wide genes in `network`.
 
-    `Policy(layers, distill_alpha=0.5)`; values read as `policy.network["distill_alpha"]` (or
-    `policy.distill_alpha`). Immutable.
+    `Policy(layers, GENE=value, ...)`; values read as `policy.network[GENE]` (or `policy.GENE`). Immutable.
     """
 
     __slots__ = ("layers", "network")
@@ -166,7 +165,7 @@ class Policy:
         return cls(layers, **network)
 
     def summary(self) -> str:
-        """A short human summary: each technique's phrase (layers per bit width, mean sparsity, ...)."""
+        """A short human summary: each technique's phrase (`Compressor.summarize`), in their order."""
         from cosearch.compressors import compressors
 
         ordered = sorted(compressors().values(), key=lambda c: c.summary_position)

@@ -12,6 +12,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
+from cosearch.compressors.base import layer_precision, zeroed_share
 from cosearch.core.candidate import FLOAT_BITS, Candidate
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import DEFAULT_DEVICE
@@ -45,14 +46,14 @@ class SyntheticEvaluator(Evaluator):
         except SpecError as error:  # another space's candidate (a replayed run): a failed result, not a raise
             return Evaluation(Result.failed(candidate, f"SpecError: {error}"))
         slots = self.space.layer_slots(candidate.arch)
-        bits = [candidate.policy.get(s).weight_bits for s in slots]
-        sparsity = [candidate.policy.get(s).sparsity for s in slots]
+        # Through the techniques' declarations, not gene names: the widths layers run at and the
+        # share of weights set to zero.
+        bits = [layer_precision(candidate.policy.get(s)).weights for s in slots]
+        zeroed = [zeroed_share(candidate.policy.get(s)) for s in slots]
         capacity = len(slots) / max(1, len(self.space.all_slots()))
         precision = float(np.mean([min(b, 8) / 8 for b in bits])) if bits else 1.0
-        accuracy = (
-            0.5 + 0.3 * capacity + 0.15 * precision - 0.15 * float(np.mean(sparsity or [0])) + 0.005 * rng.random()
-        )
+        accuracy = 0.5 + 0.3 * capacity + 0.15 * precision - 0.15 * float(np.mean(zeroed or [0])) + 0.005 * rng.random()
         latency_ms = 0.2 + 1.5 * capacity + 0.05 * rng.random()
-        size_kb = sum(b * (1 - s) for b, s in zip(bits, sparsity)) / FLOAT_BITS
+        size_kb = sum(b * (1 - s) for b, s in zip(bits, zeroed)) / FLOAT_BITS
         metrics = {"accuracy": accuracy, f"latency_ms@{self.device}": latency_ms, "size_kb": size_kb}
         return Evaluation(Result(candidate, "ok", metrics, measured={"all": {"how": "synthetic"}}))

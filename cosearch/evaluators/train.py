@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from cosearch.compressors.base import teacher_technique
-from cosearch.compressors.techniques.distill_alpha import Distillation
+from cosearch.compressors import Distillation
+from cosearch.compressors.base import runs_integer, teacher_technique
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import EvaluationError
 from cosearch.core.objectives import DEFAULT_DEVICE, Constraint
@@ -405,7 +405,7 @@ class TrainEvaluator(Evaluator):
                 "session_options": "ONNX Runtime defaults",
                 "pytorch_fake_quantized": torch_accuracy,
             }
-            if any(lp.activation_bits != 32 for lp in candidate.policy.layers.values()):
+            if runs_integer(candidate.policy):
                 how["activations"] = self.compression.model_dump()
             how["training"] = self.training_record()
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))

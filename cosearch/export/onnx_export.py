@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from cosearch import build
+from cosearch.compressors.base import runs_integer
 from cosearch.controller.store import RunStore
 from cosearch.core.errors import CosearchError
 from cosearch.evaluators.train import accuracy, predict
@@ -95,7 +96,7 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, finetune_ep
         _write(compact_path, compact_bytes)
     elif compact_path.exists():  # from an earlier export of another pick: it would not be this model
         compact_path.unlink()
-    quantized_inputs = any(lp.activation_bits != 32 for lp in policy.layers.values())
+    quantized_inputs = runs_integer(policy)
 
     torch_val = predict(model, data.val.x)
     onnx_val = run_onnx(str(onnx_path), data.val.x)

@@ -39,8 +39,8 @@ def _parse_key(key: str) -> tuple[tuple[int, ...], int, int]:
     numbers = tuple(int(v) for v in shape_text.strip("()").split(","))
     if len(numbers) != 7 or not (bits_text.startswith("W") and "A" in bits_text):
         raise ValueError(key)
-    weight_bits, activation_bits = (int(v) for v in bits_text[1:].split("A"))
-    return numbers, weight_bits, activation_bits
+    weight_width, input_width = (int(v) for v in bits_text[1:].split("A"))
+    return numbers, weight_width, input_width
 
 
 def _macs(cin: int, cout: int, size: int, k: int, stride: int, pad: int, groups: int) -> int:
@@ -93,12 +93,10 @@ class BitFusionTable:
         """The narrowest width of the table that holds `bits` (float: the widest)."""
         return next((w for w in widths if w >= bits), widths[-1])
 
-    def layer_cost(self, layer: LayerShape, activation_bits: int) -> tuple[float, float, bool]:
-        """(latency_ms, energy_mj, exact) of one layer; `activation_bits` for float inputs."""
-        wb = self.width(layer.weight_bits, self.weight_widths)
-        ab = self.width(
-            layer.activation_bits if layer.activation_bits != 32 else activation_bits, self.activation_widths
-        )
+    def layer_cost(self, layer: LayerShape, float_input_bits: int) -> tuple[float, float, bool]:
+        """(latency_ms, energy_mj, exact) of one layer; a float input runs at `float_input_bits`."""
+        wb = self.width(layer.precision.weights, self.weight_widths)
+        ab = self.width(layer.precision.inputs if layer.precision.integer else float_input_bits, self.activation_widths)
         shape = (
             layer.in_channels,
             layer.out_channels,
@@ -122,11 +120,11 @@ class BitFusionTable:
         scale = layer.macs / max(nearest.macs, 1)
         return nearest.latency_ms * scale, nearest.energy_mj * scale, False
 
-    def predict(self, layers: Sequence[LayerShape], activation_bits: int) -> dict[str, float]:
+    def predict(self, layers: Sequence[LayerShape], float_input_bits: int) -> dict[str, float]:
         latency = energy = 0.0
         exact = 0
         for layer in layers:
-            layer_latency, layer_energy, hit = self.layer_cost(layer, activation_bits)
+            layer_latency, layer_energy, hit = self.layer_cost(layer, float_input_bits)
             latency, energy, exact = latency + layer_latency, energy + layer_energy, exact + hit
         if not (math.isfinite(latency) and math.isfinite(energy)):
             raise ValueError(f"non-finite cost from {self.path}")

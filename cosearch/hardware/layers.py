@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cosearch.core.candidate import FLOAT_BITS, Policy
+from cosearch.compressors.base import Precision, layer_precision
+from cosearch.core.candidate import Policy
+
+FLOAT = Precision()
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,7 @@ class LayerShape:
     padding: int
     groups: int
     out_size: int
-    weight_bits: int  # 32 = float
-    activation_bits: int = FLOAT_BITS  # of the layer's input; 32 = float
+    precision: Precision = FLOAT  # of its weights and its input
 
     @property
     def macs(self) -> int:
@@ -43,10 +45,10 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
 
     from cosearch.compressors import layers_of_slot
 
-    bits: dict[str, tuple[int, int]] = {}
+    precisions: dict[str, Precision] = {}
     for slot, layer_policy in policy.layers.items() if policy else ():
         for name in layers_of_slot(model, slot):
-            bits[name] = (layer_policy.weight_bits, layer_policy.activation_bits)
+            precisions[name] = layer_precision(layer_policy)
     shapes: list[LayerShape] = []
 
     def hook(name: str):
@@ -67,7 +69,7 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
                         p,
                         module.groups,
                         int(output.shape[-1]),
-                        *bits.get(name, (FLOAT_BITS, FLOAT_BITS)),
+                        precisions.get(name, FLOAT),
                     )
                 )
             else:
@@ -82,7 +84,7 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
                         0,
                         1,
                         1,
-                        *bits.get(name, (FLOAT_BITS, FLOAT_BITS)),
+                        precisions.get(name, FLOAT),
                     )
                 )
 
@@ -104,5 +106,5 @@ def layer_shapes(model: Any, input_shape: Sequence[int], policy: Policy | None =
 
 
 def bitops(layers: Sequence[LayerShape]) -> float:
-    """Sum over layers of MACs x weight bits x input activation bits (float counts as 32 bits)."""
-    return float(sum(layer.macs * layer.weight_bits * layer.activation_bits for layer in layers))
+    """Sum over layers of MACs x weight bits x input bits (float counts as 32 bits)."""
+    return float(sum(layer.macs * layer.precision.weights * layer.precision.inputs for layer in layers))

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cosearch.compressors.base import layer_precision, runs_integer
 from cosearch.core.candidate import FLOAT_BITS, Policy
 from cosearch.core.errors import CosearchError
 
@@ -71,28 +72,28 @@ def compact(model_bytes: bytes, torch_model, policy: Policy) -> bytes | None:
 
     from cosearch.compressors import layers_of_slot
 
-    weight_only = {
-        slot: lp
-        for slot, lp in policy.layers.items()
-        if lp.weight_bits != FLOAT_BITS and lp.activation_bits == FLOAT_BITS
+    weight_only = {  # slot -> its weights' bits
+        slot: precision.weights
+        for slot, precision in ((slot, layer_precision(lp)) for slot, lp in policy.layers.items())
+        if precision.weight_only
     }
     if not weight_only:
         return None
     proto = onnx.load_from_string(model_bytes)
-    if any(lp.weight_bits <= 4 for lp in weight_only.values()):
+    if any(bits <= 4 for bits in weight_only.values()):
         proto = version_converter.convert_version(proto, INT4_OPSET)
         proto.ir_version = max(proto.ir_version, 10)  # int4 tensors came with IR version 10
     graph = proto.graph
     initializers = {init.name: init for init in graph.initializer}
     dequantize_nodes = []
-    for slot, layer_policy in weight_only.items():
+    for slot, bits in weight_only.items():
         for layer in layers_of_slot(torch_model, slot):
             name = f"{layer}.weight"
             if name not in initializers:
                 raise CosearchError(f"ONNX export has no initializer {name!r} for slot {slot!r}")
-            scale, quantized = weight_grid(numpy_helper.to_array(initializers[name]), layer_policy.weight_bits, name)
+            scale, quantized = weight_grid(numpy_helper.to_array(initializers[name]), bits, name)
             zero_point = np.zeros(len(scale), dtype=np.int8)
-            if layer_policy.weight_bits <= 4:
+            if bits <= 4:
                 quantized, zero_point = quantized.astype(ml_dtypes.int4), zero_point.astype(ml_dtypes.int4)
             graph.initializer.remove(initializers[name])
             graph.initializer.extend(
@@ -141,12 +142,6 @@ def fold_batch_norms(model_bytes: bytes) -> bytes:
     return proto.SerializeToString()
 
 
-def _integer(layer_policy) -> bool:
-    """Whether a layer runs as an integer kernel: its input is quantized. Float weights then run at
-    8 bits per channel (ONNX Runtime would round them to int8 per tensor on load anyway)."""
-    return layer_policy.activation_bits != FLOAT_BITS
-
-
 def quantize_static_qdq(
     model_bytes: bytes,
     torch_model,
@@ -173,10 +168,12 @@ def quantize_static_qdq(
     graph = proto.graph
     for i, node in enumerate(graph.node):  # ORT selects nodes by name
         node.name = node.name or f"node_{i}"
+    # Integer layers (their input is quantized); float weights there run at 8 bits per channel, off
+    # the grid (ONNX Runtime would round them to int8 per tensor on load anyway).
     bits = {
-        f"{layer}.weight": lp.weight_bits  # FLOAT_BITS: 8 bits, off the grid
-        for slot, lp in policy.layers.items()
-        if _integer(lp)
+        f"{layer}.weight": precision.weights
+        for slot, precision in ((slot, layer_precision(lp)) for slot, lp in policy.layers.items())
+        if precision.integer
         for layer in layers_of_slot(torch_model, slot)
     }
     layers = {n.name for n in graph.node if n.op_type in LAYER_OPS and len(n.input) > 1 and n.input[1] in bits}
@@ -195,14 +192,12 @@ def quantize_static_qdq(
     for name, (scale, zero_point) in inputs.items() if calibrated_inputs else ():
         overrides[name] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
     initializers = {init.name: init for init in graph.initializer}
-    for name, weight_bits in bits.items():
+    for name, width in bits.items():
         if name not in initializers:
             raise CosearchError(f"ONNX export has no initializer {name!r}")
         weight = numpy_helper.to_array(initializers[name])
-        scale = channel_scales(weight, 8) if weight_bits == FLOAT_BITS else weight_grid(weight, weight_bits, name)[0]
-        quant_type, zero_point = (
-            (QuantType.QInt8, np.int8(0)) if weight_bits <= 7 else (QuantType.QUInt8, np.uint8(128))
-        )
+        scale = channel_scales(weight, 8) if width == FLOAT_BITS else weight_grid(weight, width, name)[0]
+        quant_type, zero_point = (QuantType.QInt8, np.int8(0)) if width <= 7 else (QuantType.QUInt8, np.uint8(128))
         overrides[name] = [
             {"axis": 0, "quant_type": quant_type, "scale": np.array(s, np.float32), "zero_point": np.array(zero_point)}
             for s in scale
@@ -365,7 +360,7 @@ def deployment(
     from cosearch.hardware.onnx_runtime import to_onnx_bytes
 
     onnx_bytes = fold_batch_norms(to_onnx_bytes(plain_model, input_shape))
-    if not any(_integer(lp) for lp in policy.layers.values()):
+    if not runs_integer(policy):
         return onnx_bytes
     calibrated = images is not None
     if images is None:

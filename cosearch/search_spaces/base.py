@@ -128,7 +128,7 @@ def _layer_policy(values: tuple[tuple[str, Any], ...]) -> LayerPolicy:
 class JointSpace:
     """The joint genome: architecture choices plus every compression gene (`cosearch.compressors`).
 
-    `JointSpace(space, weight_bits=(8, 32), sparsity=(0.0, 0.5))`: each keyword names a gene and
+    `JointSpace(space, **{gene: options, ...})`: each keyword names a gene and
     the options searched for it; genes not named search their technique's default options. A
     gene with only its "off" option is left out of the genome unless its technique says otherwise.
     """

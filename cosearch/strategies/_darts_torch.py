@@ -106,13 +106,13 @@ class RelaxedNB201(nn.Module):
     by Gumbel-softmax at that temperature on every forward (GDAS), else softmax-mixed (DARTS)."""
 
     def __init__(
-        self, supernet: NB201Supernet, weight_bits: list[int] | None = None, activation_bits: list[int] | None = None
+        self, supernet: NB201Supernet, weight_options: list[int] | None = None, input_options: list[int] | None = None
     ) -> None:
         super().__init__()
         self.net = supernet
         self.logits = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(OPS)))
         self.tau: float | None = None
-        self.bits = list(weight_bits or [])
+        self.bits = list(weight_options or [])
         self.bit_logits = nn.ParameterDict()  # per layer slot, over `bits`: shared by the ops of an edge
         if self.bits:
             from torch.nn.utils import parametrize
@@ -123,7 +123,7 @@ class RelaxedNB201(nn.Module):
                     if key not in self.bit_logits:
                         self.bit_logits[key] = nn.Parameter(torch.zeros(len(self.bits)))
                     parametrize.register_parametrization(module, "weight", MixedBits(self.bit_logits, key, self.bits))
-        self.input_bits = list(activation_bits or [])
+        self.input_bits = list(input_options or [])
         self.input_bit_logits = nn.ParameterDict()  # per layer slot, over `input_bits`
         if self.input_bits:
             for name, module in supernet.named_modules():
@@ -211,10 +211,10 @@ def layer_sizes(model: RelaxedNB201, input_shape) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def expected_bit_cost(model: RelaxedNB201, sizes: dict, metric: str, activation_bits: int) -> torch.Tensor:
+def expected_bit_cost(model: RelaxedNB201, sizes: dict, metric: str, input_bits: int) -> torch.Tensor:
     """Expected BitOps (MACs x weight bits x input bits) or size in KiB (weights x weight bits)
     of the relaxed network: a cell conv counts with its op's probability (EdMIPS's cost); input
-    bits are the relaxed ones where they are searched, else `activation_bits`."""
+    bits are the relaxed ones where they are searched, else `input_bits`."""
     p = F.softmax(model.logits, dim=-1)
     bits, inputs = model.expected_bits(), model.expected_bits(inputs=True)
     total = 0.0
@@ -222,7 +222,7 @@ def expected_bit_cost(model: RelaxedNB201, sizes: dict, metric: str, activation_
         where = edge_op_of(name)
         active = 1.0 if where is None else p[where]
         b, slot = bits[slot_of(name)], slot_of(name)
-        a = inputs.get(slot, activation_bits)
+        a = inputs.get(slot, input_bits)
         total = total + active * (macs * b * a if metric == "bitops" else weights * b / 8 / 1024)
     return total
 
@@ -239,14 +239,17 @@ def search(
     order: int = 1,
     metric: str | None = None,
     target: float | None = None,
-    weight_bits: list[int] | None = None,
+    weight_options: list[int] | None = None,
     bits_metric: str | None = None,
     bits_target: float | None = None,
     bits_weight: float = 0.0,
-    activation_bits: int = 32,
-    activation_options: list[int] | None = None,
+    input_bits: int = 32,
+    input_options: list[int] | None = None,
 ) -> dict[str, Any]:
-    """One DARTS search; returns the derived cell and how it went (JSON-able)."""
+    """One DARTS search; returns the derived cell and how it went (JSON-able). The relaxed widths
+    (`weight_options`, `input_options`) are of the genes that set them (`precision_genes`), and the
+    chosen ones come back under those genes' names."""
+    from cosearch.compressors import precision_genes
     from cosearch.evaluators.train import describe_device, training_device
 
     if not hasattr(evaluator, "data") or evaluator.space.registry_name != "nb201":
@@ -259,11 +262,11 @@ def search(
     base, effect = op_costs(evaluator, metric, data) if latency else (0.0, np.zeros((len(EDGES), len(OPS))))
     device = training_device()
     effect_t = torch.tensor(effect, dtype=torch.float32, device=device)
-    relax_bits = bool(weight_bits) and len(weight_bits) > 1 and bits_metric is not None and bits_weight > 0
+    relax_bits = bool(weight_options) and len(weight_options) > 1 and bits_metric is not None and bits_weight > 0
     supernet = evaluator.space.supernet(data.input_shape, data.num_classes)
-    relax_inputs = relax_bits and bits_metric == "bitops" and len(activation_options or []) > 1
+    relax_inputs = relax_bits and bits_metric == "bitops" and len(input_options or []) > 1
     model = RelaxedNB201(
-        supernet, list(weight_bits) if relax_bits else None, list(activation_options) if relax_inputs else None
+        supernet, list(weight_options) if relax_bits else None, list(input_options) if relax_inputs else None
     ).to(device)
     sizes = layer_sizes(model, data.input_shape) if relax_bits else {}
     w_opt = torch.optim.Adam(model.weights(), lr=training.learning_rate, weight_decay=training.weight_decay)
@@ -286,7 +289,7 @@ def search(
             else:  # ProxylessNAS's additive form: CE + w * (E[LAT] - T) / T
                 ce = ce + latency_weight * (ratio - 1.0)
         if relax_bits:  # the bits budget, in the same form
-            ratio = expected_bit_cost(model, sizes, bits_metric, activation_bits) / bits_target
+            ratio = expected_bit_cost(model, sizes, bits_metric, input_bits) / bits_target
             ce = ce * ratio**bits_weight if loss == "multiplicative" else ce + bits_weight * (ratio - 1.0)
         if guard:
             ce = ce + guard * torch.logsumexp(model.logits, dim=-1).mean()  # beta-DARTS
@@ -333,7 +336,7 @@ def search(
                 "val_accuracy_relaxed": accuracy,
                 "expected": float(expected_cost().detach()) if latency else None,
                 "tau": model.tau,
-                "expected_bits_cost": float(expected_bit_cost(model, sizes, bits_metric, activation_bits).detach())
+                "expected_bits_cost": float(expected_bit_cost(model, sizes, bits_metric, input_bits).detach())
                 if relax_bits
                 else None,
             }
@@ -346,6 +349,7 @@ def search(
     chosen = logits.argmax(dim=-1).tolist()
     cell = format_arch_str({edge: OPS[k] for edge, k in zip(EDGES, chosen)})
     derived = base + float(sum(effect[e, k] for e, k in enumerate(chosen))) if latency else None
+    widths = precision_genes()
     return {
         "cell": cell,
         "target": target,
@@ -359,8 +363,8 @@ def search(
         "probabilities": F.softmax(model.logits.detach(), dim=-1).tolist(),
         "history": history,
         "cost_table": {"reference": base, "effect": effect.tolist()} if latency else None,
-        "weight_bits": model.chosen_bits() if relax_bits else None,  # per slot: the most likely
-        "activation_bits": model.chosen_bits(inputs=True) if relax_inputs else None,
+        widths["weights"]: model.chosen_bits() if relax_bits else None,  # per slot: the most likely
+        widths["inputs"]: model.chosen_bits(inputs=True) if relax_inputs else None,
         "bits_metric": bits_metric if relax_bits else None,
         "bits_target": bits_target if relax_bits else None,
         "seconds": time.perf_counter() - start,

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from cosearch.compressors import precision_genes
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Goals, base_metric
@@ -62,7 +63,8 @@ class DartsSearch(OneShotStrategy):
         )
         # A budget that weight bits change (BitOps or size) relaxes each layer's bits too (EdMIPS).
         bits_budget = next((c for c in goals.constraints if c.metric in ("bitops", "size_kb") and c.op == "<="), None)
-        bits = sorted(space.options["weight_bits"])
+        widths = precision_genes()  # the genes that set each layer's weight and input bits
+        bits = sorted(space.options[widths["weights"]])
         relax_bits = bits_budget is not None and len(bits) > 1 and bits_weight > 0
         self.settings = {
             "epochs": epochs,
@@ -72,12 +74,12 @@ class DartsSearch(OneShotStrategy):
             "beta_weight": beta_weight,
             "arch_learning_rate": arch_learning_rate,
             "order": order,
-            "weight_bits": bits if relax_bits else None,
+            "weight_options": bits if relax_bits else None,
             "bits_metric": bits_budget.metric if relax_bits else None,
             "bits_target": bits_budget.bound if relax_bits else None,
             "bits_weight": bits_weight if relax_bits else 0.0,
-            "activation_bits": max(space.options["activation_bits"]),
-            "activation_options": sorted(space.options["activation_bits"]) if relax_bits else None,
+            "input_bits": max(space.options[widths["inputs"]]),
+            "input_options": sorted(space.options[widths["inputs"]]) if relax_bits else None,
         }
         priced = self.settings["latency_weight"] > 0
         self.targets = tuple(float(t) for t in targets) if priced else (1.0,)  # no latency term: one plain search
@@ -100,9 +102,9 @@ class DartsSearch(OneShotStrategy):
         return out
 
     def worked(self, key: str, output: Any) -> None:
-        bits = {"weight_bits": output.get("weight_bits") or {}, "activation_bits": output.get("activation_bits") or {}}
-        candidate = self._least_compressed({"cell": output["cell"]}, bits)
-        kept = ("cell", "target", "expected", "derived_estimate", "weight_bits", "activation_bits")
+        widths = tuple(precision_genes().values())  # the search's chosen bits come under these genes' names
+        candidate = self._least_compressed({"cell": output["cell"]}, {gene: output.get(gene) or {} for gene in widths})
+        kept = ("cell", "target", "expected", "derived_estimate", *widths)
         self.searches[key] = {k: output[k] for k in kept if k in output}
         self.to_ask.append(self.space.encode(candidate))
         # The evolution after the searches breeds from their cells at once, not from random samples.

@@ -1,8 +1,8 @@
 """Bayesian optimisation with Gaussian-process surrogates over the joint genome.
 
 One GP per modelled metric (each objective and each budgeted metric) on an exponentiated
-distance with two parts. The Hamming part weighs every gene group (architecture, bits,
-sparsity, ...) equally, so that hundreds of per-layer policy genes do not drown the few
+distance with two parts. The Hamming part weighs every gene group (the architecture, each
+technique's) equally, so that hundreds of per-layer policy genes do not drown the few
 architecture genes. The count part compares how many genes take each option, among genes that
 share one option list (NB201's six edges, a DARTS cell's edges, the per-layer bit widths): two
 cells with the same operations on different edges cost about the same and often train alike,

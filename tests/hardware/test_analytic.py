@@ -10,6 +10,7 @@ pytest.importorskip("torch")
 
 from torch import nn
 
+from cosearch.compressors import Precision
 from cosearch.core.candidate import LayerPolicy, Policy
 from cosearch.core.errors import SpecError
 from cosearch.hardware.analytic import BitFusionTable
@@ -32,7 +33,7 @@ def test_layer_shapes_and_bitops_follow_the_policy():
     layers = layer_shapes(
         tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(weight_bits=4), "3": LayerPolicy(weight_bits=8)})
     )
-    assert [(layer.name, layer.in_size, layer.out_size, layer.weight_bits) for layer in layers] == [
+    assert [(layer.name, layer.in_size, layer.out_size, layer.precision.weights) for layer in layers] == [
         ("0", 16, 8, 4),
         ("2", 8, 8, 32),
         ("3", 8, 8, 8),
@@ -44,7 +45,7 @@ def test_layer_shapes_and_bitops_follow_the_policy():
     assert bitops(layers) == expected
     with_inputs = layer_shapes(tiny_model(), (3, 16, 16), Policy({"0": LayerPolicy(weight_bits=4, activation_bits=8)}))
     assert (
-        with_inputs[0].activation_bits == 8
+        with_inputs[0].precision == Precision(weights=4, inputs=8)
         and bitops(with_inputs) == 8 * 64 * 27 * 4 * 8 + (8 * 64 * 9 + 16 * 64 * 8 + 160) * 32 * 32
     )
 
@@ -65,7 +66,7 @@ def table(tmp_path):
 
 def layer(cin, cout, size, k=1, stride=1, pad=0, groups=1, bits=8) -> LayerShape:
     out = (size + 2 * pad - k) // stride + 1
-    return LayerShape("l", cin, cout, size, k, stride, pad, groups, out, bits)
+    return LayerShape("l", cin, cout, size, k, stride, pad, groups, out, Precision(weights=bits))
 
 
 def test_exact_entries_are_looked_up_and_bits_round_up(table):

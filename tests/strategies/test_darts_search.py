@@ -149,9 +149,9 @@ def test_a_bitops_budget_relaxes_each_layers_bits_and_the_derived_policy_carries
     )
     strategy = STRATEGIES.create("darts", JOINT, goals, seed=0, targets=(1.0,))
     (work,) = strategy.work()
-    assert work.args["weight_bits"] == [4, 8] and work.args["bits_metric"] == "bitops"
-    assert work.args["bits_target"] == 1e7 and work.args["activation_bits"] == 32
-    assert work.args["activation_options"] == [32]  # the job searches no activation bits
+    assert work.args["weight_options"] == [4, 8] and work.args["bits_metric"] == "bitops"
+    assert work.args["bits_target"] == 1e7 and work.args["input_bits"] == 32
+    assert work.args["input_options"] == [32]  # the job searches no activation bits
     bits = {slot: 4 if k % 2 else 8 for k, slot in enumerate(SPACE.all_slots())}
     strategy.worked(work.key, {"cell": CELL, "weight_bits": bits})
     candidate = strategy.ask()
@@ -159,13 +159,13 @@ def test_a_bitops_budget_relaxes_each_layers_bits_and_the_derived_policy_carries
     with_inputs = JointSpace(SPACE, weight_bits=[4, 8], sparsity=[0.0], activation_bits=[8, 32])
     strategy = STRATEGIES.create("darts", with_inputs, goals, seed=0, targets=(1.0,))
     (work,) = strategy.work()
-    assert work.args["activation_options"] == [8, 32]
+    assert work.args["input_options"] == [8, 32]
     inputs = dict.fromkeys(SPACE.all_slots(), 8)
     strategy.worked(work.key, {"cell": CELL, "weight_bits": bits, "activation_bits": inputs})
     assert {lp.activation_bits for lp in strategy.ask().policy.layers.values()} == {8}
     # without a budget the bits change (size or BitOps), they are not relaxed
     latency_only = Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"),))
-    assert STRATEGIES.create("darts", JOINT, latency_only, seed=0).work()[0].args["weight_bits"] is None
+    assert STRATEGIES.create("darts", JOINT, latency_only, seed=0).work()[0].args["weight_options"] is None
 
 
 def test_expected_bitops_at_one_hot_logits_is_the_derived_networks_bitops():  # weight and input bits
@@ -210,7 +210,7 @@ def test_a_tight_bitops_budget_pulls_the_bits_down():
     )
     out = search(
         build.make_evaluator(job), 2, "additive", 0.0, "beta", 0.5, 0.1, seed=0,
-        weight_bits=[4, 8, 32], bits_metric="bitops", bits_target=1e5, bits_weight=2.0, activation_options=[8, 32],
+        weight_options=[4, 8, 32], bits_metric="bitops", bits_target=1e5, bits_weight=2.0, input_options=[8, 32],
     )  # fmt: skip
     chosen = list(out["weight_bits"].values())
     assert set(out["weight_bits"]) == set(SPACE.all_slots()) and chosen.count(4) > len(chosen) / 2

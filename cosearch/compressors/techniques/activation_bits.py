@@ -21,6 +21,7 @@ class ActivationBits(Compressor):
         rule=f"activation_bits in {ACTIVATION_BITS}", allowed="4, 8, or 32 for float",
         check=lambda v: not isinstance(v, bool) and v in ACTIVATION_BITS, genome="abits", group="activation_bits",
     )  # fmt: skip
+    precision_of = "inputs"
     stage = 50  # on the layer's input, after its weights
     summary_position = 10
 

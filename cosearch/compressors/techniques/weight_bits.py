@@ -21,6 +21,7 @@ class WeightBits(Compressor):
         rule="2 <= weight_bits <= 8 or weight_bits == 32", allowed="integers 2..8, or 32 for float", check=_bits,
         genome="bits", group="bits", always_a_gene=True, always_written=True,
     )  # fmt: skip
+    precision_of = "weights"
     stage = 40  # last on the weights: scales are taken over what pruning and sharing left
     summary_position = 0
 
