@@ -36,7 +36,7 @@ def check(job: JobSpec, teacher_prepared: bool = False) -> JobSpec:
     `teacher_prepared`: the run already stores its teacher's outputs, so its checkpoint is not read."""
     from cosearch.evaluators.data import check_dataset_path
 
-    check_dataset_path(job.task.dataset, job.task.path)
+    check_dataset_path(job.task.dataset, job.task.path, job.task.image_size)
     if not teacher_prepared:
         _check_teacher(job)
     profiles = device_profiles(job)
@@ -83,9 +83,9 @@ def _check_teacher_checkpoint(job: JobSpec) -> None:
     import timm
     import torch
 
-    from cosearch.evaluators.data import NUM_CLASSES
+    from cosearch.evaluators.data import num_classes
 
-    classes, channels = NUM_CLASSES[job.task.dataset], job.task.input_shape[0]
+    classes, channels = num_classes(job.task.dataset, job.task.path), job.task.input_shape[0]
     model = timm.create_model(teacher.model, pretrained=False, num_classes=classes, in_chans=channels)
     field = "compression.teacher.checkpoint"
     try:

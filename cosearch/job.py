@@ -58,7 +58,7 @@ class TaskSpec(_Section):
     def input_shape(self) -> tuple[int, int, int]:
         from cosearch.evaluators.data import input_shape
 
-        return input_shape(self.dataset, self.image_size)
+        return input_shape(self.dataset, self.image_size, self.path)
 
     @field_validator("dataset")
     @classmethod

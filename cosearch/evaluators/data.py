@@ -1,4 +1,5 @@
-"""Datasets as numpy arrays, split once per seed: digits (built in), CIFAR-10 from a local path."""
+"""Datasets as numpy arrays, split once per seed: digits (built in), CIFAR-10 from a local path, and a
+user's own image folder or `.npz` arrays (`own_data`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import numpy as np
 
 from cosearch.core.errors import SpecError
 
-DATASETS = ("digits", "cifar10")
-INPUT_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32)}  # (C, H, W) each dataset loads as
+DATASETS = ("digits", "cifar10", "folder", "arrays")
+INPUT_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32)}  # (C, H, W) each built-in dataset loads as
 NUM_CLASSES = {"digits": 10, "cifar10": 10}
+OWN = ("folder", "arrays")  # read from task.path: shape and classes come from the files
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32).reshape(1, 3, 1, 1)
 CIFAR10_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32).reshape(1, 3, 1, 1)
 
@@ -112,9 +114,12 @@ def _cifar10_batches(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarr
     return (x - CIFAR10_MEAN) / CIFAR10_STD, np.concatenate(ys)
 
 
-def check_dataset_path(dataset: str, path: str | None) -> None:
+def check_dataset_path(dataset: str, path: str | None, image_size: int | None = None) -> None:
     """Raise SpecError unless `path` holds what `dataset` reads (nothing is downloaded)."""
     if dataset == "digits":
+        return
+    if dataset in OWN:
+        own_info(dataset, path, image_size)
         return
     if dataset == "cifar10":
         folder = Path(path) if path else None
@@ -126,10 +131,28 @@ def check_dataset_path(dataset: str, path: str | None) -> None:
     raise SpecError("task.dataset", dataset, f"one of {list(DATASETS)}")
 
 
-def input_shape(dataset: str, image_size: int | None = None) -> tuple[int, int, int]:
-    """(C, H, W) of `dataset`'s images, resized to `image_size` squares where given."""
+def input_shape(dataset: str, image_size: int | None = None, path: str | None = None) -> tuple[int, int, int]:
+    """(C, H, W) of `dataset`'s images, resized to `image_size` squares where given (a user's own
+    data is read for it: call this where its files are checked, at run or resume)."""
+    if dataset in OWN:
+        return own_info(dataset, path, image_size)[0]
     channels, height, width = INPUT_SHAPES[dataset]
     return (channels, image_size, image_size) if image_size else (channels, height, width)
+
+
+def num_classes(dataset: str, path: str | None = None) -> int:
+    return own_info(dataset, path, None)[1] if dataset in OWN else NUM_CLASSES[dataset]
+
+
+@lru_cache(maxsize=8)
+def own_info(dataset: str, path: str | None, image_size: int | None) -> tuple[tuple[int, int, int], int]:
+    """((C, H, W), classes) of a user's folder or arrays, checked (headers and names only)."""
+    from cosearch.evaluators import own_data
+
+    if not path:
+        raise SpecError("task.path", path, f"the {'folder' if dataset == 'folder' else '.npz file'} to read")
+    check = own_data.check_folder if dataset == "folder" else own_data.check_arrays
+    return check(path, image_size)
 
 
 def resized(split: Split, image_size: int) -> Split:
@@ -157,6 +180,8 @@ def load_dataset(
 ) -> Dataset:
     """Load and split a dataset (its images resized to `image_size` squares where given); cached
     per process so a Ray worker loads it once."""
+    if name in OWN:
+        return _own_dataset(name, path, val_fraction, test_fraction, seed, image_size)
     if image_size:
         data = load_dataset(name, path, val_fraction, test_fraction, seed)
         splits = (resized(part, image_size) for part in (data.train, data.val, data.test))
@@ -173,3 +198,32 @@ def load_dataset(
 
     x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction, stratify=y, random_state=seed)
     return Dataset(name, Split(x_train, y_train), Split(x_val, y_val), Split(x_test, y_test), num_classes=10)
+
+
+def _own_dataset(
+    name: str, path: str | None, val_fraction: float, test_fraction: float, seed: int, image_size: int | None
+) -> Dataset:
+    """A user's folder or arrays: the splits it has, the rest cut from its training images,
+    standardised per channel with the training split's statistics."""
+    from sklearn.model_selection import train_test_split
+
+    from cosearch.evaluators import own_data
+
+    (_, classes) = own_info(name, path, image_size)
+    splits = own_data.load_folder(path, image_size) if name == "folder" else own_data.load_arrays(path)
+    train = splits.get("train") or splits["all"]
+    test = splits.get("test")
+    if test is None:
+        x, x_test, y, y_test = train_test_split(*train, test_size=test_fraction, stratify=train[1], random_state=seed)
+        train, test = (x, y), (x_test, y_test)
+    val = splits.get("val")
+    if val is None:
+        share = val_fraction / (1.0 - test_fraction) if "test" not in splits else val_fraction
+        x, x_val, y, y_val = train_test_split(*train, test_size=share, stratify=train[1], random_state=seed)
+        train, val = (x, y), (x_val, y_val)
+    mean = train[0].mean(axis=(0, 2, 3), keepdims=True)
+    std = train[0].std(axis=(0, 2, 3), keepdims=True) + np.float32(1e-6)
+    parts = [Split((x - mean) / std, y) for x, y in (train, val, test)]
+    if image_size:  # arrays are resized here; a folder's images were resized as they were read
+        parts = [resized(part, image_size) for part in parts]
+    return Dataset(name, *parts, num_classes=classes)
