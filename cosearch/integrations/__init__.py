@@ -1,0 +1,1 @@
+"""Bridges to tools users already drive experiments with (optional extras, imported only on use)."""
