@@ -18,6 +18,7 @@ from cosearch.job import (
     CompressionMethod,
     DeviceSpec,
     JobSpec,
+    TeacherSpec,
     _Component,
     _read_yaml,
     check_device,
@@ -40,7 +41,7 @@ def check(job: JobSpec, teacher_prepared: bool = False) -> JobSpec:
     if not teacher_prepared:
         _check_teacher(job)
     profiles = device_profiles(job)
-    make_space(job)
+    make_space(job).check_files(job.task.input_shape, _num_classes(job), job.task.dataset)
     validate_strategy(job)
     validate_evaluator(job, profiles)
     _check_strategy_needs(job)
@@ -81,38 +82,32 @@ def _check_teacher_checkpoint(job: JobSpec) -> None:
     if teacher is None or teacher.checkpoint is None:
         return
     import timm
-    import torch
 
     from cosearch.evaluators.data import num_classes
+    from cosearch.search_spaces.timm_model import check_checkpoint
 
     classes, channels = num_classes(job.task.dataset, job.task.path), job.task.input_shape[0]
     model = timm.create_model(teacher.model, pretrained=False, num_classes=classes, in_chans=channels)
-    field = "compression.teacher.checkpoint"
-    try:
-        state = torch.load(teacher.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user mistake
-        raise SpecError(
-            field, teacher.checkpoint, f"a state dict saved with torch.save ({type(error).__name__})"
-        ) from None
-    expected = model.state_dict()
-    if not isinstance(state, dict) or set(state) != set(expected):
-        raise SpecError(field, teacher.checkpoint, f"a state dict of timm's {teacher.model!r} (its keys differ)")
-    classifier = model.get_classifier()
-    head = next(name for name, p in model.named_parameters() if p is getattr(classifier, "weight", None))
-    if tuple(state[head].shape) != tuple(expected[head].shape):
-        raise SpecError(
-            field,
-            teacher.checkpoint,
-            f"a teacher with the task's {classes} classes ({head} {list(expected[head].shape)}), not {list(state[head].shape)}",
-            problem=f"the teacher has {state[head].shape[0]} output classes",
-        )
-    bad = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
-    if bad:
-        raise SpecError(
-            field,
-            teacher.checkpoint,
-            f"weights shaped for {channels}-channel {job.task.dataset} inputs ({bad[0]} differs)",
-        )
+    check_checkpoint(
+        "compression.teacher.checkpoint", teacher.checkpoint, model, teacher.model, job.task.dataset, "teacher"
+    )
+
+
+def _num_classes(job: JobSpec) -> int:
+    from cosearch.evaluators.data import num_classes
+
+    return num_classes(job.task.dataset, job.task.path)
+
+
+def teacher_spec(job: JobSpec) -> TeacherSpec | None:
+    """The teacher a distilling job learns from: the one it names, else its space's own network
+    (a space that `teaches_itself`, such as a given timm model), else none."""
+    from cosearch.search_spaces import SEARCH_SPACES
+
+    if job.compression.teacher is not None or not SEARCH_SPACES.get(job.search_space.name).teaches_itself:
+        return job.compression.teacher
+    default = make_space(job).default_teacher()
+    return TeacherSpec(**default) if default else None
 
 
 def device_profiles(job: JobSpec) -> dict[str, Any]:

@@ -224,7 +224,7 @@ def _prepare_teacher(job_json: dict[str, Any]) -> tuple[dict[str, Any], bytes, b
     from cosearch.evaluators.teacher import prepare_teacher
 
     job = spec_from_dict(job_json)
-    teacher = job.compression.teacher
+    teacher = build.teacher_spec(job)
     return _as_stored(
         prepare_teacher(
             teacher.model, teacher.checkpoint, teacher.epochs, build.data_settings(job), build.training_settings(job)
@@ -789,10 +789,11 @@ class Controller:
         import ray
 
         stored = self.store.teacher()
-        if stored is None and self.job.compression.teacher is None:  # a module teacher is stored at start
+        teacher = build.teacher_spec(self.job)
+        if stored is None and teacher is None:  # a module teacher is stored at start
             raise CosearchError("this run distils but has no teacher: name one in compression.teacher")
         if stored is None:
-            self.state.note = f"preparing teacher {self.job.compression.teacher.model}"
+            self.state.note = f"preparing teacher {teacher.model}"
             self.listener(self.state)
             task = ray.remote(**self._task_resources())(_prepare_teacher)
             info, logits, state = ray.get(task.remote(self.job.to_json()))

@@ -276,8 +276,8 @@ class TrainEvaluator(Evaluator):
         return (int(candidate.key[:8], 16) + self.training.seed) % (2**31)
 
     def initial_model(self, candidate: Candidate, data) -> Any:
-        """The network training starts from: a fresh one."""
-        return self.space.build(candidate.arch, data.input_shape, data.num_classes)
+        """The network training starts from: a fresh one, with the space's initial weights if it has any."""
+        return self.space.initial_weights(self.space.build(candidate.arch, data.input_shape, data.num_classes))
 
     def build_trained(self, candidate: Candidate, model: Any = None):
         """The compressed, fine-tuned PyTorch model of `candidate` and its timings."""

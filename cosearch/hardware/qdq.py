@@ -177,20 +177,26 @@ def quantize_static_qdq(
         for layer in layers_of_slot(torch_model, slot)
     }
     layers = {n.name for n in graph.node if n.op_type in LAYER_OPS and len(n.input) > 1 and n.input[1] in bits}
+    # Ranges as the quantized network computes: each layer input through its quantizer (the exporter's
+    # QuantizeLinear + DequantizeLinear, still in the graph here), so values an input's calibrated or
+    # learnt range cuts off do not widen the ranges after it. Uncalibrated quantizers would cut wrongly.
+    ranges = _tensor_ranges(proto, images, method) if calibrated_inputs else None
     inputs = _through_data_movement(graph, _strip_input_quantizers(graph, layers))
-    # A 4-bit input keeps the exporter's clamp (Clip, or Max + Min) in float before its quantizer
-    clips = {n.name for n in graph.node if n.op_type in ("Clip", "Min", "Max") and n.output[0] in inputs}
-    region = _integer_region(graph, layers, clips)
+    ranges = ranges if ranges is not None else _tensor_ranges(proto, images, method)
     # ONNX Runtime quantizes the output of a data-movement op (Flatten, pooling, ...) as its input; a
     # range of its own would add a requantization, and one that depends on the calibration images
     same_as_input = {out for n in graph.node if n.op_type in SAME_AS_INPUT for out in n.output}
+    present = {out for n in graph.node for out in n.output}
     overrides: dict[str, list[dict]] = {
         name: [{"rmin": np.array(low, np.float32), "rmax": np.array(high, np.float32)}]
-        for name, (low, high) in _tensor_ranges(proto, images, method).items()
-        if name not in same_as_input
+        for name, (low, high) in ranges.items()
+        if name in present and name not in same_as_input
     }
     for name, (scale, zero_point) in inputs.items() if calibrated_inputs else ():
         overrides[name] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
+    # A 4-bit input keeps the exporter's clamp (Clip, or Max + Min) in float before its quantizer
+    clips = {n.name for n in graph.node if n.op_type in ("Clip", "Min", "Max") and n.output[0] in inputs}
+    region = _integer_region(graph, layers, clips | _pools_beyond_kernel_range(graph, overrides))
     initializers = {init.name: init for init in graph.initializer}
     for name, width in bits.items():
         if name not in initializers:
@@ -287,6 +293,32 @@ def _through_data_movement(graph, inputs: dict[str, tuple[float, int]]) -> dict[
             name = node.input[0]
         moved[name] = params
     return moved
+
+
+def _override_scale(entries: list[dict] | None) -> float | None:
+    """The per-tensor scale an override gives (ONNX Runtime's uint8 scale for a range)."""
+    if not entries or len(entries) != 1:
+        return None
+    entry = entries[0]
+    if "scale" in entry:
+        return float(entry["scale"])
+    return (max(float(entry["rmax"]), 0.0) - min(float(entry["rmin"]), 0.0)) / 255.0
+
+
+def _pools_beyond_kernel_range(graph, overrides: dict[str, list[dict]]) -> set[str]:
+    """GlobalAveragePool nodes ONNX Runtime's integer kernel would refuse at run time: it needs input
+    scale / (output scale x pixels) below 256 (a layer input's narrow range after a wide feature map).
+    They stay float, between a DequantizeLinear and a QuantizeLinear; pixels >= 1, so this is safe."""
+    out = set()
+    for node in graph.node:
+        if node.op_type == "GlobalAveragePool":
+            scale_in, scale_out = (
+                _override_scale(overrides.get(node.input[0])),
+                _override_scale(overrides.get(node.output[0])),
+            )
+            if scale_in and scale_out and scale_in / scale_out >= 256:
+                out.add(node.name)
+    return out
 
 
 def _integer_region(graph, layers: set[str], keep_float: set[str]) -> set[str]:

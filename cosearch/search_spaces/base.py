@@ -106,6 +106,22 @@ class SearchSpace(ABC):
         nx.add_path(graph, ["input", *self.layer_slots(arch), "output"])
         return [("layers", graph)]
 
+    def initial_weights(self, model: Any) -> Any:
+        """The network `build` gave, with the weights training starts from (a space of a given,
+        pretrained network loads them here); by default as built."""
+        return model
+
+    def check_files(self, input_shape: Sequence[int], num_classes: int, dataset: str) -> None:
+        """Raise SpecError if a file or code the space reads is missing or does not fit the task.
+        Called when a run starts or resumes only, so a stored run reads without them."""
+        return None
+
+    teaches_itself = False  # True: a distilling job without a teacher distils from `default_teacher()`
+
+    def default_teacher(self) -> dict[str, Any] | None:
+        """The job's `compression.teacher` when it names none and this space teaches itself."""
+        return None
+
     def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
         """One module with the weights of every architecture here, for weight sharing: see
         `cosearch.search_spaces.supernet` for what it offers. Spaces without one leave this."""

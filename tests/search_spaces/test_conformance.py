@@ -12,6 +12,8 @@ SMALL = {
     "darts": {"channels": 4, "layers": 3},
     "enas": {"channels": 4, "layers": 6},
     "mobilenet": {"stage_channels": [8, 16], "stage_strides": [1, 2], "depths": [1, 2], "head_channels": 32},
+    "timm": {"model": "resnet18"},
+    "module": {"factory": "cosearch.testing.models:small_cnn"},
 }
 BAD_ARCH = {
     "nb201": {"cell": "|nor_conv_3x3~0|+|conv_9x9~0|none~1|+|none~0|none~1|none~2|"},
@@ -20,6 +22,8 @@ BAD_ARCH = {
     },
     "enas": {"ops": ["conv_3x3"] * 5 + ["conv_7x7"], "skips": [[]] * 6},
     "mobilenet": {"width": 1.0, "stages": [[{"kernel": 9, "expand": 4}], [{"kernel": 3, "expand": 4}]]},
+    "timm": {"model": "resnet34"},
+    "module": {"model": "other:factory"},
 }
 NAMES = SEARCH_SPACES.names()
 
