@@ -3,12 +3,26 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 pytest.register_assert_rewrite("cosearch.testing")  # the conformance suites: detailed assertion messages
+
+
+def run_cosearch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The `cosearch` command in a subprocess, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "cosearch.cli.main", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def cosearch_cli():
+    return run_cosearch
 
 
 def session_pids(sid: int) -> list[int]:

@@ -4,7 +4,7 @@
 
     searcher = CosearchSearcher(space={"name": "nb201", "channels": 16}, strategy="gp",
                                 objectives=["accuracy", "latency_ms"], budgets=["latency_ms <= 2"],
-                                compression={"weight_bits": [4, 8, 32]})
+                                compression=COMPRESSION)  # the job file's section
     tune.Tuner(my_trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=50)).fit()
 
 Each trial's config holds one joint candidate (`config["candidate"]`: architecture and

@@ -4,8 +4,8 @@
 task's classes and input channels) and starts every candidate from the checkpoint's weights when
 one is given (a state dict of that model; nothing is downloaded), else from scratch. The
 architecture is fixed: the genome is the compression policy, one slot per conv / linear layer
-(timm's own module names, `layer1.0.conv1`), so per-layer bits, sparsity, low-rank, hashing and
-channel pruning (Torch-Pruning, across the model's real dependency graph) are searched. A job
+(timm's own module names, `layer1.0.conv1`), so every technique of the job's `compression` section is
+searched over the real network (channel pruning across its dependency graph, by Torch-Pruning). A job
 that distils and names no teacher distils from the model itself, uncompressed (from the
 checkpoint, or trained once by the run).
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import yaml
@@ -114,16 +111,11 @@ def test_a_bad_npz_is_refused_naming_what_is_wrong(tmp_path, arrays, words):
         check_dataset_path("arrays", path)
 
 
-def test_cli_refuses_a_bad_folder_with_exit_2_and_writes_nothing(tmp_path):
+def test_cli_refuses_a_bad_folder_with_exit_2_and_writes_nothing(tmp_path, cosearch_cli):
     root = write_folder(tmp_path / "f", classes=("only",))
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({"task": {"dataset": "folder", "path": str(root)}}))
-    out = subprocess.run(
-        [sys.executable, "-m", "cosearch.cli.main", "run", str(job), "--run-dir", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = cosearch_cli("run", str(job), "--run-dir", str(tmp_path / "run"), timeout=120)
     assert out.returncode == 2 and "task.path" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import yaml
@@ -130,15 +127,10 @@ def test_a_checkpoint_of_another_architecture_or_task_is_refused(tmp_path):
         build.check(spec_from_dict(job({"name": "timm", "model": "resnet18", "checkpoint": str(imagenet)})))
 
 
-def test_cli_run_refuses_a_bad_checkpoint_with_exit_2_and_writes_nothing(tmp_path):
+def test_cli_run_refuses_a_bad_checkpoint_with_exit_2_and_writes_nothing(tmp_path, cosearch_cli):
     (tmp_path / "bad.pt").write_text("not a state dict")
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job({"name": "timm", "model": "resnet18", "checkpoint": str(tmp_path / "bad.pt")})))
-    out = subprocess.run(
-        [sys.executable, "-m", "cosearch.cli.main", "run", str(path), "--run-dir", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = cosearch_cli("run", str(path), "--run-dir", str(tmp_path / "run"), timeout=120)
     assert out.returncode == 2 and "search_space.checkpoint" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()
