@@ -1,6 +1,6 @@
 """The same search with and without checking budgets before training, side by side.
 
-    python scripts/bench_budget.py [--job examples/digits.yaml] [--trials 40] [--seeds 0,1] \
+    python scripts/bench_budget.py [--job examples/digits_8px.yaml] [--trials 40] [--seeds 0,1] \
         [--budget 'size_kb <= 50' ...] [--out benchmarks]
 
 Each seed runs the job twice on local Ray: `prefilter: true` (a candidate over a budget by its
@@ -46,7 +46,7 @@ def reference_point(goals) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--job", default="examples/digits.yaml")
+    parser.add_argument("--job", default="examples/digits_8px.yaml")
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--budget", action="append", default=[], help="replaces the job's budget on the same metric")

@@ -4,7 +4,7 @@
 
 Two jobs, each run once on CPUs and once with two trainings sharing the GPU (concurrency 2 both
 times, the CPU runs one core per evaluation, as Ray gives them):
-- `digits`: the demo, examples/digits.yaml as it is (8x8 images, tiny networks);
+- `digits`: the 8x8 demo, examples/digits_8px.yaml as it is (tiny networks);
 - `conv32`: NAS-Bench-201's own size (16 channels, 5 cells per stage) on 32x32 inputs, the
   digits images upsampled to 32x32x3 and written as a local CIFAR-10 folder (nothing is
   downloaded), random search so that both runs train the same candidates.
@@ -64,7 +64,7 @@ def digits32_folder(folder: Path) -> Path:
 
 
 def jobs(tmp: Path, quick: bool) -> dict[str, dict]:
-    digits = yaml.safe_load((ROOT / "examples" / "digits.yaml").read_text())
+    digits = yaml.safe_load((ROOT / "examples" / "digits_8px.yaml").read_text())
     conv32 = {
         "name": "conv32",
         "task": {"dataset": "cifar10", "path": str(digits32_folder(tmp / "digits32"))},

@@ -254,11 +254,11 @@ def test_real_process_prints_no_traceback(tmp_path):
         (
             "lut",
             '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [3, 32, 32], "entries": {"k": 1.0}}',
-            ["devices.x.table", "input shape [1, 8, 8]"],
+            ["devices.x.table", "input shape [1, 32, 32]"],  # the demo's digits, resized
         ),
         (
             "lut",
-            '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [1, 8, 8], "entries": {"k": "fast"}}',
+            '{"format": "cosearch-latency-table/1", "device": "x", "input_shape": [1, 32, 32], "entries": {"k": "fast"}}',
             ["devices.x.table", "malformed"],
         ),
         (
