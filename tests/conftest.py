@@ -20,6 +20,13 @@ def run_cosearch(*args: str, timeout: float = 300) -> subprocess.CompletedProces
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dataset_cache(tmp_path_factory):
+    """Decoded image folders go to a temporary cache, not the user's (Ray workers inherit it)."""
+    os.environ["COSEARCH_CACHE"] = str(tmp_path_factory.mktemp("cosearch-cache"))
+    return os.environ["COSEARCH_CACHE"]
+
+
 @pytest.fixture(scope="session")
 def cosearch_cli():
     return run_cosearch

@@ -203,27 +203,24 @@ def load_dataset(
 def _own_dataset(
     name: str, path: str | None, val_fraction: float, test_fraction: float, seed: int, image_size: int | None
 ) -> Dataset:
-    """A user's folder or arrays: the splits it has, the rest cut from its training images,
-    standardised per channel with the training split's statistics."""
-    from sklearn.model_selection import train_test_split
-
+    """A user's folder (decoded once, read from disk as training draws it) or arrays (in memory):
+    the splits it has, the rest cut from its training images, standardised per channel on the
+    training split."""
     from cosearch.evaluators import own_data
 
     (_, classes) = own_info(name, path, image_size)
-    splits = own_data.load_folder(path, image_size) if name == "folder" else own_data.load_arrays(path)
-    train = splits.get("train") or splits["all"]
-    test = splits.get("test")
-    if test is None:
-        x, x_test, y, y_test = train_test_split(*train, test_size=test_fraction, stratify=train[1], random_state=seed)
-        train, test = (x, y), (x_test, y_test)
-    val = splits.get("val")
-    if val is None:
-        share = val_fraction / (1.0 - test_fraction) if "test" not in splits else val_fraction
-        x, x_val, y, y_val = train_test_split(*train, test_size=share, stratify=train[1], random_state=seed)
-        train, val = (x, y), (x_val, y_val)
+    if name == "folder":
+        parts = own_data.stream_folder(path, image_size, val_fraction, test_fraction, seed)
+        return Dataset(name, *(Split(*parts[s]) for s in ("train", "val", "test")), num_classes=classes)
+    arrays = own_data.load_arrays(path)
+    plan = own_data.plan_splits({s: y for s, (_, y) in arrays.items()}, val_fraction, test_fraction, seed)
+    train, val, test = (
+        (arrays[source][0][rows], arrays[source][1][rows])
+        for source, rows in (plan[s] for s in ("train", "val", "test"))
+    )
     mean = train[0].mean(axis=(0, 2, 3), keepdims=True)
     std = train[0].std(axis=(0, 2, 3), keepdims=True) + np.float32(1e-6)
     parts = [Split((x - mean) / std, y) for x, y in (train, val, test)]
-    if image_size:  # arrays are resized here; a folder's images were resized as they were read
+    if image_size:
         parts = [resized(part, image_size) for part in parts]
     return Dataset(name, *parts, num_classes=classes)

@@ -16,6 +16,11 @@ or file is refused before a run writes anything; `peek` gives the input shape an
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -102,23 +107,120 @@ def check_folder(path: str, image_size: int | None) -> tuple[tuple[int, int, int
     return (count, image_size or height, image_size or width), len(scan["classes"])
 
 
-def load_folder(path: str, image_size: int | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every split the folder has, as (float32 images in [0, 1], labels)."""
+def _decode(file: str, channels: int, height: int, width: int) -> np.ndarray:
+    """One image as (C, H, W) float32 in [0, 1], resized where its size differs."""
     from PIL import Image
 
+    with Image.open(file) as image:
+        image = image.convert("L" if channels == 1 else "RGB")
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def cache_root() -> Path:
+    """Where decoded folders are kept: $COSEARCH_CACHE, else $XDG_CACHE_HOME/cosearch, else ~/.cache/cosearch."""
+    root = os.environ.get("COSEARCH_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "cosearch")
+    return Path(root).expanduser() / "datasets"
+
+
+def stream_folder(
+    path: str, image_size: int | None, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """train / val / test of an image folder as memory-mapped, standardised float32 arrays.
+
+    The images are decoded once into `.npy` files under `cache_root()` (keyed by every file's name,
+    size and modification time, the image size, the split fractions and the seed), image by image,
+    and read back with `mmap_mode`: training reads the batches it draws from disk through the page
+    cache, so a folder larger than memory trains, and every worker of a run shares one decoding."""
     (channels, height, width), _ = check_folder(path, image_size)
-    out = {}
-    for name, split in _scan_folder(path)["splits"].items():
-        x = np.empty((len(split.samples), channels, height, width), dtype=np.float32)
-        for i, (file, _) in enumerate(split.samples):
-            with Image.open(file) as image:
-                image = image.convert("L" if channels == 1 else "RGB")
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.BILINEAR)
-                pixels = np.asarray(image, dtype=np.float32) / 255.0
-            x[i] = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-        out[name] = (x, np.asarray(split.targets, dtype=np.int64))
-    return out
+    splits = _scan_folder(path)["splits"]
+    files = {name: [file for file, _ in split.samples] for name, split in splits.items()}
+    labels = {name: np.asarray(split.targets, dtype=np.int64) for name, split in splits.items()}
+    identity = json.dumps(
+        {
+            "version": 1,
+            "files": {n: [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in fs] for n, fs in files.items()},
+            "shape": [channels, height, width],
+            "split": [val_fraction, test_fraction, seed],
+        },
+        sort_keys=True,
+    )
+    folder = cache_root() / hashlib.sha256(identity.encode()).hexdigest()[:24]
+    if not (folder / "complete").is_file():
+        _decode_folder(
+            folder, files, labels, (channels, height, width), plan_splits(labels, val_fraction, test_fraction, seed)
+        )
+    return {
+        name: (np.load(folder / f"x_{name}.npy", mmap_mode="c"), np.load(folder / f"y_{name}.npy"))
+        for name in ("train", "val", "test")
+    }
+
+
+def _decode_folder(folder: Path, files, labels, shape, plan) -> None:
+    """Decode every split into a fresh directory beside `folder`, standardise it on the training
+    split's per-channel statistics, then move it into place (another worker may have won: fine)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        total = np.zeros(shape[0], np.float64)
+        squares = np.zeros(shape[0], np.float64)
+        arrays = {}
+        for name in ("train", "val", "test"):
+            source, rows = plan[name]
+            x = np.lib.format.open_memmap(
+                work / f"x_{name}.npy", mode="w+", dtype=np.float32, shape=(len(rows), *shape)
+            )
+            for i, row in enumerate(rows):
+                x[i] = _decode(files[source][row], *shape)
+                if name == "train":
+                    total += x[i].sum(axis=(1, 2))
+                    squares += np.square(x[i], dtype=np.float64).sum(axis=(1, 2))
+            np.save(work / f"y_{name}.npy", labels[source][rows])
+            arrays[name] = x
+        count = len(plan["train"][1]) * shape[1] * shape[2]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-6
+        for x in arrays.values():
+            for i in range(0, len(x), 1024):
+                x[i : i + 1024] = (x[i : i + 1024] - mean[:, None, None].astype(np.float32)) / std[
+                    :, None, None
+                ].astype(np.float32)
+            x.flush()
+        (work / "complete").write_text("")
+        try:
+            work.rename(folder)
+        except OSError:  # decoded by another worker meanwhile
+            shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def plan_splits(
+    labels: dict[str, np.ndarray], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, tuple[str, np.ndarray]]:
+    """train / val / test as (the split they come from, its rows): splits given stay as they are,
+    the others are cut from the training rows, stratified (test first, then val)."""
+    from sklearn.model_selection import train_test_split
+
+    source = "train" if "train" in labels else "all"
+    rows = np.arange(len(labels[source]))
+    plan = {}
+    if "test" in labels:
+        plan["test"] = ("test", np.arange(len(labels["test"])))
+    else:
+        rows, cut = train_test_split(rows, test_size=test_fraction, stratify=labels[source][rows], random_state=seed)
+        plan["test"] = (source, cut)
+    if "val" in labels:
+        plan["val"] = ("val", np.arange(len(labels["val"])))
+    else:
+        share = val_fraction if "test" in labels else val_fraction / (1.0 - test_fraction)
+        rows, cut = train_test_split(rows, test_size=share, stratify=labels[source][rows], random_state=seed)
+        plan["val"] = (source, cut)
+    plan["train"] = (source, rows)
+    return plan
 
 
 # --- arrays ---------------------------------------------------------------------------------
