@@ -149,3 +149,28 @@ def test_mixed_activation_bits_deploy_and_run_on_every_space(space_name):
         plain = bake(compress(space.build(candidate.arch, (1, 8, 8), 10), candidate.policy))
         session = ort.InferenceSession(deployment(plain, candidate.policy, (1, 8, 8)))  # as users load it
         assert np.isfinite(session.run(None, {"input": x})[0]).all()
+
+
+def test_a_pool_whose_scales_the_integer_kernel_refuses_stays_float_and_runs():
+    """A wide feature map pooled into a classifier whose input range is narrow (after fine-tuning moved
+    the features, as on efficientnet_b0): ONNX Runtime's QLinearGlobalAveragePool refuses an input /
+    output scale ratio of 256 or more at run time, so that pool stays float."""
+    import torch
+    from torch import nn
+
+    from cosearch.compressors import bake, calibrate, compress
+    from cosearch.hardware.onnx_runtime import run_onnx
+    from cosearch.hardware.qdq import deployment
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    policy = Policy({"0": LayerPolicy(activation_bits=8), "4": LayerPolicy(activation_bits=8)})
+    images = torch.rand(64, 1, 6, 6)
+    compressed = calibrate(compress(model, policy), [images])
+    with torch.no_grad():
+        compressed[0].weight.mul_(1e5)  # features now span ~1e5x the range the classifier's input was calibrated on
+    plain = bake(compressed)
+    onnx_bytes = deployment(plain, policy, (1, 6, 6), images=images.numpy())
+    assert run_onnx(onnx_bytes, images.numpy()).shape == (64, 3)  # it raised "out of computation range" before
