@@ -177,20 +177,15 @@ def quantize_static_qdq(
         for layer in layers_of_slot(torch_model, slot)
     }
     layers = {n.name for n in graph.node if n.op_type in LAYER_OPS and len(n.input) > 1 and n.input[1] in bits}
-    # Ranges as the quantized network computes: each layer input through its quantizer (the exporter's
-    # QuantizeLinear + DequantizeLinear, still in the graph here), so values an input's calibrated or
-    # learnt range cuts off do not widen the ranges after it. Uncalibrated quantizers would cut wrongly.
-    ranges = _tensor_ranges(proto, images, method) if calibrated_inputs else None
     inputs = _through_data_movement(graph, _strip_input_quantizers(graph, layers))
-    ranges = ranges if ranges is not None else _tensor_ranges(proto, images, method)
+    ranges = _tensor_ranges(proto, images, method)
     # ONNX Runtime quantizes the output of a data-movement op (Flatten, pooling, ...) as its input; a
     # range of its own would add a requantization, and one that depends on the calibration images
     same_as_input = {out for n in graph.node if n.op_type in SAME_AS_INPUT for out in n.output}
-    present = {out for n in graph.node for out in n.output}
     overrides: dict[str, list[dict]] = {
         name: [{"rmin": np.array(low, np.float32), "rmax": np.array(high, np.float32)}]
         for name, (low, high) in ranges.items()
-        if name in present and name not in same_as_input
+        if name not in same_as_input
     }
     for name, (scale, zero_point) in inputs.items() if calibrated_inputs else ():
         overrides[name] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
