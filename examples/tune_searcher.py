@@ -2,8 +2,8 @@
 
 The trainable is yours (here: train the trial's compressed NB201 network on the digits for two
 epochs and report its validation accuracy and size); cosearch's `gp` strategy proposes the joint
-candidates and ranks the results by constrained Pareto dominance over both metrics. About a
-minute on 2 CPU cores. Needs Ray Tune: `pip install "ray[tune]"`.
+candidates and ranks the results by constrained Pareto dominance over both metrics. About 90 s
+on 2 CPU cores. Needs Ray Tune: `pip install "ray[tune]"`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@
 
 Splits not given are cut from the training images, stratified, as for the built-in datasets.
 Pixels are scaled to [0, 1] (from uint8) and standardised per channel with the training split's
-mean and standard deviation. Checks (`check`) read only headers and file names, so a bad folder
+mean and standard deviation. A folder is decoded once into a cache and read memory-mapped
+(`stream_folder`); arrays are read into memory. Checks (`check`) read only headers and file names, so a bad folder
 or file is refused before a run writes anything; `peek` gives the input shape and class count.
 """
 
