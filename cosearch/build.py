@@ -83,10 +83,9 @@ def _check_teacher_checkpoint(job: JobSpec) -> None:
         return
     import timm
 
-    from cosearch.evaluators.data import num_classes
     from cosearch.search_spaces.timm_model import check_checkpoint
 
-    classes, channels = num_classes(job.task.dataset, job.task.path), job.task.input_shape[0]
+    classes, channels = _num_classes(job), job.task.input_shape[0]
     model = timm.create_model(teacher.model, pretrained=False, num_classes=classes, in_chans=channels)
     check_checkpoint(
         "compression.teacher.checkpoint", teacher.checkpoint, model, teacher.model, job.task.dataset, "teacher"
@@ -101,10 +100,10 @@ def _num_classes(job: JobSpec) -> int:
 
 def teacher_spec(job: JobSpec) -> TeacherSpec | None:
     """The teacher a distilling job learns from: the one it names, else its space's own network
-    (a space that `teaches_itself`, such as a given timm model), else none."""
+    (a space that teaches itself, such as a given timm model), else none."""
     from cosearch.search_spaces import SEARCH_SPACES
 
-    if job.compression.teacher is not None or not SEARCH_SPACES.get(job.search_space.name).teaches_itself:
+    if job.compression.teacher is not None or not SEARCH_SPACES.get(job.search_space.name).teaches_itself():
         return job.compression.teacher
     default = make_space(job).default_teacher()
     return TeacherSpec(**default) if default else None

@@ -498,7 +498,7 @@ def require_teacher(job: JobSpec, module_given: bool = False) -> None:
     """A job that distils needs a teacher: named in the job, or a module given to Controller.start."""
     from cosearch.search_spaces import SEARCH_SPACES
 
-    teaches_itself = getattr(SEARCH_SPACES.get(job.search_space.name), "teaches_itself", False)
+    teaches_itself = SEARCH_SPACES.get(job.search_space.name).teaches_itself()
     if job.compression.distills and job.compression.teacher is None and not module_given and not teaches_itself:
         raise SpecError(
             "compression.teacher",

@@ -85,7 +85,7 @@ def front_spread_against_noise(results, front, goals, model_path: Path, input_sh
     metric = next(o.metric for o in goals.objectives if o.metric.startswith("latency_ms"))
     by_id = {r.id: r.result for r in results}
     front_ms = [by_id[i].metrics[metric] for i in front if metric in by_id[i].metrics]
-    settings = LatencySettings(job.latency.threads, job.latency.batch_size, job.latency.warmup_runs, job.latency.runs)
+    settings = LatencySettings(**job.latency.model_dump())  # as the search measures
     repeat_ms = [measure_latency(str(model_path), input_shape, settings)["median_ms"] for _ in range(repeats)]
     front_ratio, repeat_ratio = max(front_ms) / min(front_ms), max(repeat_ms) / min(repeat_ms)
     return {

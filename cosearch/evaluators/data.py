@@ -208,9 +208,9 @@ def _own_dataset(
     training split."""
     from cosearch.evaluators import own_data
 
-    (_, classes) = own_info(name, path, image_size)
+    shape, classes = own_info(name, path, image_size)
     if name == "folder":
-        parts = own_data.stream_folder(path, image_size, val_fraction, test_fraction, seed)
+        parts = own_data.stream_folder(path, shape, val_fraction, test_fraction, seed)
         return Dataset(name, *(Split(*parts[s]) for s in ("train", "val", "test")), num_classes=classes)
     arrays = own_data.load_arrays(path)
     plan = own_data.plan_splits({s: y for s, (_, y) in arrays.items()}, val_fraction, test_fraction, seed)

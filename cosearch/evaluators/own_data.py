@@ -127,32 +127,31 @@ def cache_root() -> Path:
 
 
 def stream_folder(
-    path: str, image_size: int | None, val_fraction: float, test_fraction: float, seed: int
+    path: str, shape: tuple[int, int, int], val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """train / val / test of an image folder as memory-mapped, standardised float32 arrays.
 
     The images are decoded once into `.npy` files under `cache_root()` (keyed by every file's name,
     size and modification time, the image size, the split fractions and the seed), image by image,
     and read back with `mmap_mode`: training reads the batches it draws from disk through the page
-    cache, so a folder larger than memory trains, and every worker of a run shares one decoding."""
-    (channels, height, width), _ = check_folder(path, image_size)
+    cache, so a folder larger than memory trains, and every worker of a run shares one decoding.
+    `shape` is (C, H, W) as `check_folder` gave it (the caller has checked the folder)."""
     splits = _scan_folder(path)["splits"]
     files = {name: [file for file, _ in split.samples] for name, split in splits.items()}
     labels = {name: np.asarray(split.targets, dtype=np.int64) for name, split in splits.items()}
+    stats = {name: [os.stat(f) for f in fs] for name, fs in files.items()}
     identity = json.dumps(
         {
             "version": 1,
-            "files": {n: [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in fs] for n, fs in files.items()},
-            "shape": [channels, height, width],
+            "files": {n: [(f, s.st_size, s.st_mtime_ns) for f, s in zip(files[n], stats[n])] for n in files},
+            "shape": list(shape),
             "split": [val_fraction, test_fraction, seed],
         },
         sort_keys=True,
     )
     folder = cache_root() / hashlib.sha256(identity.encode()).hexdigest()[:24]
     if not (folder / "complete").is_file():
-        _decode_folder(
-            folder, files, labels, (channels, height, width), plan_splits(labels, val_fraction, test_fraction, seed)
-        )
+        _decode_folder(folder, files, labels, shape, plan_splits(labels, val_fraction, test_fraction, seed))
     return {
         name: (np.load(folder / f"x_{name}.npy", mmap_mode="c"), np.load(folder / f"y_{name}.npy"))
         for name in ("train", "val", "test")
@@ -183,11 +182,10 @@ def _decode_folder(folder: Path, files, labels, shape, plan) -> None:
         count = len(plan["train"][1]) * shape[1] * shape[2]
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-6
+        mean, std = (v.astype(np.float32)[:, None, None] for v in (mean, std))
         for x in arrays.values():
             for i in range(0, len(x), 1024):
-                x[i : i + 1024] = (x[i : i + 1024] - mean[:, None, None].astype(np.float32)) / std[
-                    :, None, None
-                ].astype(np.float32)
+                x[i : i + 1024] = (x[i : i + 1024] - mean) / std
             x.flush()
         (work / "complete").write_text("")
         try:

@@ -178,13 +178,12 @@ def quantize_static_qdq(
     }
     layers = {n.name for n in graph.node if n.op_type in LAYER_OPS and len(n.input) > 1 and n.input[1] in bits}
     inputs = _through_data_movement(graph, _strip_input_quantizers(graph, layers))
-    ranges = _tensor_ranges(proto, images, method)
     # ONNX Runtime quantizes the output of a data-movement op (Flatten, pooling, ...) as its input; a
     # range of its own would add a requantization, and one that depends on the calibration images
     same_as_input = {out for n in graph.node if n.op_type in SAME_AS_INPUT for out in n.output}
     overrides: dict[str, list[dict]] = {
         name: [{"rmin": np.array(low, np.float32), "rmax": np.array(high, np.float32)}]
-        for name, (low, high) in ranges.items()
+        for name, (low, high) in _tensor_ranges(proto, images, method).items()
         if name not in same_as_input
     }
     for name, (scale, zero_point) in inputs.items() if calibrated_inputs else ():

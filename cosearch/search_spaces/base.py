@@ -116,11 +116,14 @@ class SearchSpace(ABC):
         Called when a run starts or resumes only, so a stored run reads without them."""
         return None
 
-    teaches_itself = False  # True: a distilling job without a teacher distils from `default_teacher()`
-
     def default_teacher(self) -> dict[str, Any] | None:
-        """The job's `compression.teacher` when it names none and this space teaches itself."""
+        """The job's `compression.teacher` when it names none (`{model, checkpoint}`): a space that
+        implements it teaches itself, so a distilling job needs no teacher named."""
         return None
+
+    @classmethod
+    def teaches_itself(cls) -> bool:
+        return cls.default_teacher is not SearchSpace.default_teacher
 
     def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
         """One module with the weights of every architecture here, for weight sharing: see

@@ -75,21 +75,18 @@ class FixedNetworkSpace(SearchSpace):
 
 
 def _slots(space: FixedNetworkSpace) -> tuple[str, ...]:
-    return _probe_slots(type(space), space.name(), getattr(space, "factory", None))
+    return _probe_slots(type(space), space.name())
 
 
-@cache
-def _probe_slots(kind: type, name: str, factory: str | None) -> tuple[str, ...]:
+@cache  # per network, not per instance: every worker builds the space again
+def _probe_slots(kind: type, name: str) -> tuple[str, ...]:
     from cosearch.compressors import compression_slots
 
-    space = kind(factory) if factory else kind(name)
-    return tuple(compression_slots(space.make((3, 32, 32), PROBE_CLASSES)))
+    return tuple(compression_slots(kind(name).make((3, 32, 32), PROBE_CLASSES)))  # a space's one argument is its name
 
 
 @SEARCH_SPACES.register("timm")
 class TimmModelSpace(FixedNetworkSpace):
-    teaches_itself = True  # a distilling job without a teacher distils from this model, uncompressed
-
     def __init__(self, model: str = "resnet18", checkpoint: str | None = None) -> None:
         import timm
 

@@ -42,18 +42,18 @@ def test_a_folder_is_decoded_once_and_read_from_disk(tmp_path, dataset_cache):
     from cosearch.evaluators import own_data
 
     root = str(write_folder(tmp_path / "imgs"))
-    first = own_data.stream_folder(root, None, 0.2, 0.2, 0)
+    first = own_data.stream_folder(root, (1, 10, 10), 0.2, 0.2, 0)
     x, _ = first["train"]
     assert isinstance(x, np.memmap) and str(x.filename).startswith(dataset_cache)  # mapped, not loaded
     decoded = sorted(own_data.cache_root().iterdir())
-    again = own_data.stream_folder(root, None, 0.2, 0.2, 0)
+    again = own_data.stream_folder(root, (1, 10, 10), 0.2, 0.2, 0)
     assert sorted(own_data.cache_root().iterdir()) == decoded and np.array_equal(again["train"][0], x)
     Image.fromarray(np.zeros((10, 10), np.uint8), "L").save(tmp_path / "imgs" / "cat" / "0.png")  # a changed image
-    changed = own_data.stream_folder(root, None, 0.2, 0.2, 0)
+    changed = own_data.stream_folder(root, (1, 10, 10), 0.2, 0.2, 0)
     assert len(list(own_data.cache_root().iterdir())) == len(decoded) + 1
     assert not np.array_equal(changed["train"][0], x) or not np.array_equal(changed["test"][0], first["test"][0])
     x[:] = 0  # copy-on-write: the cached file is not changed by whoever writes into the arrays
-    assert np.array_equal(own_data.stream_folder(root, None, 0.2, 0.2, 0)["train"][0], again["train"][0])
+    assert np.array_equal(own_data.stream_folder(root, (1, 10, 10), 0.2, 0.2, 0)["train"][0], again["train"][0])
 
 
 def test_a_folder_with_train_val_test_keeps_them_and_resizes(tmp_path):
