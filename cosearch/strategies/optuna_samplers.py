@@ -3,6 +3,9 @@
 Budgets reach Optuna as trial constraints (`value - bound <= 0` is feasible; Optuna >= 5), which both
 samplers use.
 The state is the list of trials plus the pickled sampler, so a resumed run continues exactly.
+Optuna's samplers read every trial of the study at each ask, so the study keeps the last
+`history_size` trials (and those a genetic sampler still reads: its latest generations and their
+parents): asks and checkpoints then cost the same at any run length.
 """
 
 from __future__ import annotations
@@ -50,12 +53,16 @@ def _pickled(obj: Any) -> bytes:
 class OptunaStrategy(Strategy):
     sampler_name = ""
 
-    def __init__(self, space: JointSpace, goals: Goals, seed: int = 0, **sampler_kwargs: Any) -> None:
+    def __init__(
+        self, space: JointSpace, goals: Goals, seed: int = 0, history_size: int = 1000, **sampler_kwargs: Any
+    ) -> None:
         import optuna
 
         super().__init__(space, goals, seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.seed = seed
+        self.history_size = history_size
+        self.compacted = history_size  # trials the study kept at its last compaction (none yet: the window)
         self.sampler_kwargs = sampler_kwargs
         self.distributions = {
             c.name: optuna.distributions.CategoricalDistribution(list(c.options))
@@ -114,36 +121,90 @@ class OptunaStrategy(Strategy):
             for name, value in constraints.items():
                 trial.set_constraint(name, value)
             self.study.tell(trial, values, state=state)
-            return
-        genome = self.space.encode(candidate)  # a result this study never asked for (a replay)
-        params = {name: genome[name] for name in self.distributions}
-        self.study.add_trial(
-            optuna.trial.create_trial(
-                params=params,
-                distributions=self.distributions,
-                values=values,
-                state=state,
-                constraints=constraints or None,
+        else:
+            genome = self.space.encode(candidate)  # a result this study never asked for (a replay)
+            params = {name: genome[name] for name in self.distributions}
+            self.study.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions=self.distributions,
+                    values=values,
+                    state=state,
+                    constraints=constraints or None,
+                )
             )
+        # Compacting once history_size // 4 trials came since the last keeps its O(history_size) cost at
+        # O(1) per result (what it keeps beyond the last history_size, such as old parents, counts too).
+        if len(self.study.get_trials(deepcopy=False)) >= self.compacted + max(1, self.history_size // 4):
+            self._compact()
+
+    def _compact(self) -> None:
+        """The study again with only the trials its sampler still reads, renumbered in order."""
+        trials = self.study.get_trials(deepcopy=False)
+        parents = self._parents(trials)
+        keep = set(range(len(trials) - self.history_size, len(trials)))
+        keep |= {t.number for t in trials if not t.state.is_finished()}  # asked, not yet told
+        keep |= {n for numbers in parents.values() for n in numbers}
+        generation = self._generation_key()
+        if generation is not None:  # a genetic sampler counts its latest generation's members
+            latest = max((t.system_attrs.get(generation, -1) for t in trials), default=-1)
+            keep |= {t.number for t in trials if t.system_attrs.get(generation, -1) >= latest - 1}
+        renumber = {old: new for new, old in enumerate(sorted(keep))}
+        sampler = self.study.sampler
+        if hasattr(sampler, "_cached_study_id"):  # its generation cache counts trials of the old study
+            sampler._cached_study_id = None
+        self._restore(
+            sampler,
+            [_trial_json(trials[n]) for n in sorted(keep)],
+            {key: [renumber[n] for n in numbers] for key, numbers in self.running.items()},
+            {key: [renumber[n] for n in numbers] for key, numbers in parents.items()},
         )
+        self.compacted = max(self.history_size, len(keep))
+
+    def _generation_key(self) -> str | None:
+        key = getattr(self.study.sampler, "_get_generation_key", None)
+        return key() if key is not None else None
+
+    def _parents(self, trials: list[Any]) -> dict[str, list[int]]:
+        """A genetic sampler's cached parent populations of its two latest generations, by trial number
+        (it caches them as study attributes; older generations are not read again)."""
+        prefix = getattr(self.study.sampler, "_get_parent_cache_key_prefix", None)
+        if prefix is None:
+            return {}
+        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+        cached = sorted(
+            (key for key in attrs if key.startswith(prefix()) and key[len(prefix()) :].isdigit()),
+            key=lambda key: int(key[len(prefix()) :]),
+        )[-2:]
+        number = {t._trial_id: t.number for t in trials}
+        return {key: [number[i] for i in attrs[key] if i in number] for key in cached}
 
     def state_dict(self) -> dict[str, Any]:
-        trials = [
-            {"params": t.params, "values": t.values, "state": t.state.name, "system_attrs": t.system_attrs}
-            for t in self.study.get_trials(deepcopy=False)
-        ]
+        trials = self.study.get_trials(deepcopy=False)
         sampler = base64.b64encode(_pickled(self.study.sampler)).decode()  # its RNG and internal state
-        return {"trials": trials, "sampler": sampler, "running": self.running}
+        return {
+            "trials": [_trial_json(t) for t in trials],
+            "sampler": sampler,
+            "running": self.running,
+            "parents": self._parents(trials),
+            "compacted": self.compacted,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        import optuna
-
         sampler = pickle.loads(base64.b64decode(state["sampler"]))
         for name, value in vars(self._make_sampler(self.seed)).items():
             vars(sampler).setdefault(name, value)  # attributes a newer Optuna added since the checkpoint
+        self._restore(sampler, state["trials"], state["running"], state.get("parents", {}))
+        self.compacted = state.get("compacted", self.history_size)
+
+    def _restore(
+        self, sampler: Any, trials: list[dict[str, Any]], running: dict[str, list[int]], parents: dict[str, list[int]]
+    ) -> None:
+        import optuna
+
         self._new_study(sampler)
-        for t in state["trials"]:
-            # Trials go back in order, so trial numbers (which `running` refers to) stay the same.
+        for t in trials:
+            # Trials go in in order, so trial numbers (which `running` and `parents` refer to) are their indices.
             self.study.add_trial(
                 optuna.trial.create_trial(
                     params=t["params"],
@@ -153,15 +214,32 @@ class OptunaStrategy(Strategy):
                     system_attrs=t["system_attrs"],
                 )
             )
-        self.running = {k: list(v) for k, v in state["running"].items()}
+        added = self.study.get_trials(deepcopy=False)
+        for key, numbers in parents.items():
+            self.study._storage.set_study_system_attr(self.study._study_id, key, [added[n]._trial_id for n in numbers])
+        self.running = {k: list(v) for k, v in running.items()}
+
+
+def _trial_json(trial: Any) -> dict[str, Any]:
+    return {
+        "params": trial.params,
+        "values": trial.values,
+        "state": trial.state.name,
+        "system_attrs": trial.system_attrs,
+    }
 
 
 @STRATEGIES.register("optuna:tpe")
 class OptunaTPE(OptunaStrategy):
     def __init__(
-        self, space: JointSpace, goals: Goals, seed: int = 0, n_startup_trials: Annotated[int, Field(ge=1)] = 10
+        self,
+        space: JointSpace,
+        goals: Goals,
+        seed: int = 0,
+        n_startup_trials: Annotated[int, Field(ge=1)] = 10,
+        history_size: Annotated[int, Field(ge=10)] = 1000,
     ) -> None:
-        super().__init__(space, goals, seed, n_startup_trials=n_startup_trials)
+        super().__init__(space, goals, seed, history_size, n_startup_trials=n_startup_trials)
 
     def _make_sampler(self, seed: int) -> Any:
         import optuna
@@ -172,9 +250,18 @@ class OptunaTPE(OptunaStrategy):
 @STRATEGIES.register("optuna:nsga2")
 class OptunaNSGA2(OptunaStrategy):
     def __init__(
-        self, space: JointSpace, goals: Goals, seed: int = 0, population_size: Annotated[int, Field(ge=2)] = 20
+        self,
+        space: JointSpace,
+        goals: Goals,
+        seed: int = 0,
+        population_size: Annotated[int, Field(ge=2)] = 20,
+        history_size: Annotated[int, Field(ge=10)] = 1000,
     ) -> None:
-        super().__init__(space, goals, seed, population_size=population_size)
+        if history_size < 2 * population_size:
+            raise ValueError(
+                f"history_size ({history_size}) must hold two generations: at least 2 * population_size ({population_size})"
+            )
+        super().__init__(space, goals, seed, history_size, population_size=population_size)
 
     def _make_sampler(self, seed: int) -> Any:
         import optuna

@@ -22,6 +22,9 @@ SMALL = {
     "nsga2": {"population_size": 10},
     "gp": {"pool_size": 50},
     "darts": {"population_size": 10, "sample_size": 3},  # without its searches' work: the evolution after them
+    # a window the suite's runs go past, so that their compaction is what the suite tests
+    "optuna:tpe": {"history_size": 40},
+    "optuna:nsga2": {"population_size": 10, "history_size": 40},
 }
 
 
@@ -43,8 +46,6 @@ class TestEveryStrategy(StrategySuite):
 
     unbounded_state: ClassVar[dict[str, str]] = {
         "gp": "keeps its GPs' training set, up to history_size (1000) results",
-        "optuna:tpe": "Optuna's samplers read every trial of the study",
-        "optuna:nsga2": "Optuna's samplers read every trial of the study",
     }
 
 
@@ -112,3 +113,44 @@ def test_optuna_checkpoint_from_a_sampler_without_newer_attributes_still_loads(n
     restored = STRATEGIES.create(name, space=JOINT, goals=GOALS, seed=0)
     restored.load_state_dict(state)
     assert restored.ask().key == strategy.ask().key
+
+
+def test_optuna_nsga2_asks_the_same_with_its_study_compacted():
+    """NSGA-II reads its latest generations and their parents only: a study cut to the last 40 trials
+    (every 10 results) proposes exactly what the whole study would, through 300 results."""
+    from cosearch.testing.strategies import drive
+
+    where = setting("joint")
+
+    def asked(history_size: int) -> tuple[list[str], int]:
+        strategy = STRATEGIES.create(
+            "optuna:nsga2", where.joint, where.goals, seed=0, population_size=10, history_size=history_size
+        )
+        keys = [r.candidate.key for r in drive(strategy, where.evaluator(), 300)]
+        return keys, len(strategy.study.get_trials(deepcopy=False))
+
+    (windowed, kept), (whole, _) = asked(40), asked(100_000)
+    assert windowed == whole
+    assert kept < 100  # of more than 300 trials
+
+
+def test_optuna_window_must_hold_two_generations():
+    with pytest.raises(ValueError, match="history_size"):
+        STRATEGIES.create("optuna:nsga2", JOINT, GOALS, population_size=20, history_size=30)
+
+
+@pytest.mark.parametrize("name", ["optuna:tpe", "optuna:nsga2"])
+def test_optuna_checkpoint_after_compactions_continues_identically(name):
+    from cosearch.testing.strategies import drive
+
+    where = setting("joint")
+    params = SMALL[name]
+    evaluator = where.evaluator()
+    original = STRATEGIES.create(name, where.joint, where.goals, seed=1, **params)
+    history = drive(original, evaluator, 75)  # compacted at 50, 60 and 70 trials (or more, with repeats)
+    assert len(original.study.get_trials(deepcopy=False)) < 75
+    restored = STRATEGIES.create(name, where.joint, where.goals, seed=2, **params)
+    restored.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    assert [r.candidate.key for r in drive(original, evaluator, 30, list(history))] == [
+        r.candidate.key for r in drive(restored, evaluator, 30, list(history))
+    ]
