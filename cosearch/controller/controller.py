@@ -726,11 +726,10 @@ class Controller:
                 self._finalize(remote)
             self._finish(exhausted)
         except BaseException as error:
-            # A cooperative cancel (KeyboardInterrupt inside the task) frees a shared cluster's CPUs without
-            # killing worker processes (a CI run once died in this path with force=True; cause not found).
+            # In-flight tasks are left alone, not ray.cancel'led: in Ray 2.60 a cancel that races the task's
+            # reply aborts the driver ("Tried to complete task that was not pending", task_manager.cc), as it
+            # did in CI. A driver that exits (the CLI) takes them with it: Ray kills an ended job's workers.
             stopping = error
-            for ref in in_flight:
-                ray.cancel(ref)
             if not isinstance(error, RunFailed):  # a failed run says so, and why
                 self._quietly(stopping, self.store.set_status, "stopped")  # never hide the error that stopped the run
             raise
@@ -825,7 +824,7 @@ class Controller:
             if not todo:
                 continue
             in_flight = {task.remote([evaluator_ref], item.function, item.args): item for item in todo}
-            with self._tasks(in_flight):
+            with self._noted():
                 while in_flight:
                     self.state.note = (
                         f"strategy {self.job.strategy.name}: {len(in_flight)} of {len(work)} searches running"
@@ -846,16 +845,11 @@ class Controller:
                         self._checkpoint(force=True)
 
     @contextmanager
-    def _tasks(self, in_flight: dict[Any, Any]) -> Iterator[None]:
-        """Ray tasks the block waits on: cancelled if it stops early; the display's note cleared."""
-        import ray
-
+    def _noted(self) -> Iterator[None]:
+        """A block that writes the display's note, cleared however it ends (Ray tasks it started are
+        left to finish if it stops early, as `run` leaves its own)."""
         try:
             yield
-        except BaseException:
-            for ref in in_flight:
-                ray.cancel(ref)
-            raise
         finally:
             self.state.note = ""
 
@@ -873,7 +867,7 @@ class Controller:
             return
         evaluator_ref = ray.put(self._route(self.evaluator.final_evaluator(finalize)))
         in_flight: dict[Any, StoredResult] = {}
-        with self._tasks(in_flight):
+        with self._noted():
             while todo or in_flight:
                 while todo and len(in_flight) < self.job.resources.concurrency:
                     pick = todo.pop(0)
