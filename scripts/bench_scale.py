@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,14 +36,18 @@ JOB = {
 }
 
 
-def run_one(strategy: str, trials: int, run_dir: Path, marks_path: Path | None = None) -> dict:
+def run_one(
+    strategy: str, trials: int, run_dir: Path, marks_path: Path | None = None, params: dict | None = None
+) -> dict:
     from rich.console import Console
 
     from cosearch.cli.progress import SearchProgress
     from cosearch.controller import Controller
     from cosearch.job import spec_from_dict
 
-    job = spec_from_dict({**JOB, "strategy": {"name": strategy}, "resources": {**JOB["resources"], "trials": trials}})
+    job = spec_from_dict(
+        {**JOB, "strategy": {"name": strategy, **(params or {})}, "resources": {**JOB["resources"], "trials": trials}}
+    )
     marks: dict[int, float] = {}
     every = max(1, trials // 100)
     log = open(run_dir.parent / "progress.log", "w")  # the CLI's display, as `cosearch run JOB > log` shows it
@@ -80,7 +85,7 @@ def run_one(strategy: str, trials: int, run_dir: Path, marks_path: Path | None =
         return 1000 * (t1 - t0) / max(1, n1 - n0)
 
     return {
-        "strategy": strategy,
+        "strategy": label(strategy, params),
         "evaluations": state.evaluated,
         "wall_s": wall_s,
         "startup_s": ready_s,
@@ -102,11 +107,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
     parser.add_argument("--timeout-s", type=float, default=900.0, help="per run; a slower one reports how far it got")
     parser.add_argument("--large-timeout-s", type=float, default=1200.0, help="per run of --large-size")
+    parser.add_argument(
+        "--strategy-params",
+        type=json.loads,
+        default={},
+        help='JSON: job-file parameters per strategy, e.g. \'{"optuna:tpe": {"history_size": 200}}\'',
+    )
     parser.add_argument("--one", nargs=3, metavar=("STRATEGY", "N", "MARKS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
+        strategy, size, marks = args.one
+        params = args.strategy_params.get(strategy)
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(run_one(args.one[0], int(args.one[1]), Path(tmp) / "run", Path(args.one[2]))))
+            print(json.dumps(run_one(strategy, int(size), Path(tmp) / "run", Path(marks), params)))
         return
     plan = [(size, s) for size in args.sizes for s in args.strategies]
     plan += [(args.large_size, s) for s in args.large_strategies] if args.large_size else []
@@ -116,6 +129,7 @@ def main() -> None:
             marks = Path(tmp) / "marks.jsonl"
             limit_s = args.large_timeout_s if size == args.large_size else args.timeout_s
             command = [sys.executable, __file__, "--one", strategy, str(size), str(marks)]
+            command += ["--strategy-params", json.dumps(args.strategy_params)]
             # Its own session, so that a run cut off is stopped with the Ray processes it started.
             child = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -125,14 +139,17 @@ def main() -> None:
                 row = json.loads(out.strip().splitlines()[-1]) if child.returncode == 0 else None
                 if row is None:
                     print(err[-2000:], file=sys.stderr)
-                    row = {"strategy": strategy, "error": f"exit {child.returncode}"}
+                    row = {
+                        "strategy": label(strategy, args.strategy_params.get(strategy)),
+                        "error": f"exit {child.returncode}",
+                    }
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.communicate()
                 lines = marks.read_text().splitlines() if marks.exists() else []
                 reached = json.loads(lines[-1]) if lines else [0, 0.0]
                 row = {
-                    "strategy": strategy,
+                    "strategy": label(strategy, args.strategy_params.get(strategy)),
                     "error": f"cut off at {limit_s:.0f} s: {reached[0]:,} done in {reached[1]:.0f} s",
                 }
         row["size"] = size
@@ -141,11 +158,15 @@ def main() -> None:
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.with_suffix(".json").write_text(
-                json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1)
+                json.dumps({"command": shlex.join(sys.argv), "rows": rows}, indent=1)
             )
             md = args.out.with_suffix(".md")
             notes = md.read_text().partition(NOTES)[2] if md.exists() else ""  # what people wrote below stays
-            md.write_text(table(rows, " ".join(sys.argv[1:])) + (f"\n{NOTES}{notes}" if notes else ""))
+            md.write_text(table(rows, shlex.join(sys.argv[1:])) + (f"\n{NOTES}{notes}" if notes else ""))
+
+
+def label(strategy: str, params: dict | None) -> str:
+    return strategy + (" (" + ", ".join(f"{k} {v}" for k, v in params.items()) + ")" if params else "")
 
 
 def table(rows: list[dict], argv: str) -> str:
