@@ -30,6 +30,36 @@ def test_optuna_trial_is_the_asked_trial_and_takes_constraints():
     assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values == [0.5]
 
 
+def test_optuna_genetic_sampler_generations_and_parents_read_and_written():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    x = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def study_of(sampler):
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(12):  # three generations of 4
+            trial = study.ask(x)
+            study.tell(trial, trial.params["x"])
+        return study
+
+    study = study_of(optuna.samplers.NSGAIISampler(population_size=4, seed=0))
+    key = _private.optuna_generation_key(study.sampler)
+    assert [t.system_attrs[key] for t in study.get_trials(deepcopy=False)] == [0] * 4 + [1] * 4 + [2] * 4
+    parents = _private.optuna_parents(study)
+    assert sorted(parents) == [1, 2] and all(len(numbers) == 4 for numbers in parents.values())
+    assert all(0 <= n < 12 for numbers in parents.values() for n in numbers)
+
+    copy = optuna.create_study(sampler=optuna.samplers.NSGAIISampler(population_size=4, seed=0))
+    for t in study.get_trials(deepcopy=False):
+        copy.add_trial(t)
+    _private.optuna_set_parents(copy, parents)
+    assert _private.optuna_parents(copy) == parents
+
+    tpe = study_of(optuna.samplers.TPESampler(seed=0))
+    assert _private.optuna_generation_key(tpe.sampler) is None and _private.optuna_parents(tpe) == {}
+
+
 def test_learnable_fake_quantize_rounds_to_the_grid_and_has_gradients():
     import torch
 

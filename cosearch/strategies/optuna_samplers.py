@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from cosearch._private import optuna_trial
+from cosearch._private import optuna_generation_key, optuna_parents, optuna_set_parents, optuna_trial
 from cosearch.core.candidate import Candidate
 from cosearch.core.objectives import Goals
 from cosearch.core.result import Result
@@ -141,52 +141,35 @@ class OptunaStrategy(Strategy):
     def _compact(self) -> None:
         """The study again with only the trials its sampler still reads, renumbered in order."""
         trials = self.study.get_trials(deepcopy=False)
-        parents = self._parents(trials)
+        parents = self._parents()
         keep = set(range(len(trials) - self.history_size, len(trials)))
         keep |= {t.number for t in trials if not t.state.is_finished()}  # asked, not yet told
         keep |= {n for numbers in parents.values() for n in numbers}
-        generation = self._generation_key()
+        generation = optuna_generation_key(self.study.sampler)
         if generation is not None:  # a genetic sampler counts its latest generation's members
             latest = max((t.system_attrs.get(generation, -1) for t in trials), default=-1)
             keep |= {t.number for t in trials if t.system_attrs.get(generation, -1) >= latest - 1}
         renumber = {old: new for new, old in enumerate(sorted(keep))}
-        sampler = self.study.sampler
-        if hasattr(sampler, "_cached_study_id"):  # its generation cache counts trials of the old study
-            sampler._cached_study_id = None
         self._restore(
-            sampler,
+            self.study.sampler,
             [_trial_json(trials[n]) for n in sorted(keep)],
             {key: [renumber[n] for n in numbers] for key, numbers in self.running.items()},
-            {key: [renumber[n] for n in numbers] for key, numbers in parents.items()},
+            {g: [renumber[n] for n in numbers] for g, numbers in parents.items()},
         )
         self.compacted = max(self.history_size, len(keep))
 
-    def _generation_key(self) -> str | None:
-        key = getattr(self.study.sampler, "_get_generation_key", None)
-        return key() if key is not None else None
-
-    def _parents(self, trials: list[Any]) -> dict[str, list[int]]:
-        """A genetic sampler's cached parent populations of its two latest generations, by trial number
-        (it caches them as study attributes; older generations are not read again)."""
-        prefix = getattr(self.study.sampler, "_get_parent_cache_key_prefix", None)
-        if prefix is None:
-            return {}
-        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
-        cached = sorted(
-            (key for key in attrs if key.startswith(prefix()) and key[len(prefix()) :].isdigit()),
-            key=lambda key: int(key[len(prefix()) :]),
-        )[-2:]
-        number = {t._trial_id: t.number for t in trials}
-        return {key: [number[i] for i in attrs[key] if i in number] for key in cached}
+    def _parents(self) -> dict[int, list[int]]:
+        """A genetic sampler's cached parents of its two latest generations (older ones are not read again)."""
+        parents = optuna_parents(self.study)
+        return {g: parents[g] for g in sorted(parents)[-2:]}
 
     def state_dict(self) -> dict[str, Any]:
-        trials = self.study.get_trials(deepcopy=False)
         sampler = base64.b64encode(_pickled(self.study.sampler)).decode()  # its RNG and internal state
         return {
-            "trials": [_trial_json(t) for t in trials],
+            "trials": [_trial_json(t) for t in self.study.get_trials(deepcopy=False)],
             "sampler": sampler,
             "running": self.running,
-            "parents": self._parents(trials),
+            "parents": {str(g): numbers for g, numbers in self._parents().items()},
             "compacted": self.compacted,
         }
 
@@ -194,11 +177,12 @@ class OptunaStrategy(Strategy):
         sampler = pickle.loads(base64.b64decode(state["sampler"]))
         for name, value in vars(self._make_sampler(self.seed)).items():
             vars(sampler).setdefault(name, value)  # attributes a newer Optuna added since the checkpoint
-        self._restore(sampler, state["trials"], state["running"], state.get("parents", {}))
+        parents = {int(g): numbers for g, numbers in state.get("parents", {}).items()}
+        self._restore(sampler, state["trials"], state["running"], parents)
         self.compacted = state.get("compacted", self.history_size)
 
     def _restore(
-        self, sampler: Any, trials: list[dict[str, Any]], running: dict[str, list[int]], parents: dict[str, list[int]]
+        self, sampler: Any, trials: list[dict[str, Any]], running: dict[str, list[int]], parents: dict[int, list[int]]
     ) -> None:
         import optuna
 
@@ -214,9 +198,7 @@ class OptunaStrategy(Strategy):
                     system_attrs=t["system_attrs"],
                 )
             )
-        added = self.study.get_trials(deepcopy=False)
-        for key, numbers in parents.items():
-            self.study._storage.set_study_system_attr(self.study._study_id, key, [added[n]._trial_id for n in numbers])
+        optuna_set_parents(self.study, parents)
         self.running = {k: list(v) for k, v in running.items()}
 
 
