@@ -1,15 +1,18 @@
 """Distillation, paired: each seed trains the same student from the same initial weights in the same data
 order twice, alone and with the teacher's soft labels, so the difference is the teacher's alone.
 
-    python scripts/bench_distill.py [--seeds 10] [--epochs 15] [--view-epochs 5] [--out benchmarks]
+    python scripts/bench_distill.py [--seeds 10] [--epochs 15] [--view-epochs 5] [--configs 0.9:4 0.5:2] [--out benchmarks]
 
 The teacher is NB201 (bench_compress's cell) at `--teacher-channels`, trained `--epochs` on the
 digits; the student the same cell at `--student-channels`. Rows: on the training images, and on
 their shifted views (`--shift-px`, the teacher labels every view). Reports every seed's test
 accuracy (PyTorch, 360 test images), the mean paired difference with its 95 % confidence
-interval (Student's t), and the share of the student-teacher gap it closes.
+interval (Student's t), and the share of the student-teacher gap it closes, per distillation
+config (`--configs ALPHA:T ...`, each paired with the same runs alone). A run that "lost a class"
+ends with some class's training images below 50 % recall: the failure that a capacity-limited
+student distilled at a high temperature can fall into (two digits merged, never split again).
 
-Writes OUT/distill.json and OUT/distill.md.
+Writes OUT/NAME.json and OUT/NAME.md (`--name`, default distill).
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ def paired_summary(alone: list[float], distilled: list[float], teacher: float) -
     }
 
 
+def lost_a_class(logits: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether some class's images are mostly predicted as others (recall below 50 %)."""
+    predicted = logits.argmax(1)
+    return any((predicted[labels == c] == c).mean() < 0.5 for c in np.unique(labels))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -53,13 +62,16 @@ def main() -> None:
     parser.add_argument("--shift-px", type=int, default=1)
     parser.add_argument("--teacher-channels", type=int, default=64)
     parser.add_argument("--student-channels", type=int, default=4)
-    parser.add_argument("--alpha", type=float, default=0.9)
-    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument(
+        "--configs", nargs="+", default=["0.9:4"], help="distillation configs ALPHA:TEMPERATURE, each paired with alone"
+    )
     parser.add_argument(
         "--settings", nargs="+", choices=("images", "views"), default=["images", "views"], help="which rows to run"
     )
     parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--name", default="distill", help="file stem of the json and md written to --out")
     args = parser.parse_args()
+    configs = [tuple(float(v) for v in c.split(":")) for c in args.configs]
     import torch
 
     from cosearch.compressors.techniques.distill_alpha import Distillation
@@ -84,22 +96,38 @@ def main() -> None:
     rows = {"images": (0, args.epochs, "training images"), "views": (args.shift_px, args.view_epochs, "shifted views")}
     for shift_px, epochs, name in (rows[which] for which in args.settings):
         views = shifted_views(data.train, shift_px)
-        distillation = Distillation(predict(teacher, views.x), args.alpha, args.temperature)
+        logits = predict(teacher, views.x)
+        runs = {"alone": None, **{f"{a:g}:{t:g}": Distillation(logits, a, t) for a, t in configs}}
         seeds = []
         for seed in range(args.seeds):
             torch.manual_seed(seed)
             initial = student_space.build(arch, data.input_shape, data.num_classes)
             row = {"seed": seed}
-            for which, loss in (("alone", None), ("distilled", distillation)):
+            for which, loss in runs.items():
                 student = copy.deepcopy(initial)  # the same initial weights; seed -> the same batches
                 train_epochs(student, views, epochs, training.learning_rate, training, seed, loss)
                 row[which] = accuracy(predict(student, data.test.x), data.test.y)
+                row[f"{which} lost a class"] = lost_a_class(predict(student, data.train.x), data.train.y)
             seeds.append(row)
             print(json.dumps({"setting": name, **row}), flush=True)
-        summary = paired_summary([s["alone"] for s in seeds], [s["distilled"] for s in seeds], teacher_accuracy)
-        settings.append(
-            {"setting": name, "shift_px": shift_px, "epochs": epochs, "views": len(views.y), "seeds": seeds, **summary}
-        )
+        for (alpha, temperature), key in zip(configs, list(runs)[1:]):
+            summary = paired_summary([s["alone"] for s in seeds], [s[key] for s in seeds], teacher_accuracy)
+            settings.append(
+                {
+                    "setting": name,
+                    "alpha": alpha,
+                    "temperature": temperature,
+                    "shift_px": shift_px,
+                    "epochs": epochs,
+                    "views": len(views.y),
+                    "seeds": [{"seed": s["seed"], "alone": s["alone"], "distilled": s[key]} for s in seeds],
+                    "lost_a_class": {
+                        "alone": sum(s["alone lost a class"] for s in seeds),
+                        "distilled": sum(s[f"{key} lost a class"] for s in seeds),
+                    },
+                    **summary,
+                }
+            )
 
     command = "python scripts/bench_distill.py " + shlex.join(sys.argv[1:])
     out = Path(args.out)
@@ -108,11 +136,9 @@ def main() -> None:
         "command": command,
         "machine": platform.machine(),
         "teacher_test_accuracy": teacher_accuracy,
-        "alpha": args.alpha,
-        "temperature": args.temperature,
         "settings": settings,
     }
-    (out / "distill.json").write_text(json.dumps(report, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=1))
     lines = [
         "# Distillation, paired",
         "",
@@ -120,24 +146,29 @@ def main() -> None:
         "",
         f"Teacher: NB201 {ARCH}, {args.teacher_channels} channels, {args.epochs} epochs: {teacher_accuracy:.2%} test accuracy.",
         f"Student: the same cell at {args.student_channels} channels. Each seed trains it twice from the same initial weights",
-        f"in the same batch order, alone (cross-entropy) and distilled (alpha {args.alpha}, T {args.temperature}, the",
+        "in the same batch order, alone (cross-entropy) and distilled (`alpha * T^2 * KL + (1 - alpha) * CE`, the",
         "teacher's logits on every training image or view); test accuracy in PyTorch. The interval is the 95 % Student-t",
-        "interval of the mean paired difference; gap closed = mean difference / (teacher - mean alone).",
+        "interval of the mean paired difference; gap closed = mean difference / (teacher - mean alone); lost a class:",
+        "runs that end with some class below 50 % recall on the training images (distilled / alone).",
         "",
-        "| setting | seeds | alone | distilled | difference (points) | 95 % interval | gap closed | wins / losses |",
-        "|---|---:|---:|---:|---:|---|---:|---|",
+        "| setting | alpha | T | seeds | alone | distilled | difference (points) | 95 % interval | gap closed | wins / losses | lost a class |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for s in settings:
         lo, hi = s["ci95"]
         lines.append(
-            f"| {s['setting']} ({s['epochs']} epochs over {s['views']} images) | {len(s['seeds'])} | {s['mean_alone']:.2%} "
+            f"| {s['setting']} ({s['epochs']} epochs over {s['views']} images) | {s['alpha']:g} | {s['temperature']:g} "
+            f"| {len(s['seeds'])} | {s['mean_alone']:.2%} "
             f"| {s['mean_distilled']:.2%} | {s['mean_difference'] * 100:+.2f} | [{lo * 100:+.2f}, {hi * 100:+.2f}] "
-            f"| {s['gap_closed']:.0%} | {s['wins']} / {s['losses']} |"
+            f"| {s['gap_closed']:.0%} | {s['wins']} / {s['losses']} | {s['lost_a_class']['distilled']} / {s['lost_a_class']['alone']} |"
         )
     lines += ["", "Every seed (test accuracy alone / distilled):", ""]
     for s in settings:
-        lines.append(f"- {s['setting']}: " + ", ".join(f"{r['alone']:.2%} / {r['distilled']:.2%}" for r in s["seeds"]))
-    (out / "distill.md").write_text("\n".join(lines) + "\n")
+        lines.append(
+            f"- {s['setting']}, alpha {s['alpha']:g}, T {s['temperature']:g}: "
+            + ", ".join(f"{r['alone']:.2%} / {r['distilled']:.2%}" for r in s["seeds"])
+        )
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
