@@ -41,9 +41,11 @@ def cosearch(*args: str, timeout: float = 300, **kwargs) -> subprocess.Completed
 
 
 def stored_rows(run_dir: Path) -> list[tuple[int, str, str]]:
-    db = sqlite3.connect(run_dir / "cosearch.db")
+    """The stored results, read-only; none while a starting driver has not created its tables yet."""
+    db = sqlite3.connect(f"file:{run_dir / 'cosearch.db'}?mode=ro", uri=True)
     try:
-        return db.execute("SELECT id, key, result FROM results ORDER BY id").fetchall()
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return db.execute("SELECT id, key, result FROM results ORDER BY id").fetchall() if "results" in tables else []
     finally:
         db.close()
 
