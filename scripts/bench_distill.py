@@ -1,7 +1,8 @@
 """Distillation, paired: each seed trains the same student from the same initial weights in the same data
 order twice, alone and with the teacher's soft labels, so the difference is the teacher's alone.
 
-    python scripts/bench_distill.py [--seeds 10] [--epochs 15] [--view-epochs 5] [--configs 0.9:4 0.5:2] [--out benchmarks]
+    python scripts/bench_distill.py [--seeds 10] [--epochs 15] [--view-epochs 5] [--configs 0.9:4 0.5:2]
+        [--image-size 16 | --cifar10 PATH] [--out benchmarks]
 
 The teacher is NB201 (bench_compress's cell) at `--teacher-channels`, trained `--epochs` on the
 digits; the student the same cell at `--student-channels`. Rows: on the training images, and on
@@ -68,6 +69,8 @@ def main() -> None:
     parser.add_argument(
         "--settings", nargs="+", choices=("images", "views"), default=["images", "views"], help="which rows to run"
     )
+    parser.add_argument("--image-size", type=int, help="the digits resized to this many pixels a side (default 8)")
+    parser.add_argument("--cifar10", help="a local 'cifar-10-batches-py' folder: CIFAR-10 instead of the digits")
     parser.add_argument("--out", default="benchmarks")
     parser.add_argument("--name", default="distill", help="file stem of the json and md written to --out")
     args = parser.parse_args()
@@ -80,7 +83,9 @@ def main() -> None:
     from cosearch.search_spaces import SEARCH_SPACES
 
     torch.set_num_threads(1)
-    data = DataSettings().load()
+    dataset = {"dataset": "cifar10", "path": args.cifar10} if args.cifar10 else {}
+    data = DataSettings(**dataset, image_size=args.image_size).load()
+    dataset_name = "CIFAR-10" if args.cifar10 else f"digits at {data.input_shape[-1]}x{data.input_shape[-1]}"
     training = TrainingSettings()
     arch = {"cell": ARCH}
     start = time.perf_counter()
@@ -142,7 +147,7 @@ def main() -> None:
     lines = [
         "# Distillation, paired",
         "",
-        f"Command: `{command}` on {platform.machine()}, Python {platform.python_version()}; digits, {len(data.test.y)} test images.",
+        f"Command: `{command}` on {platform.machine()}, Python {platform.python_version()}; {dataset_name}, {len(data.test.y)} test images.",
         "",
         f"Teacher: NB201 {ARCH}, {args.teacher_channels} channels, {args.epochs} epochs: {teacher_accuracy:.2%} test accuracy.",
         f"Student: the same cell at {args.student_channels} channels. Each seed trains it twice from the same initial weights",
