@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,24 @@ def kill_session(sid: int) -> None:
 @pytest.fixture()
 def sessions():
     return SimpleNamespace(pids=session_pids, kill=kill_session)
+
+
+def stored_rows(run_dir: Path) -> list[tuple]:
+    """A run's stored results as (id, key, result) rows, read-only and without the run's lock, as a test
+    reads a run while its driver writes (or after it was killed); none before the driver created them."""
+    if not (run_dir / "cosearch.db").is_file():
+        return []
+    db = sqlite3.connect(f"file:{run_dir / 'cosearch.db'}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return db.execute("SELECT id, key, result FROM results ORDER BY id").fetchall() if "results" in tables else []
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="session")
+def run_rows():
+    return stored_rows
 
 
 class StopAfter:

@@ -6,11 +6,9 @@ import json
 import shlex
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,16 +38,6 @@ def cosearch(*args: str, timeout: float = 300, **kwargs) -> subprocess.Completed
     )
 
 
-def stored_rows(run_dir: Path) -> list[tuple[int, str, str]]:
-    """The stored results, read-only; none while a starting driver has not created its tables yet."""
-    db = sqlite3.connect(f"file:{run_dir / 'cosearch.db'}?mode=ro", uri=True)
-    try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return db.execute("SELECT id, key, result FROM results ORDER BY id").fetchall() if "results" in tables else []
-    finally:
-        db.close()
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
@@ -60,13 +48,13 @@ def finished_run(tmp_path_factory):
     return root / "run", out.stdout
 
 
-def test_run_prints_progress_pareto_and_run_dir(finished_run):
+def test_run_prints_progress_pareto_and_run_dir(finished_run, run_rows):
     run_dir, stdout = finished_run
     assert "[6/6]" in stdout and "feasible" in stdout and "ETA" in stdout
     assert "Pareto set" in stdout
     assert f"run directory: {run_dir}" in stdout
     assert (run_dir / "report.html").is_file() and "report:" in stdout
-    assert len(stored_rows(run_dir)) == 6
+    assert len(run_rows(run_dir)) == 6
 
 
 def test_pareto_and_status_commands(finished_run):
@@ -173,7 +161,7 @@ def test_export_of_unknown_id_is_a_clear_error(finished_run, tmp_path):
     assert out.returncode == 2 and "no result with id 999" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path, sessions):
+def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path, sessions, run_rows):
     job = dict(TINY_JOB, resources={"trials": 8, "concurrency": 2, "seed": 1})
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     run_dir = tmp_path / "run"
@@ -186,7 +174,7 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path, session
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
-            if (run_dir / "cosearch.db").exists() and len(stored_rows(run_dir)) >= 3:
+            if len(run_rows(run_dir)) >= 3:
                 break
             assert driver.poll() is None, "the run ended before it could be killed"
             time.sleep(0.2)
@@ -196,11 +184,11 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path, session
         driver.wait(timeout=30)
     finally:
         sessions.kill(driver.pid)
-    before = stored_rows(run_dir)
+    before = run_rows(run_dir)
     assert 3 <= len(before) < 8
     out = cosearch("resume", str(run_dir))
     assert out.returncode == 0, out.stdout + out.stderr
-    after = stored_rows(run_dir)
+    after = run_rows(run_dir)
     assert after[: len(before)] == before  # nothing lost or rewritten
     assert [row[0] for row in after] == list(range(1, 9))  # exactly the trials asked for
     assert len({row[1] for row in after}) == 8  # nothing evaluated twice

@@ -3,7 +3,6 @@ result is lost, changed or stored twice, and the run ends with exactly its trial
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,17 +25,6 @@ JOB = {
 }
 
 
-def stored_rows(run_dir: Path) -> list[tuple]:
-    if not (run_dir / "cosearch.db").is_file():
-        return []
-    db = sqlite3.connect(f"file:{run_dir / 'cosearch.db'}?mode=ro", uri=True)
-    try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return db.execute("SELECT id, key, result FROM results ORDER BY id").fetchall() if "results" in tables else []
-    finally:
-        db.close()
-
-
 def has_run(run_dir: Path) -> bool:
     from cosearch.controller.store import half_created
 
@@ -54,7 +42,7 @@ def launch(job: Path, run_dir: Path) -> subprocess.Popen:
     )
 
 
-def kill_and_resume(tmp_path: Path, sessions, kills: int, seed: int) -> None:
+def kill_and_resume(tmp_path: Path, sessions, stored_rows, kills: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(JOB))
@@ -91,11 +79,11 @@ def kill_and_resume(tmp_path: Path, sessions, kills: int, seed: int) -> None:
     assert sessions.pids(driver.pid) == []
 
 
-def test_random_kills_lose_and_repeat_nothing(tmp_path, sessions):
-    kill_and_resume(tmp_path, sessions, kills=3, seed=0)
+def test_random_kills_lose_and_repeat_nothing(tmp_path, sessions, run_rows):
+    kill_and_resume(tmp_path, sessions, run_rows, kills=3, seed=0)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])  # 20 kill points in all
-def test_ten_random_kills_per_run_lose_and_repeat_nothing(tmp_path, sessions, seed):
-    kill_and_resume(tmp_path, sessions, kills=10, seed=seed)
+def test_ten_random_kills_per_run_lose_and_repeat_nothing(tmp_path, sessions, run_rows, seed):
+    kill_and_resume(tmp_path, sessions, run_rows, kills=10, seed=seed)
