@@ -127,8 +127,9 @@ class Compressor:
         return False
 
     def training_loss(self, value: Any, teacher_logits: Any, temperature: float) -> Any:
-        """For a `needs_teacher` technique: the loss (`.loss(student_logits, labels, idx)`) that
-        training and fine-tuning use at a non-default `value`."""
+        """For a `needs_teacher` technique: the loss (`.loss(student_logits, labels, idx, progress)`,
+        progress the share of a from-scratch training done, 1 in a fine-tune) that training and
+        fine-tuning use at a non-default `value`."""
         raise NotImplementedError(f"{self.name} uses no teacher")
 
     elastic: bool = False  # True when `elastic_weight` is implemented: a supernet can train with it

@@ -97,11 +97,13 @@ def train_epochs(
     distillation: Distillation | None = None,
     device: Any = None,
     max_steps: int | None = None,
+    trained: bool = False,
 ) -> None:
     """Adam with a cosine schedule on `device` (default the CPU); raises EvaluationError when the
     loss stops being finite. The split is moved there once, and batches are cut from it there;
     the model is left on the CPU afterwards, where compression and export happen. `max_steps`
-    stops (and ends the schedule) after that many steps."""
+    stops (and ends the schedule) after that many steps. `trained`: a fine-tune of a trained
+    network, so a distillation loss needs no warm-up (it hears progress 1 from the first step)."""
     import torch
     import torch.nn.functional as F
 
@@ -125,7 +127,10 @@ def train_epochs(
                 done += 1
                 rows = torch.from_numpy(idx).to(device)
                 logits, labels = model(x[rows]), y[rows]
-                loss = distillation.loss(logits, labels, idx) if distillation else F.cross_entropy(logits, labels)
+                if distillation:
+                    loss = distillation.loss(logits, labels, idx, 1.0 if trained else (done - 1) / steps)
+                else:
+                    loss = F.cross_entropy(logits, labels)
                 if not torch.isfinite(loss):
                     raise EvaluationError(f"loss became {loss.item()} in epoch {epoch + 1}")
                 optimizer.zero_grad(set_to_none=True)
@@ -191,7 +196,7 @@ class TrainEvaluator(Evaluator):
         devices: Sequence[DeviceProfile] = (MeasuredDevice(DEFAULT_DEVICE),),
         budgets: tuple[Constraint, ...] = (),
         teacher_logits: TeacherLogits | np.ndarray | None = None,
-        temperature: float = 4.0,
+        temperature: float = 2.0,
         prefilter: bool = True,
         compression: CompressionSettings = CompressionSettings(),
     ) -> None:
@@ -344,7 +349,7 @@ class TrainEvaluator(Evaluator):
         """Quantization-aware fine-tuning for the job's `finetune_epochs`."""
         if self.training.finetune_epochs > 0:
             lr, epochs = self.training.finetune_learning_rate, self.training.finetune_epochs
-            train_epochs(compressed, train, epochs, lr, self.training, seed, distillation, device)
+            train_epochs(compressed, train, epochs, lr, self.training, seed, distillation, device, trained=True)
 
     def training_record(self) -> dict[str, Any]:
         """How the latest candidate was trained, for its result's `measured.training`."""

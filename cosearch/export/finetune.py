@@ -47,7 +47,7 @@ def finetune(model: Any, stored: Any, job: Any, data: Any, store: Any, epochs: i
     seed = (int(candidate.key[:8], 16) + training.seed + 7) % (2**31)
     torch.manual_seed(seed)
     lr = training.finetune_learning_rate
-    train_epochs(trainable, both, epochs, lr, training, seed, distillation, training_device())
+    train_epochs(trainable, both, epochs, lr, training, seed, distillation, training_device(), trained=True)
     tuned = bake(trainable)
     tuned.eval()
     record = {
