@@ -2,14 +2,20 @@
 order twice, alone and with the teacher's soft labels, so the difference is the teacher's alone.
 
     python scripts/bench_distill.py [--seeds 10] [--epochs 15] [--view-epochs 5] [--configs 0.9:4 0.5:2]
-        [--image-size 16 | --cifar10 PATH] [--out benchmarks]
+        [--settings images views compressed] [--image-size 16 | --cifar10 PATH] [--out benchmarks]
 
 The teacher is NB201 (bench_compress's cell) at `--teacher-channels`, trained `--epochs` on the
-digits; the student the same cell at `--student-channels`. Rows: on the training images, and on
-their shifted views (`--shift-px`, the teacher labels every view). Reports every seed's test
+digits; the student the same cell at `--student-channels`. Rows: on the training images, on
+their shifted views (`--shift-px`, the teacher labels every view), and `compressed`: the student
+trained alone on the images, then compressed (`--weight-bits`, `--activation-bits` on every layer,
+through the search's own compress + calibrate path) and fine-tuned `--finetune-epochs` over the
+shifted views alone or distilled, from the same compressed weights in the same order: how much of a
+low-bit student's accuracy the teacher helps recover. Reports every seed's test
 accuracy (PyTorch, 360 test images), the mean paired difference with its 95 % confidence
 interval (Student's t), and the share of the student-teacher gap it closes, per distillation
-config (`--configs ALPHA:T ...`, each paired with the same runs alone). A run that "lost a class"
+config (`--configs ALPHA:T[:WARMUP] ...`, each paired with the same runs alone; WARMUP the share of
+a from-scratch training over which alpha rises from 0, the library's default when left out, 0 for
+none; a fine-tune never warms up). A run that "lost a class"
 ends with some class's training images below 50 % recall: the failure that a capacity-limited
 student distilled at a high temperature can fall into (two digits merged, never split again).
 
@@ -64,22 +70,38 @@ def main() -> None:
     parser.add_argument("--teacher-channels", type=int, default=64)
     parser.add_argument("--student-channels", type=int, default=4)
     parser.add_argument(
-        "--configs", nargs="+", default=["0.9:4"], help="distillation configs ALPHA:TEMPERATURE, each paired with alone"
+        "--configs",
+        nargs="+",
+        default=["0.9:4"],
+        help="distillation configs ALPHA:TEMPERATURE[:WARMUP], each paired with alone",
     )
     parser.add_argument(
-        "--settings", nargs="+", choices=("images", "views"), default=["images", "views"], help="which rows to run"
-    )
+        "--settings", nargs="+", choices=("images", "views", "compressed"), default=["images", "views"],
+        help="which rows to run",
+    )  # fmt: skip
+    parser.add_argument("--weight-bits", type=int, default=2, help="the compressed row's weight bits, every layer")
+    parser.add_argument("--activation-bits", type=int, default=4, help="the compressed row's input bits, every layer")
+    parser.add_argument("--finetune-epochs", type=int, default=2, help="the compressed row's epochs over the views")
     parser.add_argument("--image-size", type=int, help="the digits resized to this many pixels a side (default 8)")
     parser.add_argument("--cifar10", help="a local 'cifar-10-batches-py' folder: CIFAR-10 instead of the digits")
     parser.add_argument("--out", default="benchmarks")
     parser.add_argument("--name", default="distill", help="file stem of the json and md written to --out")
     args = parser.parse_args()
-    configs = [tuple(float(v) for v in c.split(":")) for c in args.configs]
+    configs = {c: [float(v) for v in c.split(":")] for c in args.configs}  # ALPHA:T[:WARMUP]
     import torch
 
+    from cosearch.compressors import compression_slots
     from cosearch.compressors.techniques.distill_alpha import Distillation
+    from cosearch.core.candidate import Candidate, LayerPolicy, Policy
     from cosearch.evaluators.data import shifted_views
-    from cosearch.evaluators.train import DataSettings, TrainingSettings, accuracy, predict, train_epochs
+    from cosearch.evaluators.train import (
+        DataSettings,
+        TrainEvaluator,
+        TrainingSettings,
+        accuracy,
+        predict,
+        train_epochs,
+    )
     from cosearch.search_spaces import SEARCH_SPACES
 
     torch.set_num_threads(1)
@@ -98,34 +120,57 @@ def main() -> None:
     print(f"teacher {teacher_accuracy:.2%} in {time.perf_counter() - start:.0f} s", flush=True)
     student_space = SEARCH_SPACES.create("nb201", channels=args.student_channels, cells_per_stage=2)
     settings = []
-    rows = {"images": (0, args.epochs, "training images"), "views": (args.shift_px, args.view_epochs, "shifted views")}
+    compressed_name = f"w{args.weight_bits}a{args.activation_bits} fine-tune on shifted views"
+    rows = {
+        "images": (0, args.epochs, "training images"),
+        "views": (args.shift_px, args.view_epochs, "shifted views"),
+        "compressed": (args.shift_px, args.finetune_epochs, compressed_name),
+    }
+    # The compressed row: the search's own compression path (reshape, fake-quantize, calibrate, then
+    # `finetune_epochs` with or without the teacher's loss), called with one seed for both runs.
+    finetuner = TrainEvaluator(student_space, training=TrainingSettings(epochs=0, finetune_epochs=args.finetune_epochs))
     for shift_px, epochs, name in (rows[which] for which in args.settings):
         views = shifted_views(data.train, shift_px)
         logits = predict(teacher, views.x)
-        runs = {"alone": None, **{f"{a:g}:{t:g}": Distillation(logits, a, t) for a, t in configs}}
+        runs = {"alone": None, **{key: Distillation(logits, *values) for key, values in configs.items()}}
         seeds = []
         for seed in range(args.seeds):
             torch.manual_seed(seed)
             initial = student_space.build(arch, data.input_shape, data.num_classes)
             row = {"seed": seed}
+            candidate = None
+            if name == compressed_name:  # start from the float student trained alone on the images
+                train_epochs(initial, data.train, args.epochs, training.learning_rate, training, seed)
+                row["float"] = accuracy(predict(initial, data.test.x), data.test.y)
+                layer = LayerPolicy(weight_bits=args.weight_bits, activation_bits=args.activation_bits)
+                candidate = Candidate(arch, Policy(dict.fromkeys(compression_slots(initial), layer)))
             for which, loss in runs.items():
                 student = copy.deepcopy(initial)  # the same initial weights; seed -> the same batches
-                train_epochs(student, views, epochs, training.learning_rate, training, seed, loss)
+                if candidate is None:
+                    train_epochs(student, views, epochs, training.learning_rate, training, seed, loss)
+                else:
+                    student = finetuner.compress_trained(student, candidate, data, views, seed, loss, None)
                 row[which] = accuracy(predict(student, data.test.x), data.test.y)
                 row[f"{which} lost a class"] = lost_a_class(predict(student, data.train.x), data.train.y)
             seeds.append(row)
             print(json.dumps({"setting": name, **row}), flush=True)
-        for (alpha, temperature), key in zip(configs, list(runs)[1:]):
+        for key in configs:
+            loss = runs[key]
             summary = paired_summary([s["alone"] for s in seeds], [s[key] for s in seeds], teacher_accuracy)
             settings.append(
                 {
                     "setting": name,
-                    "alpha": alpha,
-                    "temperature": temperature,
+                    "alpha": loss.alpha,
+                    "temperature": loss.temperature,
+                    "warmup": None if name == compressed_name else loss.warmup,  # a fine-tune does not warm up
                     "shift_px": shift_px,
                     "epochs": epochs,
                     "views": len(views.y),
-                    "seeds": [{"seed": s["seed"], "alone": s["alone"], "distilled": s[key]} for s in seeds],
+                    "seeds": [
+                        {"seed": s["seed"], "alone": s["alone"], "distilled": s[key]}
+                        | ({"float": s["float"]} if "float" in s else {})
+                        for s in seeds
+                    ],
                     "lost_a_class": {
                         "alone": sum(s["alone lost a class"] for s in seeds),
                         "distilled": sum(s[f"{key} lost a class"] for s in seeds),
@@ -152,25 +197,38 @@ def main() -> None:
         f"Teacher: NB201 {ARCH}, {args.teacher_channels} channels, {args.epochs} epochs: {teacher_accuracy:.2%} test accuracy.",
         f"Student: the same cell at {args.student_channels} channels. Each seed trains it twice from the same initial weights",
         "in the same batch order, alone (cross-entropy) and distilled (`alpha * T^2 * KL + (1 - alpha) * CE`, the",
-        "teacher's logits on every training image or view); test accuracy in PyTorch. The interval is the 95 % Student-t",
+        "teacher's logits on every training image or view; alpha rising from 0 over the warm-up share of the steps);",
+        "test accuracy in PyTorch. The interval is the 95 % Student-t",
         "interval of the mean paired difference; gap closed = mean difference / (teacher - mean alone); lost a class:",
         "runs that end with some class below 50 % recall on the training images (distilled / alone).",
+    ]
+    compressed = [s for s in settings if s["setting"] == compressed_name]
+    if compressed:
+        floats = [r["float"] for r in compressed[0]["seeds"]]
+        lines.append(
+            f"The {compressed_name} row: the student trained alone on the images ({np.mean(floats):.2%} on average in float), "
+            f"then {args.weight_bits}-bit weights and {args.activation_bits}-bit inputs on every layer (calibrated), fine-tuned "
+            f"{args.finetune_epochs} epochs from the same compressed weights in the same order, alone or distilled."
+        )
+    lines += [
         "",
-        "| setting | alpha | T | seeds | alone | distilled | difference (points) | 95 % interval | gap closed | wins / losses | lost a class |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
+        "| setting | alpha | T | warm-up | seeds | alone | distilled | difference (points) | 95 % interval | gap closed | wins / losses | lost a class |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for s in settings:
         lo, hi = s["ci95"]
         lines.append(
             f"| {s['setting']} ({s['epochs']} epochs over {s['views']} images) | {s['alpha']:g} | {s['temperature']:g} "
-            f"| {len(s['seeds'])} | {s['mean_alone']:.2%} "
+            f"| {'-' if s['warmup'] is None else format(s['warmup'], '.2g')} | {len(s['seeds'])} | {s['mean_alone']:.2%} "
             f"| {s['mean_distilled']:.2%} | {s['mean_difference'] * 100:+.2f} | [{lo * 100:+.2f}, {hi * 100:+.2f}] "
             f"| {s['gap_closed']:.0%} | {s['wins']} / {s['losses']} | {s['lost_a_class']['distilled']} / {s['lost_a_class']['alone']} |"
         )
     lines += ["", "Every seed (test accuracy alone / distilled):", ""]
     for s in settings:
         lines.append(
-            f"- {s['setting']}, alpha {s['alpha']:g}, T {s['temperature']:g}: "
+            f"- {s['setting']}, alpha {s['alpha']:g}, T {s['temperature']:g}"
+            + ("" if s["warmup"] is None else f", warm-up {s['warmup']:.2g}")
+            + ": "
             + ", ".join(f"{r['alone']:.2%} / {r['distilled']:.2%}" for r in s["seeds"])
         )
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
