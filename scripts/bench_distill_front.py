@@ -1,9 +1,10 @@
 """Does distillation earn its place on the Pareto front? The demo search with `distill_alpha` searched.
 
-    python scripts/bench_distill_front.py [--seeds 0,1,2] [--out benchmarks]
+    python scripts/bench_distill_front.py [--seeds 0,1,2] [--temperature T] [--out benchmarks]
 
 Runs `examples/digits.yaml` with `distill_alpha: [0.0, 0.5, 0.9]` and a resnet18 teacher trained
-by the run (10 epochs), once per seed, and counts, among the trained results and among the
+by the run (10 epochs), at the job's default `temperature` unless `--temperature` is given, once
+per seed, and counts, among the trained results and among the
 feasible Pareto set, the share whose policy distils (alpha > 0). A share on the front above the
 share among trained results means distilled candidates win more than their number. Writes
 OUT/distill_front.json and OUT/distill_front.md.
@@ -37,7 +38,8 @@ def render(report: dict) -> list[str]:
         "# Distillation on the Pareto front",
         "",
         f"Command: `{report['command']}` on {report['machine']}. The demo job (`examples/digits.yaml`, digits at 32x32,",
-        f"24 evaluations) with `distill_alpha: {ALPHAS}` and a resnet18 teacher trained 10 epochs by each run.",
+        f"24 evaluations) with `distill_alpha: {ALPHAS}`, temperature {report.get('temperature', 4.0):g}, and a resnet18 teacher",
+        "trained 10 epochs by each run.",
         "",
         "| seed | wall s | teacher val accuracy | trained | of them distilled | feasible Pareto set | of them distilled "
         "| alphas on the front | best accuracy (alpha) |",
@@ -60,6 +62,7 @@ def render(report: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--temperature", type=float, help="the soft labels' temperature (default: the job's default)")
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args()
     from cosearch.controller import RunStore
@@ -69,6 +72,9 @@ def main() -> None:
     job = yaml.safe_load((ROOT / "examples" / "digits.yaml").read_text())
     job["compression"]["distill_alpha"] = ALPHAS
     job["compression"]["teacher"] = {"model": "resnet18", "epochs": 10}
+    if args.temperature is not None:
+        job["compression"]["temperature"] = args.temperature
+    temperature = spec_from_dict(job).compression.temperature
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -106,7 +112,8 @@ def main() -> None:
     command = "python scripts/bench_distill_front.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"command": command.strip(), "machine": platform.processor() or platform.machine(), "runs": rows}
+    machine = platform.processor() or platform.machine()
+    report = {"command": command.strip(), "machine": machine, "temperature": temperature, "runs": rows}
     (out / "distill_front.json").write_text(json.dumps(report, indent=2))
     lines = render(report)
     (out / "distill_front.md").write_text("\n".join(lines) + "\n")

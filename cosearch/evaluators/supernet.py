@@ -58,7 +58,7 @@ class SupernetEvaluator(TrainEvaluator):
         devices: Sequence[DeviceProfile] = (MeasuredDevice(DEFAULT_DEVICE),),
         budgets: tuple[Constraint, ...] = (),
         teacher_logits: TeacherLogits | np.ndarray | None = None,
-        temperature: float = 4.0,
+        temperature: float = 2.0,
         compression: CompressionSettings = CompressionSettings(),
     ) -> None:
         super().__init__(space, data, training, devices, budgets, teacher_logits, temperature, prefilter, compression)
