@@ -1,7 +1,7 @@
 """How well a supernet ranks joint candidates, and what it costs: the same random candidates
 (architecture and compression) scored on inherited weights and trained standalone twice.
 
-    python scripts/bench_supernet.py --out benchmarks/supernet
+    python scripts/bench_supernet.py --out benchmarks/supernet [--standalone-from benchmarks/supernet.json]
 
 For each candidate: the `supernet` evaluator's accuracy (inherited, BatchNorm recalibrated,
 compressed as the policy says) and the `train` evaluator's with two training seeds. Kendall's
@@ -79,7 +79,11 @@ def rank(a: list[float], b: list[float]) -> dict:
     return {"kendall_tau": float(stats.kendalltau(a, b)[0]), "spearman_rho": float(stats.spearmanr(a, b)[0])}
 
 
-def bench_space(space_name: str, n: int, epochs: int, bn_batches: int, finetune_steps: int, workers: int) -> dict:
+def bench_space(
+    space_name: str, n: int, epochs: int, bn_batches: int, finetune_steps: int, workers: int, reuse: dict | None = None
+) -> dict:
+    """`reuse`: an earlier run's summary of this space, whose standalone trainings (the same
+    candidates, seeds and settings: deterministic) are read instead of trained again."""
     space = joint(space_name)
     rng = np.random.default_rng(0)
     candidates, seen = [], set()
@@ -99,6 +103,14 @@ def bench_space(space_name: str, n: int, epochs: int, bn_batches: int, finetune_
         "seed1": [("train", space_name, 1, None, 1, {}, c.to_json()) for c in candidates],
     }
     rows: dict[str, list[dict]] = {}
+    if reuse is not None:
+        stored = {row["key"]: row for row in reuse["per_candidate"]}
+        if any(c.key not in stored for c in candidates):
+            raise SystemExit(f"{space_name}: the reused run scored other candidates")
+        for name in ("seed0", "seed1"):
+            del jobs[name]
+            total, train = reuse["s_per_candidate"][name], reuse["training_s_per_candidate"][name]
+            rows[name] = [{"accuracy": stored[c.key][name], "total_s": total, "train_s": train} for c in candidates]
     with ProcessPoolExecutor(workers) as pool:
         for name, work in jobs.items():
             began = time.perf_counter()
@@ -172,15 +184,27 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-size", type=int, help="resize the digits to this square (default: 8x8 as they are)")
+    parser.add_argument(
+        "--standalone-from", type=Path,
+        help="an earlier run's JSON (same spaces, candidates, image size): its standalone trainings are reused",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     IMAGE_SIZE[0] = args.image_size
+    reused = {}
+    if args.standalone_from:
+        earlier = json.loads(args.standalone_from.read_text())
+        if earlier["image_size"] != (args.image_size or 8):
+            raise SystemExit(f"{args.standalone_from} was measured at another image size")
+        reused = {r["space"]["name"]: r for r in earlier["spaces"]}
     summary = {
         "image_size": args.image_size or 8,
         "command": "python scripts/bench_supernet.py " + " ".join(sys.argv[1:]),
         "workers": args.workers,
         "spaces": [
-            bench_space(name, args.candidates, args.epochs, args.bn_batches, args.finetune_steps, args.workers)
+            bench_space(
+                name, args.candidates, args.epochs, args.bn_batches, args.finetune_steps, args.workers, reused.get(name)
+            )
             for name in args.spaces.split(",")
         ],
     }
