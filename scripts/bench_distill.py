@@ -129,7 +129,8 @@ def main() -> None:
     # The compressed row: the search's own compression path (reshape, fake-quantize, calibrate, then
     # `finetune_epochs` with or without the teacher's loss), called with one seed for both runs.
     finetuner = TrainEvaluator(student_space, training=TrainingSettings(epochs=0, finetune_epochs=args.finetune_epochs))
-    for shift_px, epochs, name in (rows[which] for which in args.settings):
+    for which in args.settings:
+        shift_px, epochs, name = rows[which]
         views = shifted_views(data.train, shift_px)
         logits = predict(teacher, views.x)
         runs = {"alone": None, **{key: Distillation(logits, *values) for key, values in configs.items()}}
@@ -139,19 +140,19 @@ def main() -> None:
             initial = student_space.build(arch, data.input_shape, data.num_classes)
             row = {"seed": seed}
             candidate = None
-            if name == compressed_name:  # start from the float student trained alone on the images
+            if which == "compressed":  # start from the float student trained alone on the images
                 train_epochs(initial, data.train, args.epochs, training.learning_rate, training, seed)
                 row["float"] = accuracy(predict(initial, data.test.x), data.test.y)
                 layer = LayerPolicy(weight_bits=args.weight_bits, activation_bits=args.activation_bits)
                 candidate = Candidate(arch, Policy(dict.fromkeys(compression_slots(initial), layer)))
-            for which, loss in runs.items():
+            for run, loss in runs.items():
                 student = copy.deepcopy(initial)  # the same initial weights; seed -> the same batches
                 if candidate is None:
                     train_epochs(student, views, epochs, training.learning_rate, training, seed, loss)
                 else:
                     student = finetuner.compress_trained(student, candidate, data, views, seed, loss, None)
-                row[which] = accuracy(predict(student, data.test.x), data.test.y)
-                row[f"{which} lost a class"] = lost_a_class(predict(student, data.train.x), data.train.y)
+                row[run] = accuracy(predict(student, data.test.x), data.test.y)
+                row[f"{run} lost a class"] = lost_a_class(predict(student, data.train.x), data.train.y)
             seeds.append(row)
             print(json.dumps({"setting": name, **row}), flush=True)
         for key in configs:
@@ -162,7 +163,7 @@ def main() -> None:
                     "setting": name,
                     "alpha": loss.alpha,
                     "temperature": loss.temperature,
-                    "warmup": None if name == compressed_name else loss.warmup,  # a fine-tune does not warm up
+                    "warmup": None if which == "compressed" else loss.warmup,  # a fine-tune does not warm up
                     "shift_px": shift_px,
                     "epochs": epochs,
                     "views": len(views.y),

@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from bench_supernet import IMAGE_SIZE, SPACES, evaluate, joint, make
+from bench_supernet import IMAGE_SIZE, SPACES, evaluate, joint, make, random_candidates
 
 
 def one_hot(space, genomes: list[dict]) -> np.ndarray:
@@ -87,13 +87,7 @@ def main() -> None:
     if max(sizes) + args.held_out > args.candidates:
         raise SystemExit("--candidates must cover the largest training size plus --held-out")
     space = joint("nb201")
-    rng = np.random.default_rng(0)
-    candidates, seen = [], set()
-    while len(candidates) < args.candidates:
-        candidate = space.decode(space.sample(rng))
-        if candidate.key not in seen:
-            seen.add(candidate.key)
-            candidates.append(candidate)
+    candidates = random_candidates(space, args.candidates)
     start = time.perf_counter()
     checkpoint, _ = make("supernet", "nb201", epochs=args.epochs).train_supernet(space, None, epochs=args.epochs)
     supernet_s = time.perf_counter() - start

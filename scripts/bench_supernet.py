@@ -57,6 +57,18 @@ def joint(space_name: str):
     return JointSpace(SEARCH_SPACES.create(space_name, **SPACES[space_name]), **COMPRESSION)
 
 
+def random_candidates(space, n: int) -> list:
+    """`n` distinct random joint candidates, the same ones on every run (seed 0)."""
+    rng = np.random.default_rng(0)
+    candidates, seen = [], set()
+    while len(candidates) < n:
+        candidate = space.decode(space.sample(rng))
+        if candidate.key not in seen:
+            seen.add(candidate.key)
+            candidates.append(candidate)
+    return candidates
+
+
 def evaluate(args: tuple) -> dict:
     kind, space_name, seed, supernet, epochs, extra, candidate_json = args
     from cosearch.core import Candidate
@@ -85,13 +97,7 @@ def bench_space(
     """`reuse`: an earlier run's summary of this space, whose standalone trainings (the same
     candidates, seeds and settings: deterministic) are read instead of trained again."""
     space = joint(space_name)
-    rng = np.random.default_rng(0)
-    candidates, seen = [], set()
-    while len(candidates) < n:
-        candidate = space.decode(space.sample(rng))
-        if candidate.key not in seen:
-            seen.add(candidate.key)
-            candidates.append(candidate)
+    candidates = random_candidates(space, n)
     start = time.perf_counter()
     checkpoint, info = make("supernet", space_name, epochs=epochs).train_supernet(space, None, epochs=epochs)
     supernet_s = time.perf_counter() - start
