@@ -115,7 +115,7 @@ def main() -> None:
         train_epochs,
     )
     from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE, LatencySettings, measure_latency, run_onnx
-    from cosearch.hardware.qdq import compact, deployment
+    from cosearch.hardware.qdq import compact, deployment, int8_weights_note
     from cosearch.search_spaces import SEARCH_SPACES
     from cosearch.search_spaces.nb201 import edge_name, parse_arch_str
 
@@ -375,7 +375,7 @@ def main() -> None:
     lines = [
         "# Compression benchmark",
         "",
-        f"Command: `{command}` on {platform.machine()}, Python {platform.python_version()}; {data.name}, {len(data.test.y)} test images.",
+        f"Command: `{command}` on {platform.machine()}, Python {platform.python_version()}; {data.name}, {len(data.test.y)} test images; {int8_weights_note()}.",
         "",
         "Every row is its deployed ONNX file: accuracy run in ONNX Runtime on the test split, size on disk, latency in ONNX Runtime",
         f'(CPU, batch 1, 1 thread, 100 runs, default session options; the median of {args.rounds} interleaved rounds). "x ORT" is the latency over',

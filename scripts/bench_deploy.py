@@ -60,7 +60,7 @@ def main() -> None:
         train_epochs,
     )
     from cosearch.hardware.onnx_runtime import LatencySettings, measure_latency, run_onnx
-    from cosearch.hardware.qdq import deployment
+    from cosearch.hardware.qdq import deployment, int8_weights_note
     from cosearch.search_spaces import SEARCH_SPACES, JointSpace
 
     torch.set_num_threads(1)
@@ -138,7 +138,7 @@ def main() -> None:
     lines = [
         "# Deployed files per search space",
         "",
-        f"Command: `{command}` on {platform.machine()}, Python {platform.python_version()}; digits, {len(data.test.y)} test images.",
+        f"Command: `{command}` on {platform.machine()}, Python {platform.python_version()}; digits, {len(data.test.y)} test images; {int8_weights_note()}.",
         "",
         f"One network per space, trained {args.epochs} epochs in float; each row compressed from those weights without",
         "fine-tuning. Latency: ONNX Runtime default session options, batch 1, 1 thread, 100 runs, the median of",

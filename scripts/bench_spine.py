@@ -116,6 +116,7 @@ def main() -> None:
     from cosearch.evaluators.train import accuracy
     from cosearch.export import export
     from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE, run_onnx
+    from cosearch.hardware.qdq import int8_weights_note
     from cosearch.job import spec_from_dict
     from cosearch.report import pareto_ids
 
@@ -195,7 +196,7 @@ def main() -> None:
     lines = [
         "# Spine benchmark",
         "",
-        f"Command: `{report['command']}` on {report['machine']['processor']}, Python {report['machine']['python']}.",
+        f"Command: `{report['command']}` on {report['machine']['processor']}, Python {report['machine']['python']}; {int8_weights_note()}.",
         "",
         f"Demo search (`{args.job}`): {demo['evaluations']} evaluations in {demo['wall_s']:.0f} s wall time, "
         f"{demo['failed']} failed, {demo['feasible']} within budgets ({', '.join(demo['budgets'])}), Pareto set of {demo['pareto_size']}.",

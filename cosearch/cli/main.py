@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
         help="train the pick this many epochs more, under its compression, on the training and validation images "
         "(with distillation when its policy distils) before it is written; the test split stays held out",
     )
+    export.add_argument(
+        "--portable",
+        action="store_true",
+        help="store 8-bit weights of integer layers as uint8 (exact on every CPU, slower) even where this CPU runs "
+        "full-range int8 exactly (VNNI): for a target x86 CPU without VNNI",
+    )
     export.add_argument("--out", help="output folder (default: RUN_DIR/export-ID)")
 
     profile = sub.add_parser(
@@ -407,7 +413,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.finetune < 0:
         raise CosearchError(f"--finetune {args.finetune}: a number of epochs >= 1 (or 0: none)")
     out = Path(args.out or Path(args.run_dir) / f"export-{pick}")
-    card = export(args.run_dir, pick, out, finetune_epochs=args.finetune)
+    card = export(args.run_dir, pick, out, finetune_epochs=args.finetune, portable=args.portable)
     info = card["export"]
     console.print(f"wrote {out / 'model.onnx'} ({info['file_bytes'] / 1024:.1f} KiB) and {out / 'card.json'}")
     console.print(

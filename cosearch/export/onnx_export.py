@@ -54,10 +54,13 @@ def load_model(store: RunStore, result_id: int):
     return model, stored, job, data
 
 
-def export(run_dir: str | Path, result_id: int, out_dir: str | Path, finetune_epochs: int = 0) -> dict[str, Any]:
+def export(
+    run_dir: str | Path, result_id: int, out_dir: str | Path, finetune_epochs: int = 0, portable: bool = False
+) -> dict[str, Any]:
     """Write OUT/model.onnx and OUT/card.json; the card's numbers are measured on the written files.
     `finetune_epochs`: train the pick further first, under its compression, on the training and
-    validation images (see `cosearch.export.finetune`).
+    validation images (see `cosearch.export.finetune`). `portable`: 8-bit weights of integer layers
+    as uint8, exact on every CPU, where this machine would store int8 (see `cosearch.hardware.qdq`).
 
     model.onnx is the file the search measured, fast with ONNX Runtime's default session options:
     integer layers as int8 QDQ, weight-only layers as float32 values on their grid. When weight-only
@@ -88,7 +91,9 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, finetune_ep
     onnx_path, compact_path = out_dir / "model.onnx", out_dir / "model.compact.onnx"
     policy = stored.result.candidate.policy
     c = build.compression_settings(job)  # output ranges calibrated exactly as the search's evaluator did
-    onnx_bytes = deployment(model, policy, data.input_shape, images=c.images(data), calibration=c.calibration)
+    onnx_bytes = deployment(
+        model, policy, data.input_shape, images=c.images(data), calibration=c.calibration, portable=portable
+    )
     _write(onnx_path, onnx_bytes)
     onnx.checker.check_model(str(onnx_path))
     compact_bytes = compact(onnx_bytes, model, policy)
@@ -134,8 +139,10 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, finetune_ep
             "file": onnx_path.name,
             "file_bytes": onnx_path.stat().st_size,
             "session_options": "ONNX Runtime defaults: onnxruntime.InferenceSession(path)",
-            "weights_storage": "layers with a quantized input: int8 (2-7 bits) or uint8 with zero point 128 (8 bits; "
-            "float weights at 8 bits) + per-channel DequantizeLinear; every other layer float32 (weight-only ones on their grid)",
+            "weights_storage": "layers with a quantized input: int8 + per-channel DequantizeLinear (2-8 bits; float "
+            "weights at 8 bits), except 8-bit weights as uint8 with zero point 128 where int8_weights says so; every "
+            "other layer float32 (weight-only ones on their grid)",
+            "int8_weights": _int8_weights(policy, portable),
             "activations": (
                 "ONNX Runtime's static QDQ (uint8, per tensor) over the integer layers and the Adds, pooling and "
                 "classifier between them: the layers' input scales as the search calibrated or learnt them, every "
@@ -166,6 +173,22 @@ def export(run_dir: str | Path, result_id: int, out_dir: str | Path, finetune_ep
         )
     _write(out_dir / "card.json", json.dumps(card, indent=2).encode())
     return card
+
+
+def _int8_weights(policy, portable: bool) -> str:
+    """How the file stores 8-bit weights of integer layers, and on which CPUs it is exact."""
+    from cosearch.compressors.base import layer_precision
+    from cosearch.hardware.qdq import int8_weights_exact
+
+    if not any(layer_precision(lp).integer and layer_precision(lp).weights >= 8 for lp in policy.layers.values()):
+        return "none at 8 bits: 2-7 bit weights as int8 are exact with every CPU's u8 x s8 kernels"
+    if portable or not int8_weights_exact():
+        why = "--portable" if portable else "this CPU's u8 x s8 kernel saturates on full-range int8 (no VNNI)"
+        return f"uint8, zero point 128 ({why}): exact on every CPU, through slower u8 x u8 kernels"
+    return (
+        "int8, full range: exact and fastest on this CPU (probed) and on CPUs with VNNI or ARM dot products; "
+        "an x86 CPU without VNNI (AVX2 only) can saturate on them: export with --portable for such a target"
+    )
 
 
 def _write(path: Path, data: bytes) -> None:

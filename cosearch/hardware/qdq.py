@@ -11,11 +11,13 @@
   Runtime's own static quantizer's (QDQ: every Add, pooling and the classifier quantized too,
   Relus folded into the layer before), given our numbers as overrides: each layer's input scale
   as the search calibrated or learnt it, its weight grid per output channel, and every other
-  tensor's range calibrated on the search's images by the search's method. Weights at 2-7 bits
-  are stored as int8 (x86 u8 x s8 kernels add pairs of products in 16 bits, which 7-bit weights
-  cannot overflow); 8-bit weights as uint8 with zero point 128 (exact, through u8 x u8 kernels:
-  full-range int8 overflowed, a digits CNN fell from 99.5 % to 71.5 % with ONNX Runtime's own
-  unreduced defaults; measured 2-10 % slower than int8 on this AVX2 machine, benchmarks/deploy.md).
+  tensor's range calibrated on the search's images by the search's method. Weights are stored as
+  int8, the u8 x s8 kernels ONNX Runtime runs fastest, except 8-bit weights on a CPU whose kernel
+  saturates on them (`int8_weights_exact`): x86 without VNNI adds pairs of u8 x s8 products in 16
+  bits, which 7-bit weights cannot overflow but full-range int8 can (a digits CNN fell from 99.5 % to
+  71.5 % with ONNX Runtime's own unreduced defaults on such a CPU). There, and in a `portable` file,
+  8-bit weights are uint8 with zero point 128: exact everywhere through u8 x u8 kernels, but slower
+  (2-10 % on an AVX2 machine; 2.7x on an AVX512-VNNI one, whose u8 x u8 path has no VNNI kernel).
   A 4-bit input keeps its clamp, so it takes 16 levels in the 8-bit container the kernels read.
 
 `compact` writes the small-storage form of the same model (model.compact.onnx): weight-only layers
@@ -26,6 +28,7 @@ ONNX's int4 needs opset 21, so such files are converted up from the exporter's o
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -118,6 +121,51 @@ def compact(model_bytes: bytes, torch_model, policy: Policy) -> bytes | None:
     return proto.SerializeToString()
 
 
+@functools.cache
+def int8_weights_exact() -> bool:
+    """Whether this machine's ONNX Runtime sums full-range int8 weights against uint8 inputs exactly.
+
+    Probed, not read from CPU flags (what counts is the kernel ONNX Runtime dispatches): a QDQ 1x1
+    conv whose every input is 255 and every weight 127 sums 64 products; x86 kernels without VNNI
+    (vpmaddubsw) clamp each pair at 32767 instead of 64770 and return about half.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    channels = 64
+    constants = {
+        "x_scale": np.float32(1 / 255), "x_zero": np.uint8(0),
+        "w": np.full((1, channels, 1, 1), 127, np.int8), "w_scale": np.float32(1 / 127), "w_zero": np.int8(0),
+        "y_scale": np.float32(channels / 255 * 1.01), "y_zero": np.uint8(0),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd"]),
+        helper.make_node("Conv", ["xd", "wd"], ["c"]),
+        helper.make_node("QuantizeLinear", ["c", "y_scale", "y_zero"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "y_scale", "y_zero"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "int8_probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(value), name) for name, value in constants.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": np.ones((1, channels, 4, 4), np.float32)})[0]
+    return bool(np.allclose(got, channels, rtol=0.02))
+
+
+def int8_weights_note() -> str:
+    """How this machine deploys 8-bit weights of integer layers, for benchmark headers."""
+    if int8_weights_exact():
+        return "8-bit weights deploy as int8 (this CPU's ONNX Runtime u8 x s8 kernel sums them exactly)"
+    return "8-bit weights deploy as uint8, zero point 128 (this CPU's u8 x s8 kernel saturates on full-range int8)"
+
+
 def fold_batch_norms(model_bytes: bytes) -> bytes:
     """Fold every BatchNormalization that alone consumes a Conv's output into that Conv (onnxscript's rule).
 
@@ -149,13 +197,15 @@ def quantize_static_qdq(
     images: np.ndarray,
     method: str = "minmax",
     calibrated_inputs: bool = True,
+    portable: bool = False,
 ) -> bytes:
     """ONNX Runtime's `quantize_static` (QDQ) of the baked float file, on our numbers (module docstring).
 
     Only the integer region is quantized: the layers whose input is quantized, and every other
     node whose inputs all come from that region; float and weight-only layers keep float weights.
     Without `calibrated_inputs` (a model not yet calibrated: its scales are all 1) the layers'
-    inputs are calibrated on `images` like the rest.
+    inputs are calibrated on `images` like the rest. `portable`: 8-bit weights as uint8 even where
+    this machine runs int8 exactly, so the file is exact on every CPU.
     """
     import onnx
     from onnx import numpy_helper
@@ -197,7 +247,8 @@ def quantize_static_qdq(
             raise CosearchError(f"ONNX export has no initializer {name!r}")
         weight = numpy_helper.to_array(initializers[name])
         scale = channel_scales(weight, 8) if width == FLOAT_BITS else weight_grid(weight, width, name)[0]
-        quant_type, zero_point = (QuantType.QInt8, np.int8(0)) if width <= 7 else (QuantType.QUInt8, np.uint8(128))
+        signed = width <= 7 or (not portable and int8_weights_exact())
+        quant_type, zero_point = (QuantType.QInt8, np.int8(0)) if signed else (QuantType.QUInt8, np.uint8(128))
         overrides[name] = [
             {"axis": 0, "quant_type": quant_type, "scale": np.array(s, np.float32), "zero_point": np.array(zero_point)}
             for s in scale
@@ -374,14 +425,20 @@ def _tensor_ranges(proto, images: np.ndarray, method: str) -> dict[str, tuple[fl
 
 
 def deployment(
-    plain_model, policy: Policy, input_shape, images: np.ndarray | None = None, calibration: str = "minmax"
+    plain_model,
+    policy: Policy,
+    input_shape,
+    images: np.ndarray | None = None,
+    calibration: str = "minmax",
+    portable: bool = False,
 ) -> bytes:
     """The ONNX file of a baked model, as the search measures it and `cosearch export` writes it.
 
     Integer layers' inputs keep the model's scales and every other range is calibrated on `images`
     by `calibration`. Without `images` only the graph matters (latency before training, on a model
     not calibrated yet): every range, the layers' inputs too, comes from seeded noise. The graph
-    ONNX Runtime runs is the same either way (a test checks it on every space).
+    ONNX Runtime runs is the same either way (a test checks it on every space). `portable`: see
+    `quantize_static_qdq`.
     """
     from cosearch.hardware.onnx_runtime import to_onnx_bytes
 
@@ -391,4 +448,6 @@ def deployment(
     calibrated = images is not None
     if images is None:
         images = np.random.default_rng(0).standard_normal((64, *input_shape)).astype(np.float32)
-    return quantize_static_qdq(onnx_bytes, plain_model, policy, images, calibration, calibrated_inputs=calibrated)
+    return quantize_static_qdq(
+        onnx_bytes, plain_model, policy, images, calibration, calibrated_inputs=calibrated, portable=portable
+    )

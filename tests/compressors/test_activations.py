@@ -14,7 +14,7 @@ from cosearch.compressors import ActivationFakeQuant, bake, calibrate, compress 
 from cosearch.compressors.activations import CALIBRATIONS, choose_range, scale_and_zero_point  # noqa: E402
 from cosearch.core import LayerPolicy, Policy  # noqa: E402
 from cosearch.hardware import run_onnx  # noqa: E402
-from cosearch.hardware.qdq import deployment  # noqa: E402
+from cosearch.hardware.qdq import deployment, int8_weights_exact  # noqa: E402
 from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
 
 ARCH = {"cell": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"}
@@ -93,7 +93,7 @@ def test_float_weights_behind_a_quantized_input_run_at_8_bits_per_channel():
     runs = [n.op_type for n in optimized_graph(onnx_bytes).graph.node]
     assert runs.count("QLinearConv") == sum(isinstance(m, nn.Conv2d) for m in plain.modules())
     stored = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load_from_string(onnx_bytes).graph.initializer}
-    assert stored["stem.conv.weight_quantized"].dtype == np.uint8
+    assert stored["stem.conv.weight_quantized"].dtype == (np.int8 if int8_weights_exact() else np.uint8)
     with torch.no_grad():
         expected = plain(torch.from_numpy(x)).numpy()
     got = run_onnx(onnx_bytes, x)
@@ -126,7 +126,9 @@ def test_integer_layers_run_as_onnx_runtime_integer_kernels(activation_bits):
     else:  # 16 levels: each 4-bit input keeps the exporter's clamp (Max, Min) in front of its quantizer
         assert runs.count("Min") + runs.count("Clip") >= convs
     stored = {i.name: i for i in onnx.load_from_string(onnx_bytes).graph.initializer}
-    assert stored["stem.conv.weight_quantized"].data_type == onnx.TensorProto.UINT8  # 8-bit weights: U8U8, exact
+    assert stored["stem.conv.weight_quantized"].data_type == (  # 8-bit weights: U8S8 where exact, else U8U8
+        onnx.TensorProto.INT8 if int8_weights_exact() else onnx.TensorProto.UINT8
+    )
     with torch.no_grad():
         expected = plain(torch.from_numpy(x)).numpy()
     got = run_onnx(onnx_bytes, x)

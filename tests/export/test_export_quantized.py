@@ -49,6 +49,12 @@ def test_export_of_a_quantized_activation_candidate_matches_its_search_metrics(r
         result.metrics["accuracy"]
     )  # the same file, the same number
     assert json.loads((tmp_path / "out" / "card.json").read_text())["policy"] == result.candidate.policy.to_json()
+    # --portable: 8-bit weights as uint8 (exact on CPUs without VNNI too), the same predictions
+    portable = export(tmp_path / "run", stored[0].id, tmp_path / "portable", portable=True)
+    weights = {i.name: i for i in onnx.load(str(tmp_path / "portable" / "model.onnx")).graph.initializer}
+    assert weights["stem.conv.weight_quantized"].data_type == onnx.TensorProto.UINT8
+    assert portable["export"]["int8_weights"].startswith("uint8") and "--portable" in portable["export"]["int8_weights"]
+    assert portable["export"]["onnx_accuracy"] == card["export"]["onnx_accuracy"]
 
 
 def test_export_of_a_weight_only_candidate_writes_the_compact_form_beside_it(ray_local, tmp_path):

@@ -10,7 +10,7 @@ from cosearch.compressors import bake, compress  # noqa: E402
 from cosearch.core import CosearchError, LayerPolicy, Policy  # noqa: E402
 from cosearch.hardware import run_onnx, to_onnx_bytes  # noqa: E402
 from cosearch.hardware.onnx_runtime import FOLD_WEIGHT_DEQUANTIZE  # noqa: E402
-from cosearch.hardware.qdq import compact, deployment  # noqa: E402
+from cosearch.hardware.qdq import compact, deployment, int8_weights_exact  # noqa: E402
 from cosearch.search_spaces import SEARCH_SPACES  # noqa: E402
 
 
@@ -108,16 +108,21 @@ def test_four_bit_weights_are_stored_two_a_byte_in_the_compact_file():
     assert compact(deployment(plain, Policy(), (1, 8, 8)), plain, Policy()) is None  # nothing to make smaller
 
 
-@pytest.mark.parametrize("weight_bits, stored_type", [(4, "INT8"), (7, "INT8"), (8, "UINT8")])
-def test_integer_layers_store_weights_in_the_container_their_kernels_read(weight_bits, stored_type):
-    """Up to 7 bits: int8 (u8 x s8 kernels cannot overflow their 16-bit pair sums); 8 bits: uint8 with
-    zero point 128 (u8 x u8, exact). Either way the stored values are the layer's grid."""
+@pytest.mark.parametrize(
+    "weight_bits, portable, stored_type",
+    [(4, False, "INT8"), (7, False, "INT8"), (7, True, "INT8"), (8, False, None), (8, True, "UINT8")],
+)
+def test_integer_layers_store_weights_in_the_container_their_kernels_read(weight_bits, portable, stored_type):
+    """Up to 7 bits: int8 (u8 x s8 kernels cannot overflow their 16-bit pair sums); 8 bits: int8 where
+    this machine's kernel sums them exactly (None: as probed), else and in a portable file uint8 with
+    zero point 128 (u8 x u8, exact everywhere). Either way the stored values are the layer's grid."""
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     policy = Policy({name: LayerPolicy(weight_bits=weight_bits, activation_bits=8) for name in ("1", "3")})
     plain = bake(compress(model, policy)).eval()
-    graph = onnx.load_from_string(deployment(plain, policy, (1, 8, 8))).graph
+    graph = onnx.load_from_string(deployment(plain, policy, (1, 8, 8), portable=portable)).graph
     stored = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
     quantized = stored["1.weight_quantized"]
+    stored_type = stored_type or ("INT8" if int8_weights_exact() else "UINT8")
     assert quantized.dtype == np.dtype(stored_type.lower())
     levels = quantized.astype(np.int16) - (128 if stored_type == "UINT8" else 0)
     qmax = 2 ** (weight_bits - 1) - 1
@@ -125,6 +130,37 @@ def test_integer_layers_store_weights_in_the_container_their_kernels_read(weight
     np.testing.assert_allclose(
         levels * stored["1.weight_scale"][:, None], plain[1].weight.detach().numpy(), rtol=1e-5, atol=1e-7
     )
+
+
+def test_8_bit_weights_compute_what_the_portable_file_computes_at_the_kernels_extremes():
+    """Inputs at the top of their range times weights at +-127 in every pair: where this machine's u8 x s8
+    kernel would clamp a pair sum at 32767, the probe must have chosen uint8 weights; either way the
+    default file computes what the portable one (exact on every CPU) does."""
+    from cosearch.compressors import calibrate
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    with torch.no_grad():  # every weight at its channel's largest magnitude: 127 on the grid, pairs of one sign
+        model[1].weight.copy_(0.05 * torch.tensor([1.0, 1.0, -1.0, -1.0]).repeat(16))
+    policy = Policy({name: LayerPolicy(weight_bits=8, activation_bits=8) for name in ("1", "3")})
+    compressed = compress(model, policy)
+    x = np.random.default_rng(0).uniform(0.9, 1.0, (64, 1, 8, 8)).astype(np.float32)  # near 255 once quantized
+    calibrate(compressed, [torch.from_numpy(x)], "minmax")
+    plain = bake(compressed).eval()
+    default = run_onnx(deployment(plain, policy, (1, 8, 8), images=x), x)
+    portable = run_onnx(deployment(plain, policy, (1, 8, 8), images=x, portable=True), x)
+    with torch.no_grad():
+        expected = plain(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(default, portable, atol=1e-5)
+    assert np.abs(default - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_the_int8_probe_reads_a_kernel_not_a_guess():
+    """The probe runs ONNX Runtime once per process and answers a bool (True here on VNNI or ARM CPUs)."""
+    int8_weights_exact.cache_clear()
+    first = int8_weights_exact()
+    assert isinstance(first, bool) and int8_weights_exact() is first
+    assert int8_weights_exact.cache_info().hits >= 1
 
 
 @pytest.mark.parametrize("space_name", ["nb201", "darts", "enas", "mobilenet"])
