@@ -10,11 +10,15 @@ then that cell with one edge changed to each other op, by the job's own cost pat
 ONNX file, measured or predicted exactly as candidates are), and each op's effect is its
 difference from the all-skip cell. The relaxed cell's expected latency is the all-skip cell's
 plus the softmax-weighted sum of these effects.
+
+The argmax of a relaxed cell does not keep its expected latency (the softmax spreads weight the
+argmax drops), so with a target the cell is derived under it (`derive`): the most probable cell
+whose estimated latency lies in the band just under the target.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 import time
 from typing import Any
 
@@ -29,6 +33,7 @@ from cosearch.search_spaces._nb201_torch import NB201Supernet, SuperCell
 from cosearch.search_spaces.nb201 import EDGES, NUM_NODES, OPS, edge_name, format_arch_str
 
 REFERENCE_OP = "skip_connect"  # every node of the reference cell is live, so every edge's op runs
+TARGET_BAND = 0.1  # a derived cell's estimate lands in [(1 - band) T, T] where one can
 
 
 def mixed_cell(cell: SuperCell, x: torch.Tensor, weights: torch.Tensor, sampled: bool = False) -> torch.Tensor:
@@ -167,6 +172,31 @@ class RelaxedNB201(nn.Module):
         return net.classifier(net.head(x))
 
 
+def derive(
+    logits: np.ndarray, base: float = 0.0, effect: np.ndarray | None = None, target: float | None = None
+) -> list[int]:
+    """The op per edge (indices into OPS) a search derives, `none` aside (as DARTS derives: a relaxed
+    cell mixes its ops, and `none`, the cheapest, wins the latency term's pull computing nothing).
+
+    Without a `target`: the strongest op per edge. With one: of every such cell (4^6 on NB201), the
+    most probable (sum of log-softmax) whose estimate `base + sum(effect)` lies in
+    [(1 - TARGET_BAND) T, T]; none there: the most probable under T; none under T: the cheapest.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    allowed = [k for k in range(len(OPS)) if OPS[k] != "none"]
+    if target is None or effect is None:
+        return [allowed[int(np.argmax(row[allowed]))] for row in logits]
+    log_p = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    cells = np.array(list(itertools.product(allowed, repeat=len(logits))))  # (cells, edges)
+    edges = np.arange(len(logits))
+    score = log_p[edges, cells].sum(axis=1)
+    estimate = base + np.asarray(effect)[edges, cells].sum(axis=1)
+    for fits in (estimate >= (1 - TARGET_BAND) * target) & (estimate <= target), estimate <= target:
+        if fits.any():
+            return cells[np.flatnonzero(fits)[np.argmax(score[fits])]].tolist()
+    return cells[np.argmin(estimate)].tolist()
+
+
 def cost_of(evaluator: Any, ops: dict, metric: str, data: Any) -> float:
     """`metric` of the float network with cell `ops`, by the job's own cost path (the deployed ONNX
     file, predicted and measured exactly as a candidate's costs are)."""
@@ -245,6 +275,7 @@ def search(
     bits_weight: float = 0.0,
     input_bits: int = 32,
     input_options: list[int] | None = None,
+    derivation: str = "budget",
 ) -> dict[str, Any]:
     """One DARTS search; returns the derived cell and how it went (JSON-able). The relaxed widths
     (`weight_options`, `input_options`) are of the genes that set them (`precision_genes`), and the
@@ -342,11 +373,8 @@ def search(
             }
         )
     model.to("cpu")
-    # The strongest op per edge, `none` aside (as DARTS derives): a relaxed cell mixes its ops, and
-    # `none`, the cheapest, wins the latency term's pull without the cell computing anything.
-    logits = model.logits.detach().clone()
-    logits[:, OPS.index("none")] = -math.inf
-    chosen = logits.argmax(dim=-1).tolist()
+    logits = model.logits.detach().numpy()
+    chosen = derive(logits, base, effect, target) if latency and derivation == "budget" else derive(logits)
     cell = format_arch_str({edge: OPS[k] for edge, k in zip(EDGES, chosen)})
     derived = base + float(sum(effect[e, k] for e, k in enumerate(chosen))) if latency else None
     widths = precision_genes()
@@ -368,8 +396,10 @@ def search(
         "bits_metric": bits_metric if relax_bits else None,
         "bits_target": bits_target if relax_bits else None,
         "seconds": time.perf_counter() - start,
+        "derivation": derivation if latency else "argmax",
         "how": f"{'first' if order == 1 else 'second'}-order DARTS, {epochs} epochs, "
-        f"{loss if latency else 'no'} latency term, collapse guard {collapse_guard}, on {describe_device(device)}",
+        f"{loss if latency else 'no'} latency term, collapse guard {collapse_guard}, "
+        f"{derivation if latency else 'argmax'} derivation, on {describe_device(device)}",
     }
 
 

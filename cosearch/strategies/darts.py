@@ -9,8 +9,10 @@ additive or MnasNet's multiplicative form. Plain DARTS collapses to parameter-fr
 rising linearly over the epochs).
 
 One search per latency target (`targets`: fractions of the job's latency budget) runs as its own
-Ray task; each derives a cell (the strongest op per edge) that is asked first and evaluated by
-the job's evaluator like any candidate. After them the strategy goes on as regularized evolution
+Ray task; each derives a cell that is asked first and evaluated by the job's evaluator like any
+candidate: with `derivation: budget` the most probable cell whose estimated latency lies within
+10 % under its target (the argmax of a relaxed cell drifts off the target its expectation met),
+with `argmax` the strongest op per edge. After them the strategy goes on as regularized evolution
 over the joint genome, its population seeded by every result, so compression is searched too.
 """
 
@@ -50,6 +52,7 @@ class DartsSearch(OneShotStrategy):
         bits_weight: Annotated[float, Field(ge=0)] = 0.2,
         population_size: Annotated[int, Field(ge=2)] = 10,
         sample_size: Annotated[int, Field(ge=1)] = 3,
+        derivation: Literal["budget", "argmax"] = "budget",
     ) -> None:
         super().__init__(space, goals, seed)
         self.seed = seed
@@ -74,6 +77,7 @@ class DartsSearch(OneShotStrategy):
             "beta_weight": beta_weight,
             "arch_learning_rate": arch_learning_rate,
             "order": order,
+            "derivation": derivation,
             "weight_options": bits if relax_bits else None,
             "bits_metric": bits_budget.metric if relax_bits else None,
             "bits_target": bits_budget.bound if relax_bits else None,

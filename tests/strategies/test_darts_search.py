@@ -226,3 +226,70 @@ def test_a_job_with_darts_and_an_evaluator_without_data_is_refused_before_anythi
     job = spec_from_dict({"strategy": {"name": "darts"}, "evaluator": {"name": "synthetic"}})
     with pytest.raises(SpecError, match=r"evaluator: .*strategy 'darts' trains on it"):
         build.check(job)
+
+
+def _derivation_case(seed: int):
+    """Logits and an additive latency table of NB201's edges and ops (a 3x3 conv dearest)."""
+    from cosearch.search_spaces.nb201 import EDGES, OPS
+
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1, (len(EDGES), len(OPS)))
+    logits[:, OPS.index("nor_conv_3x3")] += 2.0  # the argmax would take the slowest op nearly everywhere
+    price = {"none": 0.0, "skip_connect": 0.0, "nor_conv_1x1": 0.3, "nor_conv_3x3": 1.0, "avg_pool_3x3": 0.1}
+    effect = np.array([[price[op] * rng.uniform(0.8, 1.2) for op in OPS] for _ in EDGES])
+    return logits, effect
+
+
+def _estimate_and_score(cell: list[int], logits, base: float, effect) -> tuple[float, float]:
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return base + sum(effect[e, k] for e, k in enumerate(cell)), sum(log_p[e, k] for e, k in enumerate(cell))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_cell_derived_under_a_target_is_the_most_probable_in_the_band_below_it(seed):
+    """The argmax of the relaxed cell overshoots the target its expectation met; the budget derivation
+    lands in [0.9 T, T], and no cell there (of 3000 random ones) is more probable."""
+    from cosearch.search_spaces.nb201 import OPS
+    from cosearch.strategies._darts_torch import TARGET_BAND, derive
+
+    logits, effect = _derivation_case(seed)
+    base, target = 1.0, 3.5
+    argmax = derive(logits)
+    assert OPS.index("none") not in argmax
+    assert argmax == [max((k for k in range(len(OPS)) if OPS[k] != "none"), key=lambda k: row[k]) for row in logits]
+    assert _estimate_and_score(argmax, logits, base, effect)[0] > target
+    cell = derive(logits, base, effect, target)
+    estimate, score = _estimate_and_score(cell, logits, base, effect)
+    assert (1 - TARGET_BAND) * target <= estimate <= target and OPS.index("none") not in cell
+    rng = np.random.default_rng(100 + seed)
+    allowed = [k for k in range(len(OPS)) if OPS[k] != "none"]
+    for other in rng.choice(allowed, size=(3000, len(logits))).tolist():
+        other_estimate, other_score = _estimate_and_score(other, logits, base, effect)
+        if (1 - TARGET_BAND) * target <= other_estimate <= target:
+            assert other_score <= score + 1e-9
+
+
+def test_a_target_the_band_misses_takes_the_most_probable_cell_under_it_and_one_under_all_the_cheapest():
+    from cosearch.search_spaces.nb201 import OPS
+    from cosearch.strategies._darts_torch import derive
+
+    logits, effect = _derivation_case(0)
+    effect[:, OPS.index("avg_pool_3x3")] = 0.0
+    effect[:, OPS.index("nor_conv_1x1")] = effect[:, OPS.index("nor_conv_3x3")] = 10.0  # one conv overshoots
+    cell = derive(logits, 1.0, effect, 5.0)  # band [4.5, 5]: empty; under 5: no conv at all
+    free = [OPS.index("skip_connect"), OPS.index("avg_pool_3x3")]
+    assert cell == [max(free, key=lambda k: row[k]) for row in logits]  # the most probable of those
+    cheapest = derive(logits, 1.0, _derivation_case(0)[1], 0.5)  # under every cell: the cheapest one
+    assert all(OPS[k] == "skip_connect" for k in cheapest)
+
+
+def test_the_derivation_is_a_validated_strategy_setting():
+    assert STRATEGIES.create("darts", JOINT, GOALS).work()[0].args["derivation"] == "budget"
+    strategy = STRATEGIES.create("darts", JOINT, GOALS, derivation="argmax")
+    assert {w.args["derivation"] for w in strategy.work()} == {"argmax"}
+    from cosearch import build
+    from cosearch.job import spec_from_dict
+
+    job = {"search_space": {"name": "nb201"}, "budgets": ["latency_ms <= 1"]}
+    with pytest.raises(SpecError, match="strategy.derivation.*'budget', 'argmax'"):
+        build.validate_strategy(spec_from_dict({**job, "strategy": {"name": "darts", "derivation": "best"}}))
