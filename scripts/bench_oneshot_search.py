@@ -1,8 +1,10 @@
 """DARTS variants beside regularized evolution, each a whole run of the controller on the digits.
 
     python scripts/bench_oneshot_search.py --seeds 0,1,2 --out benchmarks/oneshot_search
+    python scripts/bench_oneshot_search.py --space darts --seeds 0,1,2 --out benchmarks/oneshot_search_darts
 
-The latency budget T sits halfway between the all-skip cell's and the all-3x3-conv cell's
+The latency budget T sits halfway between the all-skip cell's and the all-3x3-conv cell's (on the
+DARTS space: every node reading both cell inputs through skip_connect, or through sep_conv_3x3)
 measured latency (ONNX Runtime, batch 1, 1 thread, at `--image-size`). Every method runs the
 same job with that budget; the darts runs search once per latency target (`--targets`, fractions
 of T) and their derived cells are trained by the `train` evaluator like any candidate. Reported
@@ -24,14 +26,42 @@ from pathlib import Path
 
 import numpy as np
 
-PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
+PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3", "max_pool_3x3")
+
+
+def space_section(args) -> dict:
+    if args.space == "darts":
+        return {"name": "darts", "channels": args.channels, "layers": args.layers}
+    return {"name": "nb201", "channels": args.channels, "cells_per_stage": 1}
+
+
+def uniform_arch(space: str, op: str) -> dict:
+    """Every edge `op` (NB201), or every node reading both cell inputs through `op` (DARTS)."""
+    if space == "darts":
+        from cosearch.search_spaces.darts import STEPS, format_genotype
+
+        cell = [(op, side) for _ in range(STEPS) for side in (0, 1)]
+        return {"genotype": format_genotype({"normal": cell, "reduce": cell})}
+    from cosearch.search_spaces.nb201 import EDGES, format_arch_str
+
+    return {"cell": format_arch_str(dict.fromkeys(EDGES, op))}
+
+
+def ops_of(arch: dict) -> list[str]:
+    """The ops a cell (NB201) or both cells' kept pairs (DARTS) apply."""
+    if "genotype" in arch:
+        from cosearch.search_spaces.darts import CELLS, parse_genotype
+
+        cells = parse_genotype(arch["genotype"])
+        return [op for kind in CELLS for op, _ in cells[kind]]
+    return [part.split("~")[0] for node in arch["cell"].split("+") for part in node.strip("|").split("|")]
 
 
 def base_job(args, strategy: dict, trials: int, budget_ms: float) -> dict:
     return {
         "name": "oneshot",
         "task": {"dataset": "digits", "image_size": args.image_size},
-        "search_space": {"name": "nb201", "channels": args.channels, "cells_per_stage": 1},
+        "search_space": space_section(args),
         "compression": {"weight_bits": [32], "sparsity": [0.0]},  # the cell alone: what DARTS searches here
         "strategy": strategy,
         "objectives": ["accuracy", "latency_ms"],
@@ -45,22 +75,24 @@ def base_job(args, strategy: dict, trials: int, budget_ms: float) -> dict:
 def budget(args) -> tuple[float, float, float]:
     from cosearch import build
     from cosearch.job import spec_from_dict
-    from cosearch.search_spaces.nb201 import EDGES
-    from cosearch.strategies._darts_torch import cost_of
+    from cosearch.strategies._darts_torch import arch_cost
 
     job = spec_from_dict(base_job(args, {"name": "random"}, 1, 1.0))
     evaluator = build.make_evaluator(job)
     data = evaluator.data.load()
-    low = cost_of(evaluator, dict.fromkeys(EDGES, "skip_connect"), "latency_ms@local-cpu", data)
-    high = cost_of(evaluator, dict.fromkeys(EDGES, "nor_conv_3x3"), "latency_ms@local-cpu", data)
+    conv = "sep_conv_3x3" if args.space == "darts" else "nor_conv_3x3"
+    low = arch_cost(evaluator, uniform_arch(args.space, "skip_connect"), "latency_ms@local-cpu", data)
+    high = arch_cost(evaluator, uniform_arch(args.space, conv), "latency_ms@local-cpu", data)
     return low, high, (low + high) / 2
 
 
 def run(args, name: str, strategy: dict, trials: int, target_ms: float, root: Path) -> dict:
+    from cosearch import build
     from cosearch.controller import Controller, RunStore
     from cosearch.job import spec_from_dict
 
     job = spec_from_dict(base_job(args, strategy, trials, target_ms))
+    space = build.make_space(job)
     run_dir = root / name
     start = time.perf_counter()
     Controller.start(job, run_dir).run()
@@ -79,33 +111,32 @@ def run(args, name: str, strategy: dict, trials: int, target_ms: float, root: Pa
     ]
     derived = []
     for target, output in work.items():
-        found = next((r for r in results if r.candidate.arch["cell"] == output["cell"]), None)
-        derived.append(_derived(output["cell"], found, target, output["target"], output["seconds"]))
+        arch = space.forms(output.get("arch") or {"cell": output["cell"]})[0].arch  # as the run stores it
+        found = next((r for r in results if r.candidate.arch == arch), None)
+        derived.append(_derived(arch, found, target, output["target"], output["seconds"], output["derived_estimate"]))
     if enas is not None:  # its best candidates have no latency target: the budget is the goal
-        derived += [
-            _derived(r.candidate.arch["cell"], r, None, None, enas["seconds"]) for r in results[: len(enas["best"])]
-        ]
+        derived += [_derived(r.candidate.arch, r, None, None, enas["seconds"]) for r in results[: len(enas["best"])]]
     return {"method": name, "wall_s": wall, "results": len(results), "feasible_points": points, "derived": derived}
 
 
-def _derived(cell: str, found, fraction: float | None, goal: float | None, search_s: float) -> dict:
-    """A derived cell's row: its standalone result (None when it was not evaluated) against its target."""
+def _derived(
+    arch: dict, found, fraction: float | None, goal: float | None, search_s: float, estimate: float | None = None
+) -> dict:
+    """A derived cell's row: its standalone result (None when it was not evaluated) against its target,
+    and the latency the search estimated for it from its cost table."""
     latency = found.metrics.get("latency_ms@local-cpu") if found else None
     return {
         "target_fraction": fraction,
         "target_ms": goal,
-        "cell": cell,
-        "parameter_free": sum(part.split("~")[0] in PARAMETER_FREE for part in _edges(cell)),
+        "estimate_ms": estimate,
+        "arch": arch,
+        "parameter_free": sum(op in PARAMETER_FREE for op in ops_of(arch)),
         "accuracy": found.metrics.get("accuracy") if found else None,
         "latency_ms": latency,
         "within_10pct": None if latency is None or goal is None else abs(latency - goal) <= 0.1 * goal,
         "search_s": search_s,
         "status": found.status if found else "not evaluated",
     }
-
-
-def _edges(cell: str) -> list[str]:
-    return [part for node in cell.split("+") for part in node.strip("|").split("|")]
 
 
 def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
@@ -147,7 +178,9 @@ def summary(rows: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--space", choices=("nb201", "darts"), default="nb201")
     parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=5, help="DARTS cells (with --space darts)")
     parser.add_argument("--epochs", type=int, default=6, help="DARTS search epochs")
     parser.add_argument("--train-epochs", type=int, default=6, help="each candidate's standalone training")
     parser.add_argument("--targets", default="0.6,1.0", help="latency targets as fractions of the budget")
@@ -167,6 +200,11 @@ def main() -> None:
     darts = {"name": "darts", "epochs": args.epochs, "targets": targets}
     methods = [
         ("darts beta-guard latency", {**darts, "collapse_guard": "beta"}, len(targets)),
+        (
+            "darts beta-guard latency, argmax-derived",
+            {**darts, "collapse_guard": "beta", "derivation": "argmax"},
+            len(targets),
+        ),
         ("darts no-guard latency", {**darts, "collapse_guard": "none"}, len(targets)),
         ("darts beta-guard no-latency", {**darts, "collapse_guard": "beta", "latency_weight": 0.0}, 1),
         ("gdas latency", {**darts, "collapse_guard": "gdas"}, len(targets)),
@@ -208,16 +246,21 @@ def main() -> None:
             "rows": rows,
         }
         Path(f"{args.out}.json").write_text(json.dumps(payload, indent=1) + "\n")
+        if args.space == "darts":
+            described = f"the DARTS space with {args.channels} channels and {args.layers} cells"
+            unit = "pairs (mean of 16)"
+        else:
+            described, unit = f"nb201 with {args.channels} channels", "edges (mean of 6)"
         lines = [
             "# DARTS variants beside regularized evolution",
             "",
-            f"`{command}`: digits at {args.image_size}x{args.image_size}, nb201 with {args.channels} channels, "
+            f"`{command}`: digits at {args.image_size}x{args.image_size}, {described}, "
             f"weights in float; budget latency_ms@local-cpu <= {target_ms:.4f} ms (halfway between the all-skip cell, "
             f"{low:.4f} ms, and the all-3x3 cell, {high:.4f} ms); every candidate trained {args.train_epochs} epochs; "
             "2 CPU cores, concurrency 2; the same seeds for every method. Hypervolume of the feasible "
             "(accuracy, latency) front against (0, 2T); mean +- standard deviation over the seeds.",
             "",
-            "| method | seeds | wall s | hypervolume | derived cells | within 10 % of target | parameter-free edges (mean of 6) | derived over budget |",
+            f"| method | seeds | wall s | hypervolume | derived cells | within 10 % of target | parameter-free {unit} | derived over budget |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for t in table:
@@ -229,13 +272,17 @@ def main() -> None:
             )
         lines += [
             "",
-            "Per seed, the derived cells (accuracy / measured latency ms / target ms / parameter-free edges):",
+            "Derivation: darts rows derive the most probable cell whose estimated latency lies in [0.9 T, T] "
+            "(`derivation: budget`, the default), the `argmax` row the strongest op per edge, `none` aside.",
+            "",
+            "Per seed, the derived cells (accuracy / measured latency ms / estimated ms / target ms / parameter-free edges):",
             "",
         ]
         for row in rows:
             cells = "; ".join(
                 f"{'-' if d['accuracy'] is None else round(100 * d['accuracy'], 1)} % / "
-                f"{d['latency_ms'] and round(d['latency_ms'], 4)} / {d['target_ms'] and round(d['target_ms'], 4)} / "
+                f"{d['latency_ms'] and round(d['latency_ms'], 4)} / {d.get('estimate_ms') and round(d['estimate_ms'], 4)} / "
+                f"{d['target_ms'] and round(d['target_ms'], 4)} / "
                 f"{d['parameter_free']}"
                 for d in row["derived"]
             )

@@ -198,9 +198,14 @@ def derive(
 
 
 def cost_of(evaluator: Any, ops: dict, metric: str, data: Any) -> float:
-    """`metric` of the float network with cell `ops`, by the job's own cost path (the deployed ONNX
-    file, predicted and measured exactly as a candidate's costs are)."""
-    costs = evaluator.costs(Candidate({"cell": format_arch_str(ops)}), data)
+    """`metric` of the float network with cell `ops`, by the job's own cost path."""
+    return arch_cost(evaluator, {"cell": format_arch_str(ops)}, metric, data)
+
+
+def arch_cost(evaluator: Any, arch: dict, metric: str, data: Any) -> float:
+    """`metric` of the float network `arch`, by the job's own cost path (the deployed ONNX file,
+    predicted and measured exactly as a candidate's costs are)."""
+    costs = evaluator.costs(Candidate(dict(arch)), data)
     if metric not in costs:
         raise CosearchError(f"strategy darts: the job's evaluator gives no {metric}; it gives {sorted(costs)}")
     return float(costs[metric])
@@ -282,23 +287,35 @@ def search(
     chosen ones come back under those genes' names."""
     from cosearch.compressors import precision_genes
     from cosearch.evaluators.train import describe_device, training_device
+    from cosearch.strategies import _darts_cells_torch as darts_cells
 
-    if not hasattr(evaluator, "data") or evaluator.space.registry_name != "nb201":
-        raise CosearchError("strategy darts needs the nb201 search space and an evaluator that trains (train)")
+    if not hasattr(evaluator, "data") or evaluator.space.registry_name not in ("nb201", "darts"):
+        raise CosearchError("strategy darts needs the nb201 or darts search space and an evaluator that trains (train)")
+    cells = evaluator.space.registry_name == "darts"  # the DARTS space: two cell kinds, two inputs kept per node
     start = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data, training = evaluator.data.load(), evaluator.training
     latency = metric is not None and latency_weight > 0
-    base, effect = op_costs(evaluator, metric, data) if latency else (0.0, np.zeros((len(EDGES), len(OPS))))
+    if not latency:
+        base, effect = 0.0, None
+    else:
+        base, effect = (
+            darts_cells.op_costs(evaluator, metric, data, arch_cost) if cells else op_costs(evaluator, metric, data)
+        )
     device = training_device()
-    effect_t = torch.tensor(effect, dtype=torch.float32, device=device)
-    relax_bits = bool(weight_options) and len(weight_options) > 1 and bits_metric is not None and bits_weight > 0
+    table = np.zeros((len(EDGES), len(OPS))) if effect is None else (darts_cells.per_edge(effect) if cells else effect)
+    effect_t = torch.tensor(table, dtype=torch.float32, device=device)
+    relax_bits = not cells and bool(weight_options) and len(weight_options) > 1 and bits_metric is not None
+    relax_bits = relax_bits and bits_weight > 0
     supernet = evaluator.space.supernet(data.input_shape, data.num_classes)
     relax_inputs = relax_bits and bits_metric == "bitops" and len(input_options or []) > 1
-    model = RelaxedNB201(
-        supernet, list(weight_options) if relax_bits else None, list(input_options) if relax_inputs else None
-    ).to(device)
+    if cells:
+        model = darts_cells.RelaxedDarts(supernet).to(device)
+    else:
+        model = RelaxedNB201(
+            supernet, list(weight_options) if relax_bits else None, list(input_options) if relax_inputs else None
+        ).to(device)
     sizes = layer_sizes(model, data.input_shape) if relax_bits else {}
     w_opt = torch.optim.Adam(model.weights(), lr=training.learning_rate, weight_decay=training.weight_decay)
     a_opt = torch.optim.Adam(model.architecture(), lr=arch_learning_rate, betas=(0.5, 0.999), weight_decay=1e-3)
@@ -309,6 +326,8 @@ def search(
     history = []
 
     def expected_cost() -> torch.Tensor:
+        if cells:
+            return darts_cells.expected_cost(model, base, effect_t)
         return base + (F.softmax(model.logits, dim=-1) * effect_t).sum()
 
     def arch_objective(ce: torch.Tensor, guard: float) -> torch.Tensor:
@@ -372,25 +391,31 @@ def search(
                 else None,
             }
         )
+    expected = float(expected_cost().detach()) if latency else None
     model.to("cpu")
     logits = model.logits.detach().numpy()
-    chosen = derive(logits, base, effect, target) if latency and derivation == "budget" else derive(logits)
-    cell = format_arch_str({edge: OPS[k] for edge, k in zip(EDGES, chosen)})
-    derived = base + float(sum(effect[e, k] for e, k in enumerate(chosen))) if latency else None
+    under = target if latency and derivation == "budget" else None
+    if cells:
+        arch, derived = darts_cells.derive(logits, base, effect, under)
+        free = darts_cells.parameter_free(arch)
+    else:
+        chosen = derive(logits, base, effect, under)
+        arch = {"cell": format_arch_str({edge: OPS[k] for edge, k in zip(EDGES, chosen)})}
+        derived = base + float(sum(effect[e, k] for e, k in enumerate(chosen))) if latency else None
+        free = sum(OPS[k] in ("none", "skip_connect", "avg_pool_3x3") for k in chosen)
     widths = precision_genes()
     return {
-        "cell": cell,
+        "arch": arch,
+        "cell": arch.get("cell"),  # NB201's, as earlier runs stored it
         "target": target,
         "metric": metric,
-        "expected": float((base + (F.softmax(model.logits, dim=-1) * effect_t.cpu()).sum()).detach())
-        if latency
-        else None,
+        "expected": expected,
         "derived_estimate": derived,
-        "parameter_free_edges": sum(OPS[k] in ("none", "skip_connect", "avg_pool_3x3") for k in chosen),
+        "parameter_free_edges": free,
         "logits": model.logits.detach().tolist(),
         "probabilities": F.softmax(model.logits.detach(), dim=-1).tolist(),
         "history": history,
-        "cost_table": {"reference": base, "effect": effect.tolist()} if latency else None,
+        "cost_table": {"reference": base, "effect": np.asarray(effect).tolist()} if latency else None,
         widths["weights"]: model.chosen_bits() if relax_bits else None,  # per slot: the most likely
         widths["inputs"]: model.chosen_bits(inputs=True) if relax_inputs else None,
         "bits_metric": bits_metric if relax_bits else None,

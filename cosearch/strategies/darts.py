@@ -1,7 +1,8 @@
 """Differentiable architecture search (DARTS, Liu et al. 2019) with the latency budget in its loss.
 
 The gradient work runs in Ray workers (`_darts_torch.search`, the only place that imports torch):
-architecture logits per cell edge over the ops, mixed ops on the space's shared supernet weights,
+architecture logits per cell edge over the ops (NB201's one cell, or the DARTS space's normal and
+reduction cells, `_darts_cells_torch`), mixed ops on the space's shared supernet weights,
 first-order bilevel optimisation (weights on the training split, logits on the validation split),
 and the budget's latency as the expected latency of the relaxed cell, in ProxylessNAS's
 additive or MnasNet's multiplicative form. Plain DARTS collapses to parameter-free ops; the
@@ -12,7 +13,9 @@ One search per latency target (`targets`: fractions of the job's latency budget)
 Ray task; each derives a cell that is asked first and evaluated by the job's evaluator like any
 candidate: with `derivation: budget` the most probable cell whose estimated latency lies within
 10 % under its target (the argmax of a relaxed cell drifts off the target its expectation met),
-with `argmax` the strongest op per edge. After them the strategy goes on as regularized evolution
+with `argmax` the strongest op per edge (on the DARTS space: per node the two strongest inputs,
+as the paper derives). Each layer's bits are relaxed too on NB201 (EdMIPS) when a BitOps or size
+budget is set; on the DARTS space the derived cell starts at the mildest compression. After them the strategy goes on as regularized evolution
 over the joint genome, its population seeded by every result, so compression is searched too.
 """
 
@@ -31,7 +34,8 @@ from cosearch.search_spaces.base import JointSpace
 from cosearch.strategies.base import STRATEGIES, OneShotStrategy, Work
 from cosearch.strategies.evolution import RegularizedEvolution
 
-SPACES = ("nb201",)  # the cell spaces the relaxation is written for
+SPACES = ("nb201", "darts")  # the cell spaces the relaxation is written for
+BITS_SPACES = ("nb201",)  # where each layer's bits are relaxed too
 
 
 @STRATEGIES.register("darts")
@@ -68,7 +72,7 @@ class DartsSearch(OneShotStrategy):
         bits_budget = next((c for c in goals.constraints if c.metric in ("bitops", "size_kb") and c.op == "<="), None)
         widths = precision_genes()  # the genes that set each layer's weight and input bits
         bits = sorted(space.options[widths["weights"]])
-        relax_bits = bits_budget is not None and len(bits) > 1 and bits_weight > 0
+        relax_bits = bits_budget is not None and len(bits) > 1 and bits_weight > 0 and name in (*BITS_SPACES, None)
         self.settings = {
             "epochs": epochs,
             "loss": loss,
@@ -107,8 +111,9 @@ class DartsSearch(OneShotStrategy):
 
     def worked(self, key: str, output: Any) -> None:
         widths = tuple(precision_genes().values())  # the search's chosen bits come under these genes' names
-        candidate = self._least_compressed({"cell": output["cell"]}, {gene: output.get(gene) or {} for gene in widths})
-        kept = ("cell", "target", "expected", "derived_estimate", *widths)
+        arch = output.get("arch") or {"cell": output["cell"]}  # runs before the DARTS space stored only the cell
+        candidate = self._least_compressed(arch, {gene: output.get(gene) or {} for gene in widths})
+        kept = ("arch", "cell", "target", "expected", "derived_estimate", *widths)
         self.searches[key] = {k: output[k] for k in kept if k in output}
         self.to_ask.append(self.space.encode(candidate))
         # The evolution after the searches breeds from their cells at once, not from random samples.

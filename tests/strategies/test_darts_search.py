@@ -47,9 +47,34 @@ def test_without_a_latency_budget_one_plain_search():
 
 
 def test_other_spaces_are_refused_with_the_job_field():
-    darts_space = JointSpace(SEARCH_SPACES.create("darts", channels=4, layers=3))
-    with pytest.raises(SpecError, match=r"strategy: .*nb201"):
-        STRATEGIES.create("darts", darts_space, GOALS, seed=0)
+    enas_space = JointSpace(SEARCH_SPACES.create("enas", channels=4))
+    with pytest.raises(SpecError, match=r"strategy: .*'nb201', 'darts'"):
+        STRATEGIES.create("darts", enas_space, GOALS, seed=0)
+
+
+def test_on_the_darts_space_the_cell_is_searched_and_the_bits_start_mildest():
+    """A BitOps budget relaxes NB201's bits; the DARTS space's relaxation has no bit logits, so its
+    derived genotype starts at the mildest bits searched, and the evolution after it searches them."""
+    darts_space = JointSpace(SEARCH_SPACES.create("darts", channels=4, layers=3), weight_bits=[4, 8])
+    goals = Goals(
+        (Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"), Constraint.parse("bitops <= 1e9"))
+    )
+    strategy = STRATEGIES.create("darts", darts_space, goals, seed=0, targets=(1.0,))
+    (work,) = strategy.work()
+    assert work.args["weight_options"] is None and work.args["bits_weight"] == 0.0
+    assert STRATEGIES.create("darts", JOINT, goals, seed=0).work()[0].args["weight_options"] == [4, 8]
+    from cosearch.search_spaces.darts import format_genotype
+
+    genotype = format_genotype(
+        {
+            "normal": [("sep_conv_3x3", 0), ("skip_connect", 1)] * 4,
+            "reduce": [("max_pool_3x3", 0), ("sep_conv_5x5", 1)] * 4,
+        }
+    )
+    strategy.worked("darts:1", {"arch": {"genotype": genotype}, "cell": None, "target": 0.2, "expected": 0.2})
+    candidate = strategy.ask()
+    assert darts_space.contains(candidate) and set(candidate.arch) == {"genotype"}
+    assert {lp.weight_bits for lp in candidate.policy.layers.values()} == {8}
 
 
 def test_the_relaxed_cell_at_one_hot_weights_is_the_chosen_cell():
@@ -291,5 +316,5 @@ def test_the_derivation_is_a_validated_strategy_setting():
     from cosearch.job import spec_from_dict
 
     job = {"search_space": {"name": "nb201"}, "budgets": ["latency_ms <= 1"]}
-    with pytest.raises(SpecError, match="strategy.derivation.*'budget', 'argmax'"):
+    with pytest.raises(SpecError, match=r"strategy\.derivation.*'budget', 'argmax'"):
         build.validate_strategy(spec_from_dict({**job, "strategy": {"name": "darts", "derivation": "best"}}))
