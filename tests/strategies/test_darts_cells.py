@@ -150,20 +150,24 @@ def test_a_search_on_the_darts_space_prices_pairs_and_derives_a_genotype_under_i
             "strategy": {"name": "darts"},
             "objectives": ["accuracy", "size_kb"],
             "budgets": ["size_kb <= 100"],
+            "latency": {"warmup_runs": 1, "runs": 30},  # priced by size: latency is measured but not used
         }
     )
+    from cosearch.strategies._darts_cells_torch import op_costs
+    from cosearch.strategies._darts_torch import arch_cost
+
     evaluator = build.make_evaluator(job)
-    probe = search(evaluator, 1, "additive", 1.0, "beta", 0.5, 0.05, seed=0, metric="size_kb", target=1.0)
-    base, effect = probe["cost_table"]["reference"], np.array(probe["cost_table"]["effect"])
+    base, effect = op_costs(evaluator, "size_kb", evaluator.data.load(), arch_cost)
     assert effect.shape == (len(CELLS), 2, len(OPS))
     for c in range(len(CELLS)):
         for source in range(2):
             convs = [effect[c, source, OPS.index(op)] for op in OPS if "conv" in op]
             assert min(convs) > effect[c, source, OPS.index("max_pool_3x3")]
     target = base + 0.5 * float(effect.max()) * 8  # room for some convs, not for every pair's dearest
-    out = search(evaluator, 2, "additive", 1.0, "beta", 0.5, 0.05, seed=0, metric="size_kb", target=target)
+    out = search(evaluator, 1, "additive", 1.0, "beta", 0.5, 0.05, seed=0, metric="size_kb", target=target)
+    assert out["cost_table"] == {"reference": base, "effect": effect.tolist()}
     SPACE.validate_arch(out["arch"])
     assert out["cell"] is None and "none" not in out["arch"]["genotype"]
     assert 0.9 * target <= out["derived_estimate"] <= target
-    assert len(out["history"]) == 2 and np.array(out["logits"]).shape == (len(CELLS), len(EDGES), len(OPS))
+    assert len(out["history"]) == 1 and np.array(out["logits"]).shape == (len(CELLS), len(EDGES), len(OPS))
     assert out["parameter_free_edges"] == parameter_free(out["arch"])
