@@ -5,15 +5,16 @@
 One NB201 network is trained once in float; every row starts from those weights (the distilled
 student from scratch) and is measured as its deployed ONNX file: accuracy on the test split run
 in ONNX Runtime, file size on disk, latency (ONNX Runtime CPU, batch 1, 1 thread; median and p90
-of 100 runs, default session options as users load a file; the median of 5 interleaved rounds through
+of 100 runs, default session options as users load a file; the median of 9 interleaved rounds through
 all rows), beside ONNX Runtime's own quantize_static of the fp32 file (ours / ORT) and, for our
-compressed rows, the graph the search itself timed (calibrated on noise before training). Rows:
+compressed rows, the graph the search itself timed (calibrated on noise before training); ratios
+are of neighbours in each round (ORT's file, the row's, its search graph). Rows:
 
   fp32                      the trained float network
   ort quantize_static       ONNX Runtime's own PTQ (QDQ, per-channel int8 weights, uint8
                             activations, reduce_range=True) and, for the record, with its defaults
   int8 PTQ                  ours: per-channel int8 weights, 8-bit activations calibrated (no training)
-  int8 PTQ, 7-bit weights   the same at weight_bits 7: what ORT's reduce_range stores (u8 x s8 kernels)
+  int8 PTQ, 7-bit weights   the same at weight_bits 7: what ORT's reduce_range stores
   int8 weights only         ours: per-channel int8 weights, float activations (model.onnx: float32 values on
                             the grid; the compact file: int8 + DequantizeLinear, loaded with disable_quant_qdq)
   mixed 4/8 QAT             ours: cell convs 4-bit, the rest 8-bit, 8-bit activations, QAT fine-tune
@@ -310,14 +311,12 @@ def main() -> None:
             rows[-1]["test_accuracy"] = float(np.mean(accuracies))  # the mean over seeds; the file is seed 0's
 
     settings = LatencySettings()
-    # Each row's file, then the graph the search timed for it right after (its pair shares the
-    # machine's state: the 24 MB float files move +-20 % between rounds here, far less between neighbours).
-    files = [(("file", name), *entry) for name, entry in deployed.items()]
-    files = [
-        pair
-        for f in files
-        for pair in (f, *([(("search", f[0][1]), searched[f[0][1]], {})] if f[0][1] in searched else []))
-    ]
+    # Each row's file between ORT's and the graph the search timed for it: a ratio compares neighbours,
+    # which share the machine's state (the 24 MB float files move +-20 % between rounds here).
+    files = []
+    for name, (onnx_bytes, config) in deployed.items():
+        files += [(("ort", name), *deployed["ort quantize_static"]), (("file", name), onnx_bytes, config)]
+        files += [(("search", name), searched[name], {})] if name in searched else []
     rounds = [[measure_latency(b, shape, settings, c) for _, b, c in files] for _ in range(args.rounds)]
     at = {key: i for i, (key, _, _) in enumerate(files)}
     for row in rows:
@@ -338,9 +337,7 @@ def main() -> None:
         row["search_graph_latency_ms"] = float(np.median([r[j]["median_ms"] for r in rounds]))
         row["x_search"], row["x_search_quartiles"] = paired(at[("file", name)], j)
     for row in rows:
-        row["x_ort_latency"], row["x_ort_quartiles"] = paired(
-            at[("file", row["method"])], at[("file", "ort quantize_static")]
-        )
+        row["x_ort_latency"], row["x_ort_quartiles"] = paired(at[("file", row["method"])], at[("ort", row["method"])])
 
     by = {r["method"]: r for r in rows}
     fp32 = by["fp32"]
@@ -398,9 +395,10 @@ def main() -> None:
         f"Command: `{command}` on {platform.machine()}, Python {platform.python_version()}; {data.name}, {len(data.test.y)} test images; {int8_weights_note()}.",
         "",
         "Every row is its deployed ONNX file: accuracy run in ONNX Runtime on the test split, size on disk, latency in ONNX Runtime",
-        f'(CPU, batch 1, 1 thread, 100 runs, default session options; the median of {args.rounds} interleaved rounds, each row\'s search graph right after it). "x ORT" is the latency over',
+        f'(CPU, batch 1, 1 thread, 100 runs, default session options; the median of {args.rounds} interleaved rounds). "x ORT" is the latency over',
         'ORT quantize_static\'s; "search ms" is the graph the search timed for that row (before training, calibrated on noise),',
-        '"x search" the file over it. Both ratios are the median over rounds of that round\'s ratio.',
+        '"x search" the file over it. Each ratio is the median over rounds of that round\'s ratio of neighbours',
+        "(every row's file is measured between ORT's and its search graph).",
         "The students' accuracy is the mean of",
         f'{args.student_seeds} seeds. "accounted KB" is `size_kb` as the search counts it (non-zeros x bits, buckets, scales); ORT\'s',
         "own rows have no policy and show their file size there.",

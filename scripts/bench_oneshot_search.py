@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--targets", default="0.6,1.0", help="latency targets as fractions of the budget")
     parser.add_argument("--trials", type=int, default=24, help="regularized evolution's evaluations")
     parser.add_argument("--seeds", default="0", help="comma-separated; each method runs once per seed")
+    parser.add_argument("--methods", help="comma-separated method names to run (default: all)")
     parser.add_argument("--out", help="write OUT.json and OUT.md")
     args = parser.parse_args()
     import ray
@@ -219,6 +220,12 @@ def main() -> None:
             args.trials,
         ),
     ]
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",")]
+        unknown = set(wanted) - {name for name, _, _ in methods}
+        if unknown:
+            parser.error(f"--methods: unknown {sorted(unknown)}; known: {[name for name, _, _ in methods]}")
+        methods = [m for m in methods if m[0] in wanted]
     root = Path(tempfile.mkdtemp(prefix="bench-oneshot-"))
     rows = []
     reference = (0.0, 2 * target_ms)
