@@ -202,7 +202,7 @@ def main() -> None:
     methods = [
         ("darts beta-guard latency", {**darts, "collapse_guard": "beta"}, len(targets)),
         (
-            "darts beta-guard latency, argmax-derived",
+            "darts beta-guard latency argmax-derived",
             {**darts, "collapse_guard": "beta", "derivation": "argmax"},
             len(targets),
         ),
