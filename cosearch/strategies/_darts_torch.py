@@ -34,6 +34,7 @@ from cosearch.search_spaces.nb201 import EDGES, NUM_NODES, OPS, edge_name, forma
 
 REFERENCE_OP = "skip_connect"  # every node of the reference cell is live, so every edge's op runs
 TARGET_BAND = 0.1  # a derived cell's estimate lands in [(1 - band) T, T] where one can
+CORRECTIONS = 3  # derived cells priced by the job's cost path and the table rescaled, at most this often
 
 
 def mixed_cell(cell: SuperCell, x: torch.Tensor, weights: torch.Tensor, sampled: bool = False) -> torch.Tensor:
@@ -395,14 +396,34 @@ def search(
     model.to("cpu")
     logits = model.logits.detach().numpy()
     under = target if latency and derivation == "budget" else None
-    if cells:
-        arch, derived = darts_cells.derive(logits, base, effect, under)
-        free = darts_cells.parameter_free(arch)
-    else:
-        chosen = derive(logits, base, effect, under)
+
+    def derived_under(scale: float) -> tuple[dict, float | None, int]:
+        """The derived arch, its estimate and its parameter-free count, the effects scaled by `scale`."""
+        table = None if effect is None else scale * np.asarray(effect)
+        if cells:
+            arch, estimate = darts_cells.derive(logits, base, table, under)
+            return arch, estimate, darts_cells.parameter_free(arch)
+        chosen = derive(logits, base, table, under)
         arch = {"cell": format_arch_str({edge: OPS[k] for edge, k in zip(EDGES, chosen)})}
-        derived = base + float(sum(effect[e, k] for e, k in enumerate(chosen))) if latency else None
-        free = sum(OPS[k] in ("none", "skip_connect", "avg_pool_3x3") for k in chosen)
+        estimate = base + float(sum(table[e, k] for e, k in enumerate(chosen))) if latency else None
+        return arch, estimate, sum(OPS[k] in ("none", "skip_connect", "avg_pool_3x3") for k in chosen)
+
+    arch, derived, free = derived_under(1.0)
+    # Effects measured one edge at a time do not quite add up (whole-network latency is not a sum), so
+    # a cell derived under a target is priced by the job's own cost path and, while it misses the band,
+    # the table is rescaled by how far its sum was off and the cell derived again (CORRECTIONS tries).
+    scale, tried = 1.0, []
+    for _ in range(CORRECTIONS if under is not None else 0):
+        arch, derived, free = derived_under(scale)
+        tried.append({"arch": arch, "estimate": derived, "priced": arch_cost(evaluator, arch, metric, data),
+                      "free": free, "scale": scale})  # fmt: skip
+        if (1 - TARGET_BAND) * target <= tried[-1]["priced"] <= target or min(derived, tried[-1]["priced"]) <= base:
+            break
+        scale *= (tried[-1]["priced"] - base) / (derived - base)
+    if tried:  # in the band, else the dearest under the target, else the cheapest
+        under_target = [t for t in tried if t["priced"] <= target]
+        best = max(under_target, key=lambda t: t["priced"]) if under_target else min(tried, key=lambda t: t["priced"])
+        arch, derived, free, scale = best["arch"], best["estimate"], best["free"], best["scale"]
     widths = precision_genes()
     return {
         "arch": arch,
@@ -411,6 +432,8 @@ def search(
         "metric": metric,
         "expected": expected,
         "derived_estimate": derived,
+        "derived_priced": [{k: t[k] for k in ("estimate", "priced", "scale")} for t in tried],  # each try, in order
+        "table_scale": scale,
         "parameter_free_edges": free,
         "logits": model.logits.detach().tolist(),
         "probabilities": F.softmax(model.logits.detach(), dim=-1).tolist(),

@@ -318,3 +318,35 @@ def test_the_derivation_is_a_validated_strategy_setting():
     job = {"search_space": {"name": "nb201"}, "budgets": ["latency_ms <= 1"]}
     with pytest.raises(SpecError, match=r"strategy\.derivation.*'budget', 'argmax'"):
         build.validate_strategy(spec_from_dict({**job, "strategy": {"name": "darts", "derivation": "best"}}))
+
+
+def test_a_derived_cell_that_misses_its_band_is_priced_and_derived_again(monkeypatch):
+    """Latency is not a sum of one-edge effects: with a cost that grows as the square root of the ops'
+    work, the table's sum overshoots, the first cell lands under the band, and the rescaled table's
+    cell lands in it, as the job's cost path prices it."""
+    from cosearch import build
+    from cosearch.job import spec_from_dict
+    from cosearch.search_spaces.nb201 import parse_arch_str
+    from cosearch.strategies import _darts_torch
+
+    work = {"nor_conv_3x3": 1.0, "nor_conv_1x1": 0.4, "avg_pool_3x3": 0.05, "skip_connect": 0.0, "none": 0.0}
+
+    def priced(evaluator, arch, metric, data):
+        return 1.0 + 10.0 * sum(work[op] for op in parse_arch_str(arch["cell"]).values()) ** 0.5
+
+    monkeypatch.setattr(_darts_torch, "arch_cost", priced)
+    job = spec_from_dict(
+        {
+            "search_space": {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+            "task": {"dataset": "digits", "image_size": 8},
+            "strategy": {"name": "darts"},
+            "budgets": ["latency_ms <= 1"],
+        }
+    )
+    target = 1.0 + 10.0 * 2.4**0.5  # the price of about two 3x3 convs and a 1x1
+    out = _darts_torch.search(build.make_evaluator(job), 1, "additive", 1.0, "beta", 0.5, 0.05, seed=0,
+                              metric="latency_ms@local-cpu", target=target)  # fmt: skip
+    tries = out["derived_priced"]
+    assert len(tries) >= 2 and not (0.9 * target <= tries[0]["priced"] <= target)  # the sum misled the first
+    assert 0.9 * target <= tries[-1]["priced"] <= target and tries[-1]["scale"] != 1.0
+    assert priced(None, out["arch"], None, None) == tries[-1]["priced"] and out["table_scale"] == tries[-1]["scale"]
