@@ -114,6 +114,7 @@ def run(args, name: str, strategy: dict, trials: int, target_ms: float, root: Pa
         arch = space.forms(output.get("arch") or {"cell": output["cell"]})[0].arch  # as the run stores it
         found = next((r for r in results if r.candidate.arch == arch), None)
         derived.append(_derived(arch, found, target, output["target"], output["seconds"], output["derived_estimate"]))
+        derived[-1]["tries"] = output.get("derived_priced")  # the search's own pricing of each derived cell
     if enas is not None:  # its best candidates have no latency target: the budget is the goal
         derived += [_derived(r.candidate.arch, r, None, None, enas["seconds"]) for r in results[: len(enas["best"])]]
     return {"method": name, "wall_s": wall, "results": len(results), "feasible_points": points, "derived": derived}
@@ -129,7 +130,7 @@ def _derived(
         "target_fraction": fraction,
         "target_ms": goal,
         "estimate_ms": estimate,
-        "arch": arch,
+        "arch": dict(arch),
         "parameter_free": sum(op in PARAMETER_FREE for op in ops_of(arch)),
         "accuracy": found.metrics.get("accuracy") if found else None,
         "latency_ms": latency,
