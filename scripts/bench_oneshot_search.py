@@ -256,15 +256,17 @@ def main() -> None:
         Path(f"{args.out}.json").write_text(json.dumps(payload, indent=1) + "\n")
         if args.space == "darts":
             described = f"the DARTS space with {args.channels} channels and {args.layers} cells"
+            ends = ("every node reading both cell inputs through skip_connect", "through sep_conv_3x3")
             unit = "pairs (mean of 16)"
         else:
             described, unit = f"nb201 with {args.channels} channels", "edges (mean of 6)"
+            ends = ("the all-skip cell", "the all-3x3 cell")
         lines = [
             "# DARTS variants beside regularized evolution",
             "",
             f"`{command}`: digits at {args.image_size}x{args.image_size}, {described}, "
-            f"weights in float; budget latency_ms@local-cpu <= {target_ms:.4f} ms (halfway between the all-skip cell, "
-            f"{low:.4f} ms, and the all-3x3 cell, {high:.4f} ms); every candidate trained {args.train_epochs} epochs; "
+            f"weights in float; budget latency_ms@local-cpu <= {target_ms:.4f} ms (halfway between {ends[0]}, "
+            f"{low:.4f} ms, and {ends[1]}, {high:.4f} ms); every candidate trained {args.train_epochs} epochs; "
             "2 CPU cores, concurrency 2; the same seeds for every method. Hypervolume of the feasible "
             "(accuracy, latency) front against (0, 2T); mean +- standard deviation over the seeds.",
             "",
@@ -281,9 +283,10 @@ def main() -> None:
         lines += [
             "",
             "Derivation: darts rows derive the most probable cell whose estimated latency lies in [0.9 T, T] "
-            "(`derivation: budget`, the default), the `argmax` row the strongest op per edge, `none` aside.",
+            "(`derivation: budget`, the default), priced by the job's cost path and derived again while it misses; "
+            "an `argmax-derived` row the strongest op per edge, `none` aside.",
             "",
-            "Per seed, the derived cells (accuracy / measured latency ms / estimated ms / target ms / parameter-free edges):",
+            f"Per seed, the derived cells (accuracy / measured latency ms / estimated ms / target ms / parameter-free {unit.split()[0]}):",
             "",
         ]
         for row in rows:

@@ -417,9 +417,10 @@ def search(
         arch, derived, free = derived_under(scale)
         tried.append({"arch": arch, "estimate": derived, "priced": arch_cost(evaluator, arch, metric, data),
                       "free": free, "scale": scale})  # fmt: skip
-        if (1 - TARGET_BAND) * target <= tried[-1]["priced"] <= target or min(derived, tried[-1]["priced"]) <= base:
-            break
-        scale *= (tried[-1]["priced"] - base) / (derived - base)
+        ratio = (tried[-1]["priced"] - base) / (derived - base) if abs(derived - base) > 1e-12 else 0.0
+        if (1 - TARGET_BAND) * target <= tried[-1]["priced"] <= target or ratio <= 0:
+            break  # in the band, or the table's sign is wrong about this cell: no scale mends that
+        scale *= ratio
     if tried:  # in the band, else the dearest under the target, else the cheapest
         under_target = [t for t in tried if t["priced"] <= target]
         best = max(under_target, key=lambda t: t["priced"]) if under_target else min(tried, key=lambda t: t["priced"])
