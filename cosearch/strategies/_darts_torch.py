@@ -3,7 +3,8 @@
 NB201 cells relaxed (Liu et al. 2019, as NAS-Bench-201's DARTS baseline: one set of logits per
 edge, shared by every cell): each edge's output is the softmax-weighted sum of every op on the
 supernet's shared weights (`none` contributes zero). First order: a weight step on a training
-batch, then a logit step on a validation batch.
+batch, then a logit step on a validation batch. The DARTS space's relaxation (two cell kinds, two
+inputs kept per node) is `_darts_cells_torch`; `search` runs either.
 
 The latency term needs each op's latency: the cell with every edge `skip_connect` is measured,
 then that cell with one edge changed to each other op, by the job's own cost path (the deployed
