@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import platform
 import shlex
 import sys
@@ -36,6 +37,15 @@ SPACES = {
 def paired(rounds: list[list[float]], order: list, key, base) -> float:
     """The median over rounds of each round's latency ratio key / base: drift between rounds cancels."""
     return float(np.median([r[order.index(key)] / r[order.index(base)] for r in rounds]))
+
+
+def mcnemar_p(gained: int, lost: int) -> float:
+    """Exact two-sided McNemar p-value of `gained` against `lost` discordant images (binomial, p = 1/2)."""
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(gained, lost) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def main() -> None:
@@ -114,10 +124,21 @@ def main() -> None:
         ]
         latency = {key: float(np.median([r[i] for r in rounds])) for i, key in enumerate(order)}
 
+        right = {
+            name: run_onnx(exported, data.test.x).argmax(1) == data.test.y for name, (exported, _) in files.items()
+        }
         for name, (exported, searched) in files.items():
+            gained, lost = (
+                int((right[name] & ~right["ort quantize_static"]).sum()),
+                int((~right[name] & right["ort quantize_static"]).sum()),
+            )
             row = {
                 "row": name,
                 "test_accuracy": accuracy(run_onnx(exported, data.test.x), data.test.y),
+                # test images this file classifies right and ORT's wrong, and the reverse, with McNemar's
+                # exact two-sided p: is an accuracy gap between the two files more than chance?
+                "vs_ort_images": [gained, lost],
+                "vs_ort_p": mcnemar_p(gained, lost),
                 "latency_ms": latency[(name, 0)],
                 "x_ort": paired(rounds, order, (name, 0), ("ort quantize_static", 0)),
                 "file_kb": len(exported) / 1024,
@@ -144,23 +165,24 @@ def main() -> None:
         "fine-tuning. Latency: ONNX Runtime default session options, batch 1, 1 thread, 100 runs, the median of",
         f'{args.rounds} interleaved rounds. "x ORT": over ORT quantize_static (reduce_range) of the fp32 file; "search ms":',
         'the same model deployed as the search timed it before training (ranges from noise); "x search": file / search.',
-        "Both ratios are the median over rounds of that round's ratio.",
+        'Both ratios are the median over rounds of that round\'s ratio. "vs ORT": test images this file classifies',
+        "right and ORT's file wrong / the reverse, and McNemar's exact p (below 0.05: the accuracy gap is more than chance).",
         "",
     ]
     for space in results:
         lines += [
             f"## {space['space']} {space['params']}",
             "",
-            "| row | test accuracy | file KB | latency ms | x ORT | search ms | x search |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| row | test accuracy | vs ORT (+/-, p) | file KB | latency ms | x ORT | search ms | x search |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in space["rows"]:
             if "error" in r:
-                lines.append(f"| {r['row']} | {r['error']} | | | | | |")
+                lines.append(f"| {r['row']} | {r['error']} | | | | | | |")
                 continue
             search = f"{r['search_latency_ms']:.4f} | {r['x_search']:.2f}" if "x_search" in r else " | "
             lines.append(
-                f"| {r['row']} | {r['test_accuracy']:.2%} | {r['file_kb']:.1f} | {r['latency_ms']:.4f} | {r['x_ort']:.2f} | {search} |"
+                f"| {r['row']} | {r['test_accuracy']:.2%} | +{r['vs_ort_images'][0]} / -{r['vs_ort_images'][1]}, {r['vs_ort_p']:.2f} | {r['file_kb']:.1f} | {r['latency_ms']:.4f} | {r['x_ort']:.2f} | {search} |"
             )
         lines.append("")
     (out / "deploy.md").write_text("\n".join(lines))
