@@ -54,7 +54,9 @@ def ops_of(arch: dict) -> list[str]:
 
         cells = parse_genotype(arch["genotype"])
         return [op for kind in CELLS for op, _ in cells[kind]]
-    return [part.split("~")[0] for node in arch["cell"].split("+") for part in node.strip("|").split("|")]
+    from cosearch.search_spaces.nb201 import parse_arch_str
+
+    return list(parse_arch_str(arch["cell"]).values())
 
 
 def base_job(args, strategy: dict, trials: int, budget_ms: float) -> dict:

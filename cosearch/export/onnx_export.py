@@ -180,7 +180,7 @@ def _int8_weights(policy, portable: bool) -> str:
     from cosearch.compressors.base import layer_precision
     from cosearch.hardware.qdq import int8_weights_exact
 
-    if not any(layer_precision(lp).integer and layer_precision(lp).weights >= 8 for lp in policy.layers.values()):
+    if not any(p.integer and p.weights >= 8 for p in map(layer_precision, policy.layers.values())):
         return "none at 8 bits: 2-7 bit weights as int8 are exact with every CPU's u8 x s8 kernels"
     if portable or not int8_weights_exact():
         why = "--portable" if portable else "this CPU's u8 x s8 kernel saturates on full-range int8 (no VNNI)"

@@ -142,7 +142,8 @@ def derive(
     logits = np.asarray(logits, dtype=np.float64)
     log_p = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
     cost = per_edge(effect) if effect is not None else np.zeros_like(log_p)
-    groups = [_node_options(log_p[c], cost[c], node) for c in range(len(CELLS)) for node in range(2, 2 + STEPS)]
+    kinds = [c for c in range(len(CELLS)) for _ in range(STEPS)]  # the cell kind of each node's group
+    groups = [_node_options(log_p[c], cost[c], 2 + step) for c in range(len(CELLS)) for step in range(STEPS)]
     if target is None or effect is None:
         picks = [int(np.argmax(score)) for _, score, _ in groups]
     else:
@@ -152,7 +153,7 @@ def derive(
             or [int(np.argmin(price - 1e-9 * score)) for _, score, price in groups]  # the cheapest
         )
     cells: dict[str, list] = {kind: [] for kind in CELLS}
-    for (options, _, _), pick, (c, _) in zip(groups, picks, itertools.product(range(len(CELLS)), range(STEPS))):
+    for (options, _, _), pick, c in zip(groups, picks, kinds):
         cells[CELLS[c]] += list(options[pick])
     estimate = base + sum(price[pick] for (_, _, price), pick in zip(groups, picks))
     return _genotype(cells), (float(estimate) if effect is not None else None)
@@ -162,13 +163,13 @@ def _most_probable_within(groups, base: float, low: float, high: float, bins_per
     """One option per group maximising the summed score with `base` + summed price in [low, high]
     (a multiple-choice knapsack by dynamic programming over prices rounded to a grid fine enough
     that the rounding of all groups together stays inside the interval); None when nothing fits."""
-    lowest = base + sum(float(price.min()) for _, _, price in groups)
+    floors = [float(price.min()) for _, _, price in groups]
+    lowest = base + sum(floors)
     if high < max(low, lowest):
         return None
     span = high - max(low, lowest)  # the interval the reachable totals can fill
     step = max(span, 1e-9 * max(abs(high), 1.0)) / bins_per_band
     slack = len(groups) * step / 2  # the largest total rounding error
-    floors = [float(price.min()) for _, _, price in groups]
     grids = [np.rint((price - floor) / step).astype(int) for (_, _, price), floor in zip(groups, floors)]
     size = int((high + slack - lowest) / step) + 1  # no total above `high` can fit: those are not kept
     best = np.full(size, -np.inf)

@@ -306,8 +306,9 @@ def search(
             darts_cells.op_costs(evaluator, metric, data, arch_cost) if cells else op_costs(evaluator, metric, data)
         )
     device = training_device()
-    table = np.zeros((len(EDGES), len(OPS))) if effect is None else (darts_cells.per_edge(effect) if cells else effect)
-    effect_t = torch.tensor(table, dtype=torch.float32, device=device)
+    if effect is not None:  # expected_cost reads it: with a latency term only
+        table = darts_cells.per_edge(effect) if cells else effect
+        effect_t = torch.tensor(table, dtype=torch.float32, device=device)
     relax_bits = not cells and bool(weight_options) and len(weight_options) > 1 and bits_metric is not None
     relax_bits = relax_bits and bits_weight > 0
     supernet = evaluator.space.supernet(data.input_shape, data.num_classes)
@@ -409,13 +410,14 @@ def search(
         estimate = base + float(sum(table[e, k] for e, k in enumerate(chosen))) if latency else None
         return arch, estimate, sum(OPS[k] in ("none", "skip_connect", "avg_pool_3x3") for k in chosen)
 
-    arch, derived, free = derived_under(1.0)
     # Effects measured one edge at a time do not quite add up (whole-network latency is not a sum), so
     # a cell derived under a target is priced by the job's own cost path and, while it misses the band,
     # the table is rescaled by how far its sum was off and the cell derived again (CORRECTIONS tries).
     scale, tried = 1.0, []
-    for _ in range(CORRECTIONS if under is not None else 0):
+    for _ in range(CORRECTIONS if under is not None else 1):
         arch, derived, free = derived_under(scale)
+        if under is None:
+            break  # nothing to land in
         tried.append({"arch": arch, "estimate": derived, "priced": arch_cost(evaluator, arch, metric, data),
                       "free": free, "scale": scale})  # fmt: skip
         ratio = (tried[-1]["priced"] - base) / (derived - base) if abs(derived - base) > 1e-12 else 0.0
