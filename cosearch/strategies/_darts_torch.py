@@ -6,11 +6,12 @@ supernet's shared weights (`none` contributes zero). First order: a weight step 
 batch, then a logit step on a validation batch. The DARTS space's relaxation (two cell kinds, two
 inputs kept per node) is `_darts_cells_torch`; `search` runs either.
 
-The latency term needs each op's latency: the cell with every edge `skip_connect` is measured,
-then that cell with one edge changed to each other op, by the job's own cost path (the deployed
-ONNX file, measured or predicted exactly as candidates are), and each op's effect is its
-difference from the all-skip cell. The relaxed cell's expected latency is the all-skip cell's
-plus the softmax-weighted sum of these effects.
+The latency term needs each op's latency (`price`, run once per run before the searches): the
+cell with every edge `skip_connect` is measured, then that cell with one edge changed to each
+other op, by the job's own cost path (the deployed ONNX file, measured or predicted exactly as
+candidates are), and each op's effect is its difference from the all-skip cell (the DARTS space
+fits its table to random genotypes instead, `_darts_cells_torch`). The relaxed cell's expected
+latency is the all-skip cell's plus the softmax-weighted sum of these effects.
 
 The argmax of a relaxed cell does not keep its expected latency (the softmax spreads weight the
 argmax drops), so with a target the cell is derived under it (`derive`): the most probable cell
@@ -225,6 +226,35 @@ def op_costs(evaluator: Any, metric: str, data: Any) -> tuple[float, np.ndarray]
     return base, effect
 
 
+def _relaxable(evaluator: Any) -> bool:
+    """Whether the job's space is the DARTS space (else NB201); refuses any other, or an evaluator that does not train."""
+    if not hasattr(evaluator, "data") or evaluator.space.registry_name not in ("nb201", "darts"):
+        raise CosearchError("strategy darts needs the nb201 or darts search space and an evaluator that trains (train)")
+    return evaluator.space.registry_name == "darts"
+
+
+def price(evaluator: Any, metric: str, seed: int) -> dict[str, Any]:
+    """The space's cost table for `metric`, by the job's own cost path: the reference cell's price and
+    each op's effect (NB201: one edge changed from the all-skip cell; the DARTS space: fitted by least
+    squares to random genotypes, with its leave-one-out error as `fit`). Work of its own, run once
+    for every target's search and while nothing else runs, so measured prices do not share the CPU."""
+    from cosearch.strategies import _darts_cells_torch as darts_cells
+
+    start = time.perf_counter()
+    data, fit = evaluator.data.load(), None
+    if _relaxable(evaluator):
+        base, effect, fit = darts_cells.op_costs(evaluator, metric, data, arch_cost, np.random.default_rng([seed, 1]))
+    else:
+        base, effect = op_costs(evaluator, metric, data)
+    return {
+        "metric": metric,
+        "reference": base,
+        "effect": np.asarray(effect).tolist(),
+        "fit": fit,
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def layer_sizes(model: RelaxedNB201, input_shape) -> dict[str, tuple[int, int]]:
     """(MACs, weights) of every conv / linear of the supernet at batch 1, by module name."""
     sizes: dict[str, tuple[int, int]] = {}
@@ -283,28 +313,26 @@ def search(
     input_bits: int = 32,
     input_options: list[int] | None = None,
     derivation: str = "budget",
+    cost_table: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One DARTS search; returns the derived cell and how it went (JSON-able). The relaxed widths
     (`weight_options`, `input_options`) are of the genes that set them (`precision_genes`), and the
-    chosen ones come back under those genes' names."""
+    chosen ones come back under those genes' names. `cost_table`: `price`'s output for `metric`
+    (priced here when not given)."""
     from cosearch.compressors import precision_genes
     from cosearch.evaluators.train import describe_device, training_device
     from cosearch.strategies import _darts_cells_torch as darts_cells
 
-    if not hasattr(evaluator, "data") or evaluator.space.registry_name not in ("nb201", "darts"):
-        raise CosearchError("strategy darts needs the nb201 or darts search space and an evaluator that trains (train)")
-    cells = evaluator.space.registry_name == "darts"  # the DARTS space: two cell kinds, two inputs kept per node
+    cells = _relaxable(evaluator)  # the DARTS space: two cell kinds, two inputs kept per node
     start = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data, training = evaluator.data.load(), evaluator.training
     latency = metric is not None and latency_weight > 0
-    if not latency:
-        base, effect = 0.0, None
-    else:
-        base, effect = (
-            darts_cells.op_costs(evaluator, metric, data, arch_cost) if cells else op_costs(evaluator, metric, data)
-        )
+    base, effect, fit = 0.0, None, None
+    if latency:
+        table = cost_table or price(evaluator, metric, seed)
+        base, effect, fit = table["reference"], np.asarray(table["effect"]), table["fit"]
     device = training_device()
     if effect is not None:  # expected_cost reads it: with a latency term only
         table = darts_cells.per_edge(effect) if cells else effect
@@ -442,7 +470,7 @@ def search(
         "logits": model.logits.detach().tolist(),
         "probabilities": F.softmax(model.logits.detach(), dim=-1).tolist(),
         "history": history,
-        "cost_table": {"reference": base, "effect": np.asarray(effect).tolist()} if latency else None,
+        "cost_table": {"reference": base, "effect": np.asarray(effect).tolist(), "fit": fit} if latency else None,
         widths["weights"]: model.chosen_bits() if relax_bits else None,  # per slot: the most likely
         widths["inputs"]: model.chosen_bits(inputs=True) if relax_inputs else None,
         "bits_metric": bits_metric if relax_bits else None,

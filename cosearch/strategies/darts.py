@@ -9,8 +9,8 @@ additive or MnasNet's multiplicative form. Plain DARTS collapses to parameter-fr
 `beta` guard adds beta-DARTS's regulariser (the mean logsumexp of each edge's logits, its weight
 rising linearly over the epochs).
 
-One search per latency target (`targets`: fractions of the job's latency budget) runs as its own
-Ray task; each derives a cell that is asked first and evaluated by the job's evaluator like any
+The latency table is priced first, as one Ray task on an otherwise idle machine; then one search
+per latency target (`targets`: fractions of the job's latency budget) runs as its own Ray task; each derives a cell that is asked first and evaluated by the job's evaluator like any
 candidate: with `derivation: budget` the most probable cell whose estimated latency lies within
 10 % under its target (the argmax of a relaxed cell drifts off the target its expectation met),
 with `argmax` the strongest op per edge (on the DARTS space: per node the two strongest inputs,
@@ -36,6 +36,7 @@ from cosearch.strategies.evolution import RegularizedEvolution
 
 SPACES = ("nb201", "darts")  # the cell spaces the relaxation is written for
 BITS_SPACES = ("nb201",)  # where each layer's bits are relaxed too
+COSTS = "darts:costs"  # the work key of the latency table
 
 
 @STRATEGIES.register("darts")
@@ -92,24 +93,31 @@ class DartsSearch(OneShotStrategy):
         priced = self.settings["latency_weight"] > 0
         self.targets = tuple(float(t) for t in targets) if priced else (1.0,)  # no latency term: one plain search
         self.searches: dict[str, dict[str, Any]] = {}  # work key -> what its search derived
+        self.costs: dict[str, Any] | None = None  # the latency table (`COSTS` work) while searches need it
         self.then = RegularizedEvolution(space, goals, seed, population_size, sample_size)
 
     def _key(self, target: float) -> str:
         return f"darts:{target:g}"
 
     def work(self) -> list[Work]:
+        pending = [t for t in self.targets if self._key(t) not in self.searches]
+        priced = self.settings["latency_weight"] > 0
+        if pending and priced and self.costs is None:  # the table every target's search reads, priced once
+            args = {"metric": self.budget.metric, "seed": self.seed}
+            return [Work(COSTS, "cosearch.strategies._darts_torch:price", args, "DARTS latency table")]
         out = []
-        for target in self.targets:
+        for target in pending:
             key = self._key(target)
-            if key in self.searches:
-                continue
             args = {**self.settings, "seed": self.seed * 1000 + self.targets.index(target), "metric": None}
-            if self.settings["latency_weight"] > 0:
-                args.update(metric=self.budget.metric, target=self.budget.bound * target)
+            if priced:
+                args.update(metric=self.budget.metric, target=self.budget.bound * target, cost_table=self.costs)
             out.append(Work(key, "cosearch.strategies._darts_torch:search", args, f"DARTS search for {key}"))
         return out
 
     def worked(self, key: str, output: Any) -> None:
+        if key == COSTS:  # stored by the run, so a resumed run is handed it back rather than keeping it here
+            self.costs = output
+            return
         widths = tuple(precision_genes().values())  # the search's chosen bits come under these genes' names
         arch = output.get("arch") or {"cell": output["cell"]}  # runs before the DARTS space stored only the cell
         candidate = self._least_compressed(arch, {gene: output.get(gene) or {} for gene in widths})

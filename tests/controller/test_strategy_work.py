@@ -32,8 +32,11 @@ def test_darts_searches_run_once_and_their_cells_are_evaluated_first(ray_local, 
     Controller.start(job, run_dir).run()
     with RunStore(run_dir) as store:
         outputs = [store.work("darts:0.5"), store.work("darts:1")]
+        table = store.work("darts:costs")
         results = store.results()
     assert all(o is not None and o["metric"] == "latency_ms@local-cpu" for o in outputs)
+    assert table["metric"] == "latency_ms@local-cpu"  # priced once, and both searches read it
+    assert all(o["cost_table"]["effect"] == table["effect"] for o in outputs)
     assert [o["target"] for o in outputs] == [2.5, 5.0]
     derived = {o["cell"] for o in outputs}
     assert {r.result.candidate.arch["cell"] for r in results[: len(derived)]} == derived
@@ -44,6 +47,7 @@ def test_darts_searches_run_once_and_their_cells_are_evaluated_first(ray_local, 
     controller.run()
     with RunStore(run_dir) as store:
         assert [store.work("darts:0.5"), store.work("darts:1")] == outputs  # same outputs, seconds and all
+        assert store.work("darts:costs") == table
         assert store.count() == 4
     assert set(controller.strategy.searches) == {"darts:0.5", "darts:1"}
 

@@ -128,6 +128,36 @@ def test_expected_cost_at_one_hot_logits_weighs_each_edge_by_the_share_a_derived
     assert got == pytest.approx(want, rel=1e-5)  # 2 pairs kept per node, 8 per cell, at one op each
 
 
+def test_the_cost_table_is_fitted_to_random_genotypes_and_recovers_an_additive_cost():
+    """Priced by a cost that is a sum over kept pairs, the least-squares table is that cost's own; with an
+    interaction between pairs, the leave-one-out error shows the misfit."""
+    from cosearch.strategies._darts_cells_torch import FREE, op_costs, pair_counts, random_genotype
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        arch = random_genotype(rng)
+        SPACE.validate_arch(arch)
+        assert "none" not in arch["genotype"] and pair_counts(arch).sum() == 2 * 2 * STEPS
+    truth = np.where(FREE, rng.uniform(0.0, 1.0, FREE.shape), 0.0)
+    priced = []
+
+    def additive(evaluator, arch, metric, data):
+        priced.append(arch)
+        return 3.0 + float((pair_counts(arch) * truth).sum())
+
+    base, effect, fit = op_costs(None, "latency_ms", None, additive, np.random.default_rng(1))
+    assert len(priced) == fit["genotypes"] > FREE.sum() + 1  # more genotypes than unknowns
+    assert base == pytest.approx(3.0) and np.allclose(effect, truth)
+    assert fit["loo_relative_error_max"] < 1e-9
+
+    def interacting(evaluator, arch, metric, data):  # two pools in one cell cost extra
+        counts = pair_counts(arch)
+        return additive(evaluator, arch, metric, data) + 0.5 * (counts[..., OPS.index("max_pool_3x3")].sum() > 1)
+
+    *_, fit = op_costs(None, "latency_ms", None, interacting, np.random.default_rng(1))
+    assert fit["loo_relative_error_max"] > 1e-3
+
+
 def test_parameter_free_counts_the_kept_pairs():
     arch, _ = derive(_case(1)[0])
     cells = parse_genotype(arch["genotype"])
@@ -157,15 +187,17 @@ def test_a_search_on_the_darts_space_prices_pairs_and_derives_a_genotype_under_i
     from cosearch.strategies._darts_torch import arch_cost
 
     evaluator = build.make_evaluator(job)
-    base, effect = op_costs(evaluator, "size_kb", evaluator.data.load(), arch_cost)
+    base, effect, fit = op_costs(evaluator, "size_kb", evaluator.data.load(), arch_cost, np.random.default_rng(0))
     assert effect.shape == (len(CELLS), 2, len(OPS))
+    assert fit["loo_relative_error_max"] < 1e-3  # size is a sum over the kept pairs: the linear model is exact
     for c in range(len(CELLS)):
         for source in range(2):
             convs = [effect[c, source, OPS.index(op)] for op in OPS if "conv" in op]
             assert min(convs) > effect[c, source, OPS.index("max_pool_3x3")]
     target = base + 0.5 * float(effect.max()) * 8  # room for some convs, not for every pair's dearest
     out = search(evaluator, 1, "additive", 1.0, "beta", 0.5, 0.05, seed=0, metric="size_kb", target=target)
-    assert out["cost_table"] == {"reference": base, "effect": effect.tolist()}
+    assert out["cost_table"]["reference"] == pytest.approx(base)
+    assert np.allclose(out["cost_table"]["effect"], effect, atol=1e-6)  # the same genotypes priced
     SPACE.validate_arch(out["arch"])
     assert out["cell"] is None and "none" not in out["arch"]["genotype"]
     assert 0.9 * target <= out["derived_estimate"] <= target

@@ -20,13 +20,30 @@ GOALS = Goals(
 CELL = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|skip_connect~1|nor_conv_3x3~2|"
 
 
-def test_one_search_per_latency_target_then_its_cells_first():
+TABLE = {"metric": "latency_ms@local-cpu", "reference": 0.1, "effect": [[0.0] * 5] * 6, "fit": None, "seconds": 1.0}
+
+
+def search_work(strategy):
+    """The strategy's target searches, the latency table handed to it first when it asks for one."""
+    work = strategy.work()
+    if [w.key for w in work] == ["darts:costs"]:
+        strategy.worked("darts:costs", TABLE)
+        work = strategy.work()
+    return work
+
+
+def test_the_latency_table_first_then_one_search_per_latency_target_then_its_cells_first():
     strategy = STRATEGIES.create("darts", JOINT, GOALS, seed=2, targets=(0.5, 1.0), epochs=3)
+    (costs,) = strategy.work()  # priced once, for every target's search, before any of them runs
+    assert costs.key == "darts:costs" and costs.function == "cosearch.strategies._darts_torch:price"
+    assert costs.args == {"metric": "latency_ms@local-cpu", "seed": 2}
+    strategy.worked("darts:costs", TABLE)
     work = strategy.work()
     assert [w.key for w in work] == ["darts:0.5", "darts:1"]
     assert [w.args["target"] for w in work] == [0.1, 0.2] and {w.args["metric"] for w in work} == {
         "latency_ms@local-cpu"
     }
+    assert all(w.args["cost_table"] == TABLE for w in work)
     assert work[0].function == "cosearch.strategies._darts_torch:search" and work[0].args["epochs"] == 3
     strategy.worked("darts:0.5", {"cell": CELL, "target": 0.1, "expected": 0.12})
     assert [w.key for w in strategy.work()] == ["darts:1"]  # what is handed back is not asked for again
@@ -37,7 +54,11 @@ def test_one_search_per_latency_target_then_its_cells_first():
     state = json.loads(json.dumps(strategy.state_dict()))
     again = STRATEGIES.create("darts", JOINT, GOALS, seed=9, targets=(0.5, 1.0))
     again.load_state_dict(state)
+    assert [w.key for w in again.work()] == ["darts:costs"]  # a resumed run is handed the stored table back
+    again.worked("darts:costs", TABLE)
     assert [w.key for w in again.work()] == ["darts:1"]
+    strategy.worked("darts:1", {"cell": CELL, "target": 0.2, "expected": 0.2})
+    assert strategy.work() == []  # every search done: the table is not asked for again
 
 
 def test_without_a_latency_budget_one_plain_search():
@@ -60,9 +81,9 @@ def test_on_the_darts_space_the_cell_is_searched_and_the_bits_start_mildest():
         (Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"), Constraint.parse("bitops <= 1e9"))
     )
     strategy = STRATEGIES.create("darts", darts_space, goals, seed=0, targets=(1.0,))
-    (work,) = strategy.work()
+    (work,) = search_work(strategy)
     assert work.args["weight_options"] is None and work.args["bits_weight"] == 0.0
-    assert STRATEGIES.create("darts", JOINT, goals, seed=0).work()[0].args["weight_options"] == [4, 8]
+    assert search_work(STRATEGIES.create("darts", JOINT, goals, seed=0))[0].args["weight_options"] == [4, 8]
     from cosearch.search_spaces.darts import format_genotype
 
     genotype = format_genotype(
@@ -173,7 +194,7 @@ def test_a_bitops_budget_relaxes_each_layers_bits_and_the_derived_policy_carries
         (Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"), Constraint.parse("bitops <= 1e7"))
     )
     strategy = STRATEGIES.create("darts", JOINT, goals, seed=0, targets=(1.0,))
-    (work,) = strategy.work()
+    (work,) = search_work(strategy)
     assert work.args["weight_options"] == [4, 8] and work.args["bits_metric"] == "bitops"
     assert work.args["bits_target"] == 1e7 and work.args["input_bits"] == 32
     assert work.args["input_options"] == [32]  # the job searches no activation bits
@@ -183,14 +204,14 @@ def test_a_bitops_budget_relaxes_each_layers_bits_and_the_derived_policy_carries
     assert all(lp.weight_bits == bits[slot] for slot, lp in candidate.policy.layers.items())
     with_inputs = JointSpace(SPACE, weight_bits=[4, 8], sparsity=[0.0], activation_bits=[8, 32])
     strategy = STRATEGIES.create("darts", with_inputs, goals, seed=0, targets=(1.0,))
-    (work,) = strategy.work()
+    (work,) = search_work(strategy)
     assert work.args["input_options"] == [8, 32]
     inputs = dict.fromkeys(SPACE.all_slots(), 8)
     strategy.worked(work.key, {"cell": CELL, "weight_bits": bits, "activation_bits": inputs})
     assert {lp.activation_bits for lp in strategy.ask().policy.layers.values()} == {8}
     # without a budget the bits change (size or BitOps), they are not relaxed
     latency_only = Goals((Objective.parse("accuracy"),), (Constraint.parse("latency_ms <= 0.2"),))
-    assert STRATEGIES.create("darts", JOINT, latency_only, seed=0).work()[0].args["weight_options"] is None
+    assert search_work(STRATEGIES.create("darts", JOINT, latency_only, seed=0))[0].args["weight_options"] is None
 
 
 def test_expected_bitops_at_one_hot_logits_is_the_derived_networks_bitops():  # weight and input bits
@@ -309,9 +330,9 @@ def test_a_target_the_band_misses_takes_the_most_probable_cell_under_it_and_one_
 
 
 def test_the_derivation_is_a_validated_strategy_setting():
-    assert STRATEGIES.create("darts", JOINT, GOALS).work()[0].args["derivation"] == "budget"
+    assert search_work(STRATEGIES.create("darts", JOINT, GOALS))[0].args["derivation"] == "budget"
     strategy = STRATEGIES.create("darts", JOINT, GOALS, derivation="argmax")
-    assert {w.args["derivation"] for w in strategy.work()} == {"argmax"}
+    assert {w.args["derivation"] for w in search_work(strategy)} == {"argmax"}
     from cosearch import build
     from cosearch.job import spec_from_dict
 
