@@ -106,6 +106,7 @@ def run(args, name: str, strategy: dict, trials: int, target_ms: float, root: Pa
             for target in strategy.get("targets", [1.0]) if strategy.get("latency_weight", 0.2) > 0 else [1.0]:
                 work[target] = store.work(f"darts:{float(target):g}")
         enas = store.work("enas:shared-weights") if strategy["name"] == "enas" else None
+        table = store.work("darts:costs") if strategy["name"] == "darts" else None
     points = [
         (r.metrics["accuracy"], r.metrics["latency_ms@local-cpu"])
         for r in results
@@ -119,7 +120,10 @@ def run(args, name: str, strategy: dict, trials: int, target_ms: float, root: Pa
         derived[-1]["tries"] = output.get("derived_priced")  # the search's own pricing of each derived cell
     if enas is not None:  # its best candidates have no latency target: the budget is the goal
         derived += [_derived(r.candidate.arch, r, None, None, enas["seconds"]) for r in results[: len(enas["best"])]]
-    return {"method": name, "wall_s": wall, "results": len(results), "feasible_points": points, "derived": derived}
+    row = {"method": name, "wall_s": wall, "results": len(results), "feasible_points": points, "derived": derived}
+    if table is not None:  # the latency table every target's search read: how long it took, how well it fits
+        row["table"] = {"seconds": table["seconds"], "fit": table["fit"]}
+    return row
 
 
 def _derived(
@@ -286,7 +290,9 @@ def main() -> None:
             "",
             "Derivation: darts rows derive the most probable cell whose estimated latency lies in [0.9 T, T] "
             "(`derivation: budget`, the default), priced by the job's cost path and derived again while it misses; "
-            "an `argmax-derived` row the strongest op per edge, `none` aside.",
+            "an `argmax-derived` row the strongest op per edge, `none` aside. The latency table the searches read is "
+            "priced once per run before them: on NB201 each op's one-edge difference from the all-skip cell, on the "
+            "DARTS space a least-squares fit to random genotypes.",
             "",
             f"Per seed, the derived cells (accuracy / measured latency ms / estimated ms / target ms / parameter-free {unit.split()[0]}):",
             "",
@@ -299,8 +305,20 @@ def main() -> None:
                 f"{d['parameter_free']}"
                 for d in row["derived"]
             )
+            fit = (row.get("table") or {}).get("fit")
+            table = (
+                f"; latency table priced in {row['table']['seconds']:.0f} s"
+                + (
+                    f", fitted to {fit['genotypes']} genotypes, leave-one-out error median "
+                    f"{fit['loo_relative_error_median']:.1%}, max {fit['loo_relative_error_max']:.1%}"
+                    if fit
+                    else ""
+                )
+                if row.get("table")
+                else ""
+            )
             lines.append(
-                f"- seed {row['seed']}, {row['method']}: hypervolume {row['hypervolume']:.4f}; {cells or 'no derived cells'}"
+                f"- seed {row['seed']}, {row['method']}: hypervolume {row['hypervolume']:.4f}; {cells or 'no derived cells'}{table}"
             )
         Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
 
