@@ -26,6 +26,7 @@ SPACES = {
     "nb201": {"channels": 16, "cells_per_stage": 1},
     "darts": {"channels": 8, "layers": 5},
     "enas": {"channels": 16, "layers": 6},
+    "mobilenet": {"stage_channels": (16, 24, 32), "stage_strides": (1, 2, 2), "depths": (1, 2), "head_channels": 64},
 }
 COMPRESSION = {"weight_bits": (4, 8, 32), "sparsity": (0.0, 0.25, 0.5, 0.75)}
 
@@ -92,14 +93,22 @@ def rank(a: list[float], b: list[float]) -> dict:
 
 
 def bench_space(
-    space_name: str, n: int, epochs: int, bn_batches: int, finetune_steps: int, workers: int, reuse: dict | None = None
+    space_name: str,
+    n: int,
+    epochs: int,
+    bn_batches: int,
+    finetune_steps: int,
+    workers: int,
+    reuse: dict | None = None,
+    sandwich: int = 0,
 ) -> dict:
     """`reuse`: an earlier run's summary of this space, whose standalone trainings (the same
     candidates, seeds and settings: deterministic) are read instead of trained again."""
     space = joint(space_name)
     candidates = random_candidates(space, n)
     start = time.perf_counter()
-    checkpoint, info = make("supernet", space_name, epochs=epochs).train_supernet(space, None, epochs=epochs)
+    trainer = make("supernet", space_name, epochs=epochs, sandwich=sandwich)
+    checkpoint, info = trainer.train_supernet(space, None, epochs=epochs)
     supernet_s = time.perf_counter() - start
     print(f"{space_name}: supernet {epochs} epochs in {supernet_s:.0f} s, losses {info['losses'][::10]}", flush=True)
     extra = {"bn_batches": bn_batches, "finetune_steps": finetune_steps}
@@ -130,7 +139,7 @@ def bench_space(
     return {
         "space": {"name": space_name, **SPACES[space_name]},
         "candidates": n,
-        "supernet": {"epochs": epochs, "train_s": supernet_s, "losses": info["losses"], **extra},
+        "supernet": {"epochs": epochs, "sandwich": sandwich, "train_s": supernet_s, "losses": info["losses"], **extra},
         "kendall_tau_inherited_vs_standalone": tau,
         "spearman_rho_inherited_vs_standalone": float(np.mean([r["spearman_rho"] for r in inherited])),
         "vs_mean_of_seeds": rank(acc["supernet"], standalone_mean),
@@ -152,16 +161,17 @@ def markdown(summary: dict) -> str:
         f"{summary['image_size']}x{summary['image_size']}; compression "
         f"{COMPRESSION}; each candidate scored by the `supernet` evaluator (inherited weights, BatchNorm "
         "recalibrated, compressed) and trained standalone by the `train` evaluator (8 epochs + 2 fine-tune) with "
-        "training seeds 0 and 1.",
+        "training seeds 0 and 1. Sandwich N: every supernet step trains the largest subnet on the labels, the "
+        "smallest and N random ones on its answers (0: one random subnet per step).",
         "",
-        "| space | candidates | supernet epochs | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
+        "| space | candidates | supernet epochs | sandwich | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
         "| share of ceiling | mean accuracy: inherited / seed 0 / seed 1 |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in summary["spaces"]:
         m = r["mean_accuracy"]
         lines.append(
-            f"| {r['space']['name']} | {r['candidates']} | {r['supernet']['epochs']} "
+            f"| {r['space']['name']} | {r['candidates']} | {r['supernet']['epochs']} | {r['supernet'].get('sandwich', 0)} "
             f"| {r['kendall_tau_inherited_vs_standalone']:.3f} | {r['spearman_rho_inherited_vs_standalone']:.3f} "
             f"| {r['kendall_tau_seed_vs_seed']:.3f} | {r['tau_share_of_ceiling']:.2f} "
             f"| {100 * m['supernet']:.1f} / {100 * m['seed0']:.1f} / {100 * m['seed1']:.1f} % |"
@@ -188,6 +198,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60, help="supernet training epochs")
     parser.add_argument("--bn-batches", type=int, default=8)
     parser.add_argument("--finetune-steps", type=int, default=0)
+    parser.add_argument(
+        "--sandwich", type=int, default=0,
+        help="random subnets per step beside the largest and smallest, taught by the largest (elastic spaces)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-size", type=int, help="resize the digits to this square (default: 8x8 as they are)")
     parser.add_argument(
@@ -209,7 +223,14 @@ def main() -> None:
         "workers": args.workers,
         "spaces": [
             bench_space(
-                name, args.candidates, args.epochs, args.bn_batches, args.finetune_steps, args.workers, reused.get(name)
+                name,
+                args.candidates,
+                args.epochs,
+                args.bn_batches,
+                args.finetune_steps,
+                args.workers,
+                reused.get(name),
+                args.sandwich if joint(name).space.extremes() is not None else 0,
             )
             for name in args.spaces.split(",")
         ],

@@ -2,7 +2,10 @@
 
 The supernet trains once (single path: each step samples a joint candidate, architecture and
 compression, and runs its path with its weights as the elastic techniques compress them), an
-epoch at a time so that the run stores a checkpoint after each. A candidate is then its
+epoch at a time so that the run stores a checkpoint after each. On an elastic space (one with a
+largest and a smallest architecture) `sandwich: N` trains, every step, the largest subnet at the
+mildest compression on the labels and the smallest at the harshest plus N random ones on the
+largest's answers (BigNAS's sandwich rule with in-place distillation). A candidate is then its
 standalone network with the inherited weights, BatchNorm statistics recalibrated, compressed
 by the same pipeline as the `train` evaluator (so its accuracy is the compressed subnet's),
 optionally fine-tuned for a few steps, and costed and exported exactly as `train` does it.
@@ -51,6 +54,7 @@ class SupernetEvaluator(TrainEvaluator):
         epochs: Annotated[int, Field(ge=1)] = 30,
         bn_batches: Annotated[int, Field(ge=1)] = 8,
         finetune_steps: Annotated[int, Field(ge=0)] = 0,
+        sandwich: Annotated[int, Field(ge=0)] = 0,
         prefilter: bool = True,
         supernet: bytes | None = None,
         data: DataSettings = DataSettings(),
@@ -67,7 +71,13 @@ class SupernetEvaluator(TrainEvaluator):
 
             having = [n for n in SEARCH_SPACES.names() if SEARCH_SPACES.get(n).has_supernet()]
             raise SpecError("search_space.name", space.registry_name, f"a space with a supernet: {having}")
+        if sandwich and space.extremes() is None:
+            raise SpecError(
+                "evaluator.sandwich", sandwich, f"0 for the {space.registry_name} space, which has no largest and "
+                "smallest architecture (an elastic space has: mobilenet)"
+            )  # fmt: skip
         self.epochs, self.bn_batches, self.finetune_steps = epochs, bn_batches, finetune_steps
+        self.sandwich = sandwich
         self.supernet_state = supernet
         self._supernet: Any = None  # the loaded module, per worker
 
@@ -108,9 +118,8 @@ class SupernetEvaluator(TrainEvaluator):
         continuing from the checkpoint trains the same supernet as never stopping."""
         import torch
         import torch.nn.functional as F
-        from torch.func import functional_call
 
-        from cosearch.search_spaces.supernet import elastic_weights
+        from cosearch.search_spaces.supernet import path_logits
 
         torch.set_num_threads(1)
         start = time.perf_counter()
@@ -131,27 +140,37 @@ class SupernetEvaluator(TrainEvaluator):
             schedule.load_state_dict(saved["schedule"])
             info = saved["info"]
         x, y = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
+        extremes = [_extreme(joint, arch, mild) for arch, mild in zip(self.space.extremes() or (), (True, False))]
         supernet.train()
         for epoch in range(info["epochs_done"], min(self.epochs, info["epochs_done"] + epochs)):
             rng = np.random.default_rng([self.training.seed, epoch])
             torch.manual_seed(self.training.seed + epoch)
             losses = []
             for idx in batch_indices(train, self.training.batch_size, rng):
-                candidate = joint.decode(joint.sample(rng))
-                supernet.choose(candidate.arch)
                 rows = torch.from_numpy(idx).to(device)
-                logits = functional_call(supernet, elastic_weights(supernet, candidate), (x[rows],), strict=False)
-                loss = F.cross_entropy(logits, y[rows])
-                if not torch.isfinite(loss):
-                    raise EvaluationError(
-                        f"supernet training diverged: the loss became {loss.item()} in epoch {epoch + 1} "
-                        f"(sampled candidate {candidate.key}); lower training.learning_rate"
-                    )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if self.sandwich:  # BigNAS: the largest on the labels, the rest on its answers
+                    largest = path_logits(supernet, extremes[0], x[rows])
+                    loss = F.cross_entropy(largest, y[rows])
+                    _check(loss, epoch, extremes[0])
+                    loss.backward()
+                    soft = F.softmax(largest.detach(), dim=1)
+                    for candidate in [extremes[1], *(joint.decode(joint.sample(rng)) for _ in range(self.sandwich))]:
+                        taught = F.kl_div(
+                            F.log_softmax(path_logits(supernet, candidate, x[rows]), dim=1), soft, reduction="batchmean"
+                        )
+                        _check(taught, epoch, candidate)
+                        taught.backward()
+                else:  # single path: one random joint candidate per step
+                    candidate = joint.decode(joint.sample(rng))
+                    loss = F.cross_entropy(path_logits(supernet, candidate, x[rows]), y[rows])
+                    _check(loss, epoch, candidate)
+                    loss.backward()
                 optimizer.step()
                 schedule.step()
                 losses.append(float(loss.detach()))
+            if hasattr(supernet, "sort_channels"):  # an elastic supernet keeps its shared channels first
+                supernet.sort_channels(optimizer)
             info = {**info, "epochs_done": epoch + 1, "losses": [*info["losses"], float(np.mean(losses))]}
         info = {**info, "train_s": info["train_s"] + time.perf_counter() - start, "device": describe_device(device)}
         supernet.to("cpu")
@@ -217,6 +236,7 @@ class SupernetEvaluator(TrainEvaluator):
             "supernet_epochs": self.epochs,
             "bn_batches": self.bn_batches,
             "finetune_steps": self.finetune_steps,
+            "sandwich": self.sandwich,
             "device": self.trained_on,
         }
 
@@ -249,3 +269,28 @@ class FinalTraining(TrainEvaluator):
     def training_record(self) -> dict[str, Any]:
         start = "its inherited supernet weights" if self.source is not None else "scratch"
         return {**super().training_record(), "how": f"trained standalone from {start}"}
+
+
+def _check(loss: Any, epoch: int, candidate: Candidate) -> None:
+    import torch
+
+    if not torch.isfinite(loss):
+        raise EvaluationError(
+            f"supernet training diverged: the loss became {loss.item()} in epoch {epoch + 1} "
+            f"(sampled candidate {candidate.key}); lower training.learning_rate"
+        )
+
+
+def _extreme(joint: Any, arch: Any, mildest: bool) -> Candidate:
+    """`arch` with every layer at the mildest compression the job searches (each gene at its off
+    value, else the option nearest it), or at the harshest (the option farthest from off)."""
+    from cosearch.compressors import genes
+    from cosearch.core.candidate import LayerPolicy
+
+    chosen = {}
+    for name, gene in genes().items():
+        distance = sorted(joint.options[name], key=lambda v, off=gene.default: (abs(v - off), v))
+        chosen[name] = distance[0] if mildest else distance[-1]
+    layer = LayerPolicy({name: chosen[name] for name in genes("layer")})
+    layers = dict.fromkeys(joint.space.all_slots(), layer)
+    return joint.canonical(arch, layers, **{name: chosen[name] for name in genes("network")})

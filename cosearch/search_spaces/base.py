@@ -125,6 +125,11 @@ class SearchSpace(ABC):
     def teaches_itself(cls) -> bool:
         return cls.default_teacher is not SearchSpace.default_teacher
 
+    def extremes(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The largest and the smallest architecture, where the space's choices are sizes (an
+        elastic space): its supernet can then train both every step (the sandwich rule). None here."""
+        return None
+
     def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
         """One module with the weights of every architecture here, for weight sharing: see
         `cosearch.search_spaces.supernet` for what it offers. Spaces without one leave this."""

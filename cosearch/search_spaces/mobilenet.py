@@ -142,6 +142,22 @@ class MobileNetSpace(SearchSpace):
         nx.add_path(graph, [*chain, "conv_head", "classifier"])
         return [(f"inverted-residual blocks, width x{arch['width']}", graph)]
 
+    def extremes(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        largest = {"kernel": max(KERNELS), "expand": max(EXPANDS)}
+        smallest = {"kernel": min(KERNELS), "expand": min(EXPANDS)}
+
+        def uniform(width: float, depth: int, block: dict[str, int]) -> dict[str, Any]:
+            return {"width": width, "stages": [[dict(block) for _ in range(depth)] for _ in self.stage_channels]}
+
+        return uniform(max(self.widths), max(self.depths), largest), uniform(
+            min(self.widths), min(self.depths), smallest
+        )
+
+    def supernet(self, input_shape: Sequence[int], num_classes: int) -> Any:
+        from cosearch.search_spaces._mobilenet_torch import MobileNetSupernet
+
+        return MobileNetSupernet(self, input_shape, num_classes)
+
     def build(self, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> Any:
         from functools import partial
 

@@ -2,10 +2,12 @@
 compressed weights a supernet training step runs with.
 
 A supernet (`SearchSpace.supernet`) is an nn.Module with the weights of every choice of its
-space and two methods: `choose(arch)` makes its forward run that architecture's single path,
-and `source_key(name)` says where, under the chosen architecture, the module, parameter or
-buffer `name` of the standalone network (`SearchSpace.build`) lives in it. Everything here
-works from those two, for any space.
+space, and `choose(arch)`, which makes its forward run that architecture's single path. Where
+a standalone network's (`SearchSpace.build`) tensors are the supernet's own (cell spaces), it
+gives `source_key(name)`: where, under the chosen architecture, the standalone network's module,
+parameter or buffer `name` lives in it. Where they are computed from its own (an elastic
+supernet's slices), it gives `path_weights()` (the chosen path's tensors by standalone name) and
+`run(x, weights)`. Everything here works from those, for any space.
 """
 
 from __future__ import annotations
@@ -33,27 +35,61 @@ def extract(
     weights; `into`: that network already built, to load them into."""
     model = space.build(arch, input_shape, num_classes) if into is None else into
     supernet.choose(arch)
-    source = supernet.state_dict()
-    model.load_state_dict({key: source[supernet.source_key(key)].clone() for key in model.state_dict()})
+    if hasattr(supernet, "path_weights"):
+        source = {key: tensor.detach() for key, tensor in supernet.path_weights().items()}
+        model.load_state_dict({key: source[key].clone() for key in model.state_dict()})
+    else:
+        source = supernet.state_dict()
+        model.load_state_dict({key: source[supernet.source_key(key)].clone() for key in model.state_dict()})
     return model
 
 
-def elastic_weights(supernet: nn.Module, candidate: Candidate) -> dict[str, torch.Tensor]:
-    """The weights of the chosen path as `candidate.policy` compresses them, by supernet name:
-    per layer, every elastic technique the policy turns on, in stage order (masks before
-    quantization scales, as `compress` applies them). Pass to `torch.func.functional_call`."""
+def _elastic(layer_policy: Any) -> list[tuple[Any, Any]]:
+    """The elastic techniques `layer_policy` turns on, with their values, in stage order (masks
+    before quantization scales, as `compress` applies them)."""
     techniques = [c for c in in_stage_order("layer") if c.elastic]
+    return [(c, layer_policy[c.name]) for c in techniques if layer_policy[c.name] != c.gene.default]
+
+
+def _compressed(weight: torch.Tensor, on: list[tuple[Any, Any]]) -> torch.Tensor:
+    for technique, value in on:
+        weight = technique.elastic_weight(weight, value)
+    return weight
+
+
+def elastic_weights(
+    supernet: nn.Module, candidate: Candidate, path: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """The weights of the chosen path that `candidate.policy` compresses, compressed: per layer,
+    every elastic technique the policy turns on. By supernet name, to pass to
+    `torch.func.functional_call`; an elastic supernet's by standalone name, compressed after
+    slicing (from `path`, its `path_weights()`, when given), to pass to its `run`."""
     weights = {}
     for slot, layer_policy in candidate.policy.layers.items():
-        on = [(c, layer_policy[c.name]) for c in techniques if layer_policy[c.name] != c.gene.default]
+        on = _elastic(layer_policy)
         if not on:
             continue
-        for name, module in layers_of_slot(supernet, supernet.source_key(slot)).items():
-            weight = module.weight
-            for technique, value in on:
-                weight = technique.elastic_weight(weight, value)
-            weights[f"{name}.weight"] = weight
+        if hasattr(supernet, "path_weights"):
+            path = supernet.path_weights() if path is None else path
+            layers = [k for k in path if k.startswith(f"{slot}.") and k.endswith(".weight") and path[k].dim() > 1]
+            weights.update({name: _compressed(path[name], on) for name in layers})  # conv, linear: not BatchNorm
+        else:
+            for name, module in layers_of_slot(supernet, supernet.source_key(slot)).items():
+                weights[f"{name}.weight"] = _compressed(module.weight, on)
     return weights
+
+
+def path_logits(supernet: nn.Module, candidate: Candidate, x: torch.Tensor) -> torch.Tensor:
+    """The supernet's output on `candidate`'s path, its weights compressed as the policy says
+    (`elastic_weights`); gradients reach the shared weights."""
+    from torch.func import functional_call
+
+    supernet.choose(candidate.arch)
+    if hasattr(supernet, "path_weights"):
+        path = supernet.path_weights()
+        return supernet.run(x, {**path, **elastic_weights(supernet, candidate, path)})
+    weights = elastic_weights(supernet, candidate)
+    return functional_call(supernet, weights, (x,), strict=False) if weights else supernet(x)
 
 
 def recalibrate_batchnorm(model: nn.Module, batches: Sequence[torch.Tensor]) -> None:

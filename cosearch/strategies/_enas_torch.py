@@ -14,7 +14,7 @@ from cosearch.core.errors import CosearchError
 from cosearch.core.objectives import Constraint, Goals, Objective
 from cosearch.core.result import Result
 from cosearch.search_spaces.base import JointSpace
-from cosearch.search_spaces.supernet import elastic_weights, recalibrate_batchnorm
+from cosearch.search_spaces.supernet import path_logits, recalibrate_batchnorm
 from cosearch.strategies.reinforce import ReinforceController
 
 BN_BATCHES = 2  # training batches re-estimating BatchNorm for each rewarded sample (SPOS)
@@ -56,11 +56,6 @@ def search(
     kept: dict[str, tuple] = {}  # key -> its entry in `best`
     history = []
 
-    def forward(candidate, x):
-        supernet.choose(candidate.arch)
-        weights = elastic_weights(supernet, candidate)
-        return torch.func.functional_call(supernet, weights, (x,), strict=False) if weights else supernet(x)
-
     for epoch in range(epochs):
         supernet.train()
         order = rng.permutation(len(data.train.y))
@@ -69,7 +64,7 @@ def search(
             rows = torch.from_numpy(order[step * batch : (step + 1) * batch]).to(device)
             candidate = policy.ask()
             policy.asked_tokens.pop(candidate.key, None)  # trained on, not rewarded: nothing to learn from
-            loss = F.cross_entropy(forward(candidate, train_x[rows]), train_y[rows])
+            loss = F.cross_entropy(path_logits(supernet, candidate, train_x[rows]), train_y[rows])
             if not torch.isfinite(loss):
                 raise CosearchError(
                     f"strategy enas: the shared weights' loss became {loss.item()} in epoch {epoch + 1}"
@@ -85,7 +80,7 @@ def search(
             picks = [rng.choice(len(data.train.y), batch, replace=False) for _ in range(BN_BATCHES)]
             recalibrate_batchnorm(supernet, [train_x[torch.from_numpy(p).to(device)] for p in picks])
             with torch.no_grad():
-                accuracy = float((forward(candidate, val_x).argmax(1) == val_y).float().mean())
+                accuracy = float((path_logits(supernet, candidate, val_x).argmax(1) == val_y).float().mean())
             result = Result(candidate, "ok", {"accuracy": accuracy, **evaluator.costs(candidate, data)})
             reward = policy.reward(result)
             policy.tell(candidate, result)

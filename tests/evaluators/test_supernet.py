@@ -119,10 +119,11 @@ JOB = {
     ("change", "field", "says"),
     [
         (
-            {"search_space": {"name": "mobilenet"}},
+            {"search_space": {"name": "timm", "model": "resnet18"}},
             "search_space.name",
-            "a space with a supernet: ['darts', 'enas', 'nb201']",
+            "a space with a supernet: ['darts', 'enas', 'mobilenet', 'nb201']",
         ),
+        ({"evaluator": {"name": "supernet", "sandwich": 2}}, "evaluator.sandwich", "no largest and smallest"),
         ({"compression": {"channel_ratio": [0.0, 0.5]}}, "compression.channel_ratio", "cannot vary channel_ratio"),
         ({"compression": {"distill_alpha": [0.0, 0.5]}}, "compression.distill_alpha", "trains elastic"),
         ({"evaluator": {"name": "supernet", "epochs": 0}}, "evaluator.epochs", "epochs >= 1"),
@@ -142,3 +143,37 @@ def test_the_example_supernet_job_is_valid():
 
     job = build.load_job(Path(__file__).parents[2] / "examples" / "digits_supernet.yaml")
     assert job.evaluator.name == "supernet" and job.task.input_shape == (1, 16, 16)
+
+
+MOBILE = SEARCH_SPACES.create(
+    "mobilenet", stage_channels=(8, 16), stage_strides=(1, 2), depths=(1, 2), head_channels=16
+)
+MOBILE_JOINT = JointSpace(MOBILE, weight_bits=(4, 32), sparsity=(0.0, 0.5))
+
+
+def test_the_sandwich_rule_trains_the_largest_on_labels_and_the_rest_on_its_answers(monkeypatch):
+    """Per step: the largest subnet at the mildest compression, then the smallest at the harshest and
+    N random ones, each taught by the largest's output; and an elastic supernet sorts its channels."""
+    from cosearch.search_spaces import supernet as shared
+
+    scorer = SupernetEvaluator(
+        MOBILE, epochs=1, sandwich=2, training=TrainingSettings(batch_size=256, finetune_epochs=0), devices=FAST
+    )
+    paths, sorted_after = [], []
+    real = shared.path_logits
+    monkeypatch.setattr(shared, "path_logits", lambda net, c, x: paths.append(c) or real(net, c, x))
+    kind = type(MOBILE.supernet((1, 8, 8), 10))
+    sort = kind.sort_channels
+    monkeypatch.setattr(kind, "sort_channels", lambda net, opt: sorted_after.append(len(paths)) or sort(net, opt))
+    checkpoint, info = scorer.train_supernet(MOBILE_JOINT, None)
+    steps = len(paths) // 4
+    assert steps >= 3 and len(paths) == 4 * steps and sorted_after == [len(paths)]  # sorted once, after the epoch
+    largest, smallest = MOBILE.extremes()
+    mildest = [all(lp.weight_bits == 32 and lp.sparsity == 0 for lp in c.policy.layers.values()) for c in paths[::4]]
+    harshest = [{(lp.weight_bits, lp.sparsity) for lp in c.policy.layers.values()} == {(4, 0.5)} for c in paths[1::4]]
+    assert all(c.arch == largest for c in paths[::4]) and all(mildest)
+    assert all(c.arch == smallest for c in paths[1::4]) and all(harshest)
+    assert len({c.key for c in paths[2::4] + paths[3::4]}) > 1 and np.isfinite(info["losses"]).all()
+    candidate = MOBILE_JOINT.decode(MOBILE_JOINT.sample(np.random.default_rng(3)))
+    result = SupernetEvaluator(MOBILE, epochs=1, supernet=checkpoint, devices=FAST).evaluate(candidate).result
+    assert result.status == "ok", result.error

@@ -45,3 +45,41 @@ def test_bad_values_name_the_block():
         SPACE.validate_arch(bad)
     with pytest.raises(SpecError, match=r"search_space\.stage_strides"):
         SEARCH_SPACES.create("mobilenet", stage_channels=[8, 16], stage_strides=[1])
+
+
+def test_the_elastic_supernet_shares_kernels_through_a_learnt_transform_and_sorts_its_channels():
+    """A smaller kernel is the largest one's centre through a transform (identity at first, learnt:
+    gradients reach it); sorting the expanded channels by importance leaves the largest network's
+    function and its optimizer state in step, and puts the most important channels first."""
+    torch = pytest.importorskip("torch")
+    small = SEARCH_SPACES.create("mobilenet", stage_channels=(8, 16), stage_strides=(1, 2), depths=(1, 2))
+    supernet = small.supernet((1, 8, 8), 10)
+    arch = {
+        "width": 1.0,
+        "stages": [[{"kernel": 3, "expand": 6}], [{"kernel": 5, "expand": 3}, {"kernel": 7, "expand": 6}]],
+    }
+    supernet.choose(arch)
+    weights = supernet.path_weights()
+    largest = supernet.net.get_parameter("blocks.0.0.conv_dw.weight")
+    assert torch.equal(weights["blocks.0.0.conv_dw.weight"], largest[:, :, 2:5, 2:5])  # identity transforms
+    supernet(torch.randn(4, 1, 8, 8)).sum().backward()
+    assert supernet.transforms["0_0_7to5"].grad is not None and supernet.transforms["0_0_5to3"].grad.any()
+    assert supernet.transforms["1_1_7to5"].grad is None  # a 7x7 kernel uses none
+
+    supernet.choose(small.extremes()[0])
+    supernet.eval()
+    x = torch.randn(4, 1, 8, 8)
+    optimizer = torch.optim.Adam(supernet.parameters())
+    supernet(x).sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        before = supernet(x)
+    pwl = supernet.net.blocks[0][0].conv_pwl.weight
+    moment = optimizer.state[pwl]["exp_avg"].clone()
+    importance = pwl.detach().abs().sum(dim=(0, 2, 3))
+    supernet.sort_channels(optimizer)
+    order = importance.argsort(descending=True)
+    assert torch.equal(pwl.detach().abs().sum(dim=(0, 2, 3)), importance[order])
+    assert torch.equal(optimizer.state[pwl]["exp_avg"], moment[:, order])
+    with torch.no_grad():
+        assert torch.allclose(supernet(x), before, atol=1e-5)
