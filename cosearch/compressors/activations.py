@@ -159,6 +159,16 @@ def _entropy_threshold(magnitudes: np.ndarray, levels: int, bins: int = 2048) ->
     return float(edges[best_i])
 
 
+def fake_quantize_on_own_range(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """`x` fake-quantized per tensor on its own range (unsigned when it is non-negative, as after a
+    ReLU), gradients passing straight through inside it: a layer input at `bits` where no range is
+    calibrated yet (a supernet or a relaxed search training through every width)."""
+    signed = float(x.detach().min()) < 0
+    qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    scale = max(float(x.detach().abs().max()) / qmax, 1e-8)
+    return torch.fake_quantize_per_tensor_affine(x, scale, 0, -qmax if signed else 0, qmax)
+
+
 def _quantize_input(module: nn.Module, args: tuple) -> tuple:
     return (module.input_quant(args[0]), *args[1:])
 

@@ -132,13 +132,18 @@ class Compressor:
         fine-tuning use at a non-default `value`."""
         raise NotImplementedError(f"{self.name} uses no teacher")
 
-    elastic: bool = False  # True when `elastic_weight` is implemented: a supernet can train with it
+    elastic: bool = False  # True when `elastic_weight` or `elastic_input` is implemented: a supernet can train with it
 
     def elastic_weight(self, weight: Any, value: Any) -> Any:
         """For a supernet training step: `weight` as this technique changes it at a non-default
         `value`, recomputed from the current weights and differentiable (straight-through), so the
-        shared weights learn to work at every value the job searches."""
-        raise NotImplementedError(f"{self.name} has no elastic form")
+        shared weights learn to work at every value the job searches. Unchanged here."""
+        return weight
+
+    def elastic_input(self, x: Any, value: Any) -> Any:
+        """For a supernet training step: the layer's input `x` as this technique changes it at a
+        non-default `value` (differentiable, straight-through). Unchanged here."""
+        return x
 
     def weight_cost(self, value: Any, weight: Any, cost: WeightCost) -> WeightCost:
         """`cost` after this technique acts on `weight` (a baked tensor) at a non-default `value`."""

@@ -17,7 +17,7 @@ them, and `run` computes a network from such weights (compressed or not).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -25,6 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 KERNEL_STEPS = ((7, 5), (5, 3))  # kernel transforms, largest first: each size from the one before
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 class MobileNetSupernet(nn.Module):
@@ -126,21 +130,29 @@ class MobileNetSupernet(nn.Module):
         )
         return module.act(x)
 
-    def run(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The chosen architecture's network on `x` with `weights` (`path_weights`, maybe compressed)."""
-        x = F.conv2d(x, weights["conv_stem.weight"], stride=2, padding=1)
-        x = self._norm(x, weights, "bn1")
+    def run(
+        self, x: torch.Tensor, weights: Mapping[str, torch.Tensor], inputs: Mapping[str, Callable] | None = None
+    ) -> torch.Tensor:
+        """The chosen architecture's network on `x` with `weights` (`path_weights`, maybe compressed),
+        each layer named in `inputs` (standalone name) reading its input through that function."""
+        inputs = inputs or {}
+
+        def conv(x: torch.Tensor, name: str, **how: Any) -> torch.Tensor:
+            return F.conv2d(inputs.get(name, _same)(x), weights[f"{name}.weight"], **how)
+
+        x = self._norm(conv(x, "conv_stem", stride=2, padding=1), weights, "bn1")
         for name, c_in, mid, c_out, kernel, stride in self._plan(self.arch):
             shortcut = x
-            x = self._norm(F.conv2d(x, weights[f"{name}.conv_pw.weight"]), weights, f"{name}.bn1")
+            x = self._norm(conv(x, f"{name}.conv_pw"), weights, f"{name}.bn1")
             padding = ((stride - 1) + (kernel - 1)) // 2  # timm's symmetric padding
-            x = F.conv2d(x, weights[f"{name}.conv_dw.weight"], stride=stride, padding=padding, groups=mid)
-            x = self._norm(x, weights, f"{name}.bn2")
-            x = self._norm(F.conv2d(x, weights[f"{name}.conv_pwl.weight"]), weights, f"{name}.bn3")
+            x = self._norm(
+                conv(x, f"{name}.conv_dw", stride=stride, padding=padding, groups=mid), weights, f"{name}.bn2"
+            )
+            x = self._norm(conv(x, f"{name}.conv_pwl"), weights, f"{name}.bn3")
             if stride == 1 and c_in == c_out:
                 x = x + shortcut
-        x = self._norm(F.conv2d(x, weights["conv_head.weight"]), weights, "bn2")
-        return F.linear(x.mean(dim=(2, 3)), weights["classifier.weight"], weights["classifier.bias"])
+        x = self._norm(conv(x, "conv_head"), weights, "bn2").mean(dim=(2, 3))
+        return F.linear(inputs.get("classifier", _same)(x), weights["classifier.weight"], weights["classifier.bias"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x, self.path_weights())

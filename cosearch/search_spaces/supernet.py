@@ -44,10 +44,15 @@ def extract(
     return model
 
 
-def _elastic(layer_policy: Any) -> list[tuple[Any, Any]]:
-    """The elastic techniques `layer_policy` turns on, with their values, in stage order (masks
-    before quantization scales, as `compress` applies them)."""
-    techniques = [c for c in in_stage_order("layer") if c.elastic]
+def _elastic(layer_policy: Any, hook: str) -> list[tuple[Any, Any]]:
+    """The elastic techniques `layer_policy` turns on whose `hook` (`elastic_weight` or
+    `elastic_input`) acts, with their values, in stage order (masks before quantization scales,
+    as `compress` applies them)."""
+    from cosearch.compressors.base import Compressor
+
+    techniques = [
+        c for c in in_stage_order("layer") if c.elastic and getattr(type(c), hook) is not getattr(Compressor, hook)
+    ]
     return [(c, layer_policy[c.name]) for c in techniques if layer_policy[c.name] != c.gene.default]
 
 
@@ -55,6 +60,13 @@ def _compressed(weight: torch.Tensor, on: list[tuple[Any, Any]]) -> torch.Tensor
     for technique, value in on:
         weight = technique.elastic_weight(weight, value)
     return weight
+
+
+def _path_layers(path: Mapping[str, torch.Tensor], slot: str) -> list[str]:
+    """The conv and linear layers of `slot` in an elastic supernet's path (BatchNorm's weights are vectors)."""
+    return [
+        k[: -len(".weight")] for k in path if k.startswith(f"{slot}.") and k.endswith(".weight") and path[k].dim() > 1
+    ]
 
 
 def elastic_weights(
@@ -66,30 +78,63 @@ def elastic_weights(
     slicing (from `path`, its `path_weights()`, when given), to pass to its `run`."""
     weights = {}
     for slot, layer_policy in candidate.policy.layers.items():
-        on = _elastic(layer_policy)
+        on = _elastic(layer_policy, "elastic_weight")
         if not on:
             continue
         if hasattr(supernet, "path_weights"):
             path = supernet.path_weights() if path is None else path
-            layers = [k for k in path if k.startswith(f"{slot}.") and k.endswith(".weight") and path[k].dim() > 1]
-            weights.update({name: _compressed(path[name], on) for name in layers})  # conv, linear: not BatchNorm
+            weights.update(
+                {f"{name}.weight": _compressed(path[f"{name}.weight"], on) for name in _path_layers(path, slot)}
+            )
         else:
             for name, module in layers_of_slot(supernet, supernet.source_key(slot)).items():
                 weights[f"{name}.weight"] = _compressed(module.weight, on)
     return weights
 
 
+def elastic_inputs(supernet: nn.Module, candidate: Candidate, path: Mapping[str, torch.Tensor] | None = None) -> dict:
+    """Per layer of the chosen path whose input the policy changes (activation bits): a function
+    of its input, by supernet module name (an elastic supernet's: by standalone name)."""
+    inputs = {}
+    for slot, layer_policy in candidate.policy.layers.items():
+        on = _elastic(layer_policy, "elastic_input")
+        if not on:
+            continue
+
+        def change(x: torch.Tensor, on: list = on) -> torch.Tensor:
+            for technique, value in on:
+                x = technique.elastic_input(x, value)
+            return x
+
+        if hasattr(supernet, "path_weights"):
+            path = supernet.path_weights() if path is None else path
+            inputs.update(dict.fromkeys(_path_layers(path, slot), change))
+        else:
+            inputs.update(dict.fromkeys(layers_of_slot(supernet, supernet.source_key(slot)), change))
+    return inputs
+
+
 def path_logits(supernet: nn.Module, candidate: Candidate, x: torch.Tensor) -> torch.Tensor:
-    """The supernet's output on `candidate`'s path, its weights compressed as the policy says
-    (`elastic_weights`); gradients reach the shared weights."""
+    """The supernet's output on `candidate`'s path, its weights and layer inputs changed as the
+    policy says (`elastic_weights`, `elastic_inputs`); gradients reach the shared weights."""
     from torch.func import functional_call
 
     supernet.choose(candidate.arch)
     if hasattr(supernet, "path_weights"):
         path = supernet.path_weights()
-        return supernet.run(x, {**path, **elastic_weights(supernet, candidate, path)})
-    weights = elastic_weights(supernet, candidate)
-    return functional_call(supernet, weights, (x,), strict=False) if weights else supernet(x)
+        weights = {**path, **elastic_weights(supernet, candidate, path)}
+        return supernet.run(x, weights, elastic_inputs(supernet, candidate, path))
+    modules = dict(supernet.named_modules())
+    hooks = [
+        modules[name].register_forward_pre_hook(lambda module, args, change=change: (change(args[0]), *args[1:]))
+        for name, change in elastic_inputs(supernet, candidate).items()
+    ]
+    try:
+        weights = elastic_weights(supernet, candidate)
+        return functional_call(supernet, weights, (x,), strict=False) if weights else supernet(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def recalibrate_batchnorm(model: nn.Module, batches: Sequence[torch.Tensor]) -> None:

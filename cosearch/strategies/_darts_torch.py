@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cosearch.compressors.activations import fake_quantize_on_own_range
 from cosearch.core.candidate import Candidate
 from cosearch.core.errors import CosearchError
 from cosearch.search_spaces._nb201_torch import NB201Supernet, SuperCell
@@ -87,16 +88,6 @@ class MixedBits(nn.Module):
         return sum(p[k] * q(weight) for k, q in enumerate(self.quantizers))
 
 
-def _quantized_input(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """`x` fake-quantized per tensor on its own range (unsigned when it is non-negative, as after a
-    ReLU); gradients pass straight through inside the range."""
-    low = float(x.detach().min())
-    signed = low < 0
-    qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
-    scale = max(float(x.detach().abs().max()) / qmax, 1e-8)
-    return torch.fake_quantize_per_tensor_affine(x, scale, 0, -qmax if signed else 0, qmax)
-
-
 class MixedInputBits:
     """A forward pre-hook: a layer's input as the softmax-weighted sum of it quantized at each
     activation width (EdMIPS); 32 bits is the float input."""
@@ -106,7 +97,10 @@ class MixedInputBits:
 
     def __call__(self, module: nn.Module, args: tuple) -> tuple:
         x, p = args[0], F.softmax(self.logits[self.key], dim=-1)
-        return (sum(p[k] * (x if b >= 32 else _quantized_input(x, b)) for k, b in enumerate(self.bits)), *args[1:])
+        return (
+            sum(p[k] * (x if b >= 32 else fake_quantize_on_own_range(x, b)) for k, b in enumerate(self.bits)),
+            *args[1:],
+        )
 
 
 class RelaxedNB201(nn.Module):

@@ -148,7 +148,20 @@ class SearchSpaceSuite:
             assert float((weight == 0).float().mean()) >= 0.45, name  # half masked (ties may add zeros)
             per_channel = weight.detach().flatten(1)
             assert all(len(torch.unique(row)) <= 15 for row in per_channel), name  # on a 4-bit grid
-        path_logits(supernet, compressed, torch.randn(2, 1, 8, 8)).sum().backward()
+        x = torch.randn(2, 1, 8, 8)
+        path_logits(supernet, compressed, x).sum().backward()
         shared = dict(supernet.named_parameters())
         assert all(shared[n].grad is not None for n in weights if n in shared)  # by supernet name, where shared as is
         assert sum(p.grad is not None and bool(p.grad.any()) for p in shared.values()) >= len(slots)
+
+        # Input bits: every layer of the path reads its input at 4 bits; nothing stays changed after.
+        from cosearch.search_spaces.supernet import elastic_inputs
+
+        coarse = type(candidate)(candidate.arch, Policy({slot: LayerPolicy({"activation_bits": 4}) for slot in slots}))
+        assert not elastic_weights(supernet, coarse) and len(elastic_inputs(supernet, coarse)) >= len(slots)
+        supernet.eval()
+        plain = type(candidate)(candidate.arch, Policy({}))
+        with torch.no_grad():
+            before = path_logits(supernet, plain, x)
+            assert not torch.allclose(path_logits(supernet, coarse, x), before, atol=1e-4)
+            assert torch.equal(path_logits(supernet, plain, x), before)  # its input hooks are gone

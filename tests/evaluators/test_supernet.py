@@ -177,3 +177,18 @@ def test_the_sandwich_rule_trains_the_largest_on_labels_and_the_rest_on_its_answ
     candidate = MOBILE_JOINT.decode(MOBILE_JOINT.sample(np.random.default_rng(3)))
     result = SupernetEvaluator(MOBILE, epochs=1, supernet=checkpoint, devices=FAST).evaluate(candidate).result
     assert result.status == "ok", result.error
+
+
+def test_activation_bits_are_elastic_the_supernet_trains_and_scores_quantized_inputs():
+    """A job may search activation bits with the supernet: each step's path reads its inputs at the
+    sampled bits, and a candidate is scored with its inputs calibrated as `train` does it."""
+    build.check(spec_from_dict({**JOB, "compression": {"weight_bits": [8, 32], "activation_bits": [8, 32]}}))
+    joint = JointSpace(SPACE, weight_bits=(8, 32), activation_bits=(8, 32))
+    checkpoint, info = evaluator(epochs=1).train_supernet(joint, None)
+    assert np.isfinite(info["losses"]).all()
+    rng = np.random.default_rng(1)
+    candidate = next(c for c in (joint.decode(joint.sample(rng)) for _ in range(50)) if c.policy.layers)
+    assert any(lp.activation_bits == 8 for lp in candidate.policy.layers.values())
+    result = evaluator(epochs=1, supernet=checkpoint).evaluate(candidate).result
+    assert result.status == "ok", result.error
+    assert "activations" in result.measured  # its inputs were calibrated, as the train evaluator records

@@ -39,3 +39,10 @@ class ActivationBits(Compressor):
 
     def rebuilds_for_loading(self) -> bool:
         return True  # the step sizes and zero points are in the saved state
+
+    elastic = True
+
+    def elastic_input(self, x: Any, value: int) -> Any:
+        from cosearch.compressors.activations import fake_quantize_on_own_range
+
+        return fake_quantize_on_own_range(x, value)
