@@ -309,7 +309,7 @@ def main() -> None:
             table = (
                 f"; latency table priced in {row['table']['seconds']:.0f} s"
                 + (
-                    f", fitted to {fit['genotypes']} genotypes, leave-one-out error median "
+                    f", fitted to {fit['architectures']} architectures, leave-one-out error median "
                     f"{fit['loo_relative_error_median']:.1%}, max {fit['loo_relative_error_max']:.1%}"
                     if fit
                     else ""

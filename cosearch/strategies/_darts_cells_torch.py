@@ -127,21 +127,13 @@ def op_costs(
     (kinds x sources x ops; 0 for `none` and a cell input's skip_connect), fitted by least squares
     to `samples` random genotypes, each priced by `cost_of(evaluator, arch, metric, data)` as
     candidates are priced; and how well the fit predicts a genotype it did not see (leave-one-out)."""
+    from cosearch.strategies._darts_torch import fit_table
+
     archs = [random_genotype(rng) for _ in range(samples)]
-    prices = np.array([cost_of(evaluator, arch, metric, data) for arch in archs])
-    design = np.array([np.r_[1.0, pair_counts(arch)[FREE]] for arch in archs])
-    coef, *_ = np.linalg.lstsq(design, prices, rcond=None)
+    prices = [cost_of(evaluator, arch, metric, data) for arch in archs]
+    coef, fit = fit_table([np.r_[1.0, pair_counts(arch)[FREE]] for arch in archs], prices)
     effect = np.zeros(FREE.shape)
     effect[FREE] = coef[1:]
-    # Leave-one-out residuals of a linear fit without refitting: e_i / (1 - h_ii), h the hat matrix's diagonal.
-    leverage = np.einsum("ij,ji->i", design, np.linalg.pinv(design))
-    loo = (prices - design @ coef) / np.clip(1.0 - leverage, 1e-9, None)
-    fit = {
-        "genotypes": samples,
-        "priced_range": [float(prices.min()), float(prices.max())],
-        "loo_relative_error_median": float(np.median(np.abs(loo) / np.abs(prices))),
-        "loo_relative_error_max": float(np.max(np.abs(loo) / np.abs(prices))),
-    }
     return float(coef[0]), effect, fit
 
 

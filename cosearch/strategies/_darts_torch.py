@@ -6,12 +6,12 @@ supernet's shared weights (`none` contributes zero). First order: a weight step 
 batch, then a logit step on a validation batch. The DARTS space's relaxation (two cell kinds, two
 inputs kept per node) is `_darts_cells_torch`; `search` runs either.
 
-The latency term needs each op's latency (`price`, run once per run before the searches): the
-cell with every edge `skip_connect` is measured, then that cell with one edge changed to each
-other op, by the job's own cost path (the deployed ONNX file, measured or predicted exactly as
-candidates are), and each op's effect is its difference from the all-skip cell (the DARTS space
-fits its table to random genotypes instead, `_darts_cells_torch`). The relaxed cell's expected
-latency is the all-skip cell's plus the softmax-weighted sum of these effects.
+The latency term needs each op's latency (`price`, run once per run before the searches): 38
+random cells without `none` are priced by the job's own cost path (the deployed ONNX file,
+measured or predicted exactly as candidates are), and a least-squares fit gives the all-skip
+cell's price and each (edge, op)'s effect on it (`none` costing what skip does); the DARTS space
+fits its table the same way (`_darts_cells_torch`). The relaxed cell's expected latency is the
+all-skip cell's plus the softmax-weighted sum of these effects.
 
 The argmax of a relaxed cell does not keep its expected latency (the softmax spreads weight the
 argmax drops), so with a target the cell is derived under it (`derive`): the most probable cell
@@ -208,16 +208,44 @@ def arch_cost(evaluator: Any, arch: dict, metric: str, data: Any) -> float:
     return float(costs[metric])
 
 
-def op_costs(evaluator: Any, metric: str, data: Any) -> tuple[float, np.ndarray]:
-    """The all-skip cell's `metric` and each (edge, op)'s difference from it."""
-    reference = dict.fromkeys(EDGES, REFERENCE_OP)
-    base = cost_of(evaluator, reference, metric, data)
+# The NB201 table's unknowns: the all-skip cell's price and, per edge, an effect for each op a derived
+# cell can hold but skip (the reference; `none` is never derived and counts as skip, computing nothing).
+PRICED_OPS = tuple(k for k, op in enumerate(OPS) if op not in ("none", REFERENCE_OP))
+COST_SAMPLES = 2 * (1 + len(EDGES) * len(PRICED_OPS))  # twice the unknowns: 38 random cells
+
+
+def fit_table(design: Any, prices: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """Least squares `prices ~ design @ coef` (`design`'s first column the intercept) and how well it
+    predicts a price it did not see: leave-one-out residuals without refitting, e_i / (1 - h_ii)."""
+    design, prices = np.asarray(design, dtype=np.float64), np.asarray(prices, dtype=np.float64)
+    coef, *_ = np.linalg.lstsq(design, prices, rcond=None)
+    leverage = np.einsum("ij,ji->i", design, np.linalg.pinv(design))
+    loo = np.abs(prices - design @ coef) / np.clip(1.0 - leverage, 1e-9, None) / np.abs(prices)
+    return coef, {
+        "architectures": len(prices),
+        "priced_range": [float(prices.min()), float(prices.max())],
+        "loo_relative_error_median": float(np.median(loo)),
+        "loo_relative_error_max": float(np.max(loo)),
+    }
+
+
+def op_costs(
+    evaluator: Any, metric: str, data: Any, rng: np.random.Generator, samples: int = COST_SAMPLES
+) -> tuple[float, np.ndarray, dict[str, Any]]:
+    """The all-skip cell's `metric` and each (edge, op)'s effect (0 for skip and `none`), fitted by least
+    squares to `samples` random cells without `none` (cells as derivations make them), each priced by
+    the job's own cost path; and the fit's leave-one-out error. (One-edge differences from the all-skip
+    cell, used before, rest on one measurement of that cell: at 0.06 ms one slow measurement of it
+    made every effect wrong, down to a derived cell estimated at -0.05 ms.)"""
+    allowed = [k for k in range(len(OPS)) if OPS[k] != "none"]
+    cells = [[allowed[i] for i in rng.integers(len(allowed), size=len(EDGES))] for _ in range(samples)]
+    prices = [cost_of(evaluator, {edge: OPS[k] for edge, k in zip(EDGES, cell)}, metric, data) for cell in cells]
+    free = [(e, k) for e in range(len(EDGES)) for k in PRICED_OPS]
+    coef, fit = fit_table([[1.0] + [float(cell[e] == k) for e, k in free] for cell in cells], prices)
     effect = np.zeros((len(EDGES), len(OPS)))
-    for e, edge in enumerate(EDGES):
-        for k, op in enumerate(OPS):
-            if op != REFERENCE_OP:
-                effect[e, k] = cost_of(evaluator, {**reference, edge: op}, metric, data) - base
-    return base, effect
+    for (e, k), value in zip(free, coef[1:]):
+        effect[e, k] = value
+    return float(coef[0]), effect, fit
 
 
 def _relaxable(evaluator: Any) -> bool:
@@ -229,17 +257,17 @@ def _relaxable(evaluator: Any) -> bool:
 
 def price(evaluator: Any, metric: str, seed: int) -> dict[str, Any]:
     """The space's cost table for `metric`, by the job's own cost path: the reference cell's price and
-    each op's effect (NB201: one edge changed from the all-skip cell; the DARTS space: fitted by least
-    squares to random genotypes, with its leave-one-out error as `fit`). Work of its own, run once
-    for every target's search and while nothing else runs, so measured prices do not share the CPU."""
+    each op's effect, fitted by least squares to random cells (NB201) or genotypes (the DARTS space),
+    with its leave-one-out error as `fit`. Work of its own, run once for every target's search and
+    while nothing else runs, so measured prices do not share the CPU."""
     from cosearch.strategies import _darts_cells_torch as darts_cells
 
     start = time.perf_counter()
-    data, fit = evaluator.data.load(), None
+    data, rng = evaluator.data.load(), np.random.default_rng([seed, 1])
     if _relaxable(evaluator):
-        base, effect, fit = darts_cells.op_costs(evaluator, metric, data, arch_cost, np.random.default_rng([seed, 1]))
+        base, effect, fit = darts_cells.op_costs(evaluator, metric, data, arch_cost, rng)
     else:
-        base, effect = op_costs(evaluator, metric, data)
+        base, effect, fit = op_costs(evaluator, metric, data, rng)
     return {
         "metric": metric,
         "reference": base,

@@ -146,7 +146,7 @@ def test_the_cost_table_is_fitted_to_random_genotypes_and_recovers_an_additive_c
         return 3.0 + float((pair_counts(arch) * truth).sum())
 
     base, effect, fit = op_costs(None, "latency_ms", None, additive, np.random.default_rng(1))
-    assert len(priced) == fit["genotypes"] > FREE.sum() + 1  # more genotypes than unknowns
+    assert len(priced) == fit["architectures"] > FREE.sum() + 1  # more genotypes than unknowns
     assert base == pytest.approx(3.0) and np.allclose(effect, truth)
     assert fit["loo_relative_error_max"] < 1e-9
 

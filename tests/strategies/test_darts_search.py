@@ -138,6 +138,7 @@ def test_a_search_trains_the_logits_and_prices_ops_as_the_job_measures(tmp_path)
     assert np.all(effect[:, OPS.index("skip_connect")] == 0.0)
     conv3, conv1 = effect[:, OPS.index("nor_conv_3x3")], effect[:, OPS.index("nor_conv_1x1")]
     assert np.all(conv3 > conv1) and np.all(conv1 > 0)  # size: a 3x3 conv's weights outweigh a 1x1's
+    assert out["cost_table"]["fit"]["loo_relative_error_max"] < 1e-6  # size is a sum over edges: fitted exactly
     assert len(out["history"]) == 2 and out["history"][-1]["expected"] < out["history"][0]["expected"] + 1e-9
     assert not np.allclose(out["logits"], 0.0, atol=1e-2)  # the logits moved
 
@@ -342,9 +343,9 @@ def test_the_derivation_is_a_validated_strategy_setting():
 
 
 def test_a_derived_cell_that_misses_its_band_is_priced_and_derived_again(monkeypatch):
-    """Latency is not a sum of one-edge effects: with a cost that grows as the square root of the ops'
-    work, the table's sum overshoots, the first cell lands under the band, and the rescaled table's
-    cell lands in it, as the job's cost path prices it."""
+    """Latency is not a sum over edges: with a cost that grows as the square root of the ops' work and
+    a table of one-edge effects, the table's sum overshoots, the first cell lands under the band, and
+    the rescaled table's cell lands in it, as the job's cost path prices it."""
     from cosearch import build
     from cosearch.job import spec_from_dict
     from cosearch.search_spaces.nb201 import parse_arch_str
@@ -365,8 +366,13 @@ def test_a_derived_cell_that_misses_its_band_is_priced_and_derived_again(monkeyp
         }
     )
     target = 1.0 + 10.0 * 2.4**0.5  # the price of about two 3x3 convs and a 1x1
+    # A table of one-edge effects (each op alone on the all-skip cell): their sum overshoots the root.
+    from cosearch.search_spaces.nb201 import EDGES, OPS
+
+    effect = [[10.0 * work[op] ** 0.5 for op in OPS] for _ in EDGES]
+    table = {"metric": "latency_ms@local-cpu", "reference": 1.0, "effect": effect, "fit": None, "seconds": 0.0}
     out = _darts_torch.search(build.make_evaluator(job), 1, "additive", 1.0, "beta", 0.5, 0.05, seed=0,
-                              metric="latency_ms@local-cpu", target=target)  # fmt: skip
+                              metric="latency_ms@local-cpu", target=target, cost_table=table)  # fmt: skip
     tries = out["derived_priced"]
     assert len(tries) >= 2 and not (0.9 * target <= tries[0]["priced"] <= target)  # the sum misled the first
     assert 0.9 * target <= tries[-1]["priced"] <= target and tries[-1]["scale"] != 1.0
