@@ -291,8 +291,7 @@ def main() -> None:
             "Derivation: darts rows derive the most probable cell whose estimated latency lies in [0.9 T, T] "
             "(`derivation: budget`, the default), priced by the job's cost path and derived again while it misses; "
             "an `argmax-derived` row the strongest op per edge, `none` aside. The latency table the searches read is "
-            "priced once per run before them: on NB201 each op's one-edge difference from the all-skip cell, on the "
-            "DARTS space a least-squares fit to random genotypes.",
+            "priced once per run before them: a least-squares fit to random cells (NB201) or genotypes (DARTS space).",
             "",
             f"Per seed, the derived cells (accuracy / measured latency ms / estimated ms / target ms / parameter-free {unit.split()[0]}):",
             "",
