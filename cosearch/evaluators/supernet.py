@@ -149,7 +149,7 @@ class SupernetEvaluator(TrainEvaluator):
             for idx in batch_indices(train, self.training.batch_size, rng):
                 rows = torch.from_numpy(idx).to(device)
                 optimizer.zero_grad(set_to_none=True)
-                if self.sandwich:  # BigNAS: the largest on the labels, the rest on its answers
+                if self.sandwich:  # BigNAS: the largest on the labels, the rest on its answers (its loss is recorded)
                     largest = path_logits(supernet, extremes[0], x[rows])
                     loss = F.cross_entropy(largest, y[rows])
                     _check(loss, epoch, extremes[0])

@@ -7,7 +7,7 @@ a standalone network's (`SearchSpace.build`) tensors are the supernet's own (cel
 gives `source_key(name)`: where, under the chosen architecture, the standalone network's module,
 parameter or buffer `name` lives in it. Where they are computed from its own (an elastic
 supernet's slices), it gives `path_weights()` (the chosen path's tensors by standalone name) and
-`run(x, weights)`. Everything here works from those, for any space.
+`run(x, weights, inputs)`. Everything here works from those, for any space.
 """
 
 from __future__ import annotations
