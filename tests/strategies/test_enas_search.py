@@ -69,3 +69,29 @@ def test_the_search_trains_the_controller_on_shared_weights_and_keeps_its_best()
     moved = [np.array(w) for w in out["controller"]["weights"]]
     assert any(not np.allclose(a, b) for a, b in zip(moved, initial.weights))  # REINFORCE stepped
     assert out["controller"]["asked_tokens"] == {}  # every rewarded sample told, trained-on ones dropped
+
+
+def test_the_search_runs_on_the_elastic_mobilenet_supernet():
+    """The elastic supernet's slices, compressed and with inputs at the sampled bits, train and reward."""
+    pytest.importorskip("torch")
+    from cosearch import build
+    from cosearch.job import spec_from_dict
+    from cosearch.strategies._enas_torch import search
+
+    shape = {"stage_channels": [8, 16], "stage_strides": [1, 2], "depths": [1, 2], "head_channels": 16}
+    compression = {"weight_bits": [4, 32], "activation_bits": [8, 32]}
+    job = spec_from_dict(
+        {
+            "search_space": {"name": "mobilenet", **shape},
+            "compression": compression,
+            "strategy": {"name": "enas"},
+            "objectives": ["accuracy", "size_kb"],
+            "budgets": ["size_kb <= 50"],
+        }
+    )
+    joint = JointSpace(SEARCH_SPACES.create("mobilenet", **shape), **compression)
+    strategy = STRATEGIES.create("enas", joint, GOALS, seed=0, epochs=1, samples=2, top_k=2)
+    (work,) = strategy.work()
+    out = search(build.make_evaluator(job), **work.args)
+    assert len(out["best"]) == 2 and all(joint.contains(joint.decode(g)) for g in out["best"])
+    assert np.isfinite(out["history"][0]["shared_loss"])
