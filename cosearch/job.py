@@ -223,8 +223,8 @@ class ResourcesSpec(_Section):
 
 
 class FinalizeSpec(_Section):
-    """After a weight-sharing search: its best `top_k` Pareto members trained as standalone
-    networks, fine-tuned from their inherited weights (`from: inherited`) or from scratch, for
+    """After a weight-sharing search: its best `top_k` results by Pareto rank (the front, then the
+    next, each by the first objective) trained as standalone networks, fine-tuned from their inherited weights (`from: inherited`) or from scratch, for
     `final_epochs`; the Pareto set a user picks from is then built from these."""
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)

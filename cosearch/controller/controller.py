@@ -854,14 +854,14 @@ class Controller:
             self.state.note = ""
 
     def _finalize(self, remote: Any) -> None:
-        """Train the search's best `top_k` Pareto members standalone (job.finalize), each stored
-        as a final result beside the search's own; a resumed run trains only those not stored."""
+        """Train the search's best `top_k` results by Pareto rank standalone (job.finalize), each
+        stored as a final result beside the search's own; a resumed run trains only those not stored."""
         import ray
 
-        from cosearch.report.pareto import pareto_ids, searched
+        from cosearch.report.pareto import ranked_ids, searched
 
         finalize = self.job.finalize
-        picks = [self.store.get(i) for i in pareto_ids(searched(self.store.outcomes()), self.goals)[: finalize.top_k]]
+        picks = [self.store.get(i) for i in ranked_ids(searched(self.store.outcomes()), self.goals, finalize.top_k)]
         todo = [p for p in picks if self.store.by_key(FINAL_PREFIX + p.result.candidate.key) is None]
         if not todo:
             return

@@ -66,6 +66,22 @@ def pareto_ids(results: Sequence[StoredOutcome | StoredResult], goals: Goals) ->
     return [r.id for r in front]
 
 
+def ranked_ids(results: Sequence[StoredOutcome | StoredResult], goals: Goals, count: int) -> list[int]:
+    """Ids of up to `count` feasible results by Pareto rank: the non-dominated ones, then those
+    non-dominated once they are set aside, and so on; each front best first by the first objective.
+    (A weight-sharing search picks its finals so: the front of inherited accuracies is noisy, and its
+    neighbours may be on the standalone front.)"""
+    remaining, ranked = list(results), []
+    while len(ranked) < count:
+        front = pareto_ids(remaining, goals)
+        if not front:
+            break
+        ranked += front
+        taken = set(front)
+        remaining = [r for r in remaining if r.id not in taken]
+    return ranked[:count]
+
+
 def view_goals(
     goals: Goals,
     metrics_seen: set[str],

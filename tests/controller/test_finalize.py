@@ -36,7 +36,7 @@ def results(run_dir):
 
 def test_the_picks_are_trained_standalone_and_the_pareto_set_is_built_from_them(ray_local, tmp_path, capsys):
     from cosearch.cli.main import main
-    from cosearch.report import pareto_ids
+    from cosearch.report import ranked_ids
 
     run_dir = tmp_path / "run"
     state = Controller.start(spec_from_dict(JOB), run_dir).run()
@@ -44,7 +44,7 @@ def test_the_picks_are_trained_standalone_and_the_pareto_set_is_built_from_them(
     searched = [r for r in stored if not is_final(r.result)]
     finals = [r for r in stored if is_final(r.result)]
     assert status["state"] == "finished" and state.evaluated == 6 and len(searched) == 6
-    picks = pareto_ids(searched, spec_from_dict(JOB).goals())[:2]
+    picks = ranked_ids(searched, spec_from_dict(JOB).goals(), 2)
     assert sorted(f.result.measured["final"]["of"] for f in finals) == sorted(picks)
     for final in finals:
         assert final.result.ok, final.result.error
