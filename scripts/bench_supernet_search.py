@@ -25,20 +25,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_supernet import SPACES
 
 METRIC = "latency_ms@local-cpu"
 
 
 def job(args, evaluator: dict, strategy: dict, trials: int, finalize: dict | None) -> dict:
-    spaces = {
-        "nb201": {"name": "nb201", "channels": 16, "cells_per_stage": 1},
-        "mobilenet": {"name": "mobilenet", "stage_channels": [16, 24, 32], "stage_strides": [1, 2, 2],
-                      "depths": [1, 2], "head_channels": 64},
-    }  # fmt: skip
     return {
         "name": "supernet-search",
         "task": {"dataset": "digits", "image_size": args.image_size},
-        "search_space": spaces[args.space],
+        "search_space": {"name": args.space, **SPACES[args.space]},  # bench_supernet's shapes
         "compression": {"weight_bits": [4, 8, 32], "sparsity": [0.0, 0.25, 0.5, 0.75]},
         "evaluator": evaluator,
         "strategy": strategy,

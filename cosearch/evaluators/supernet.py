@@ -140,7 +140,7 @@ class SupernetEvaluator(TrainEvaluator):
             schedule.load_state_dict(saved["schedule"])
             info = saved["info"]
         x, y = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
-        extremes = [_extreme(joint, arch, mild) for arch, mild in zip(self.space.extremes() or (), (True, False))]
+        extremes = [joint.extreme(arch, mild) for arch, mild in zip(self.space.extremes() or (), (True, False))]
         supernet.train()
         for epoch in range(info["epochs_done"], min(self.epochs, info["epochs_done"] + epochs)):
             rng = np.random.default_rng([self.training.seed, epoch])
@@ -279,18 +279,3 @@ def _check(loss: Any, epoch: int, candidate: Candidate) -> None:
             f"supernet training diverged: the loss became {loss.item()} in epoch {epoch + 1} "
             f"(sampled candidate {candidate.key}); lower training.learning_rate"
         )
-
-
-def _extreme(joint: Any, arch: Any, mildest: bool) -> Candidate:
-    """`arch` with every layer at the mildest compression the job searches (each gene at its off
-    value, else the option nearest it), or at the harshest (the option farthest from off)."""
-    from cosearch.compressors import genes
-    from cosearch.core.candidate import LayerPolicy
-
-    chosen = {}
-    for name, gene in genes().items():
-        distance = sorted(joint.options[name], key=lambda v, off=gene.default: (abs(v - off), v))
-        chosen[name] = distance[0] if mildest else distance[-1]
-    layer = LayerPolicy({name: chosen[name] for name in genes("layer")})
-    layers = dict.fromkeys(joint.space.all_slots(), layer)
-    return joint.canonical(arch, layers, **{name: chosen[name] for name in genes("network")})

@@ -239,6 +239,24 @@ class JointSpace:
         network = {name: kind(sample[gene]) for gene, (name, kind) in self._network_genes.items()}
         return self._canonical(arch, layer_policy, network)
 
+    def extreme(
+        self, arch: Mapping[str, Any], mildest: bool = True, searched: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> Candidate:
+        """`arch` with every compression gene at the mildest option searched (its off value, else the
+        option nearest it) or the harshest (the option farthest from off) on every layer, except
+        where `searched` (gene -> slot -> value) sets a slot's value."""
+        chosen = {}
+        for name, gene in compression_genes().items():
+            by_distance = sorted(self.options[name], key=lambda v, off=gene.default: (abs(v - off), v))
+            chosen[name] = by_distance[0] if mildest else by_distance[-1]
+        layer = LayerPolicy({name: chosen[name] for name in compression_genes("layer")})
+        searched = searched or {}
+        layers = {
+            slot: layer.replace(**{gene: values[slot] for gene, values in searched.items() if slot in values})
+            for slot in self.space.all_slots()
+        }
+        return self.canonical(arch, layers, **{name: chosen[name] for name in compression_genes("network")})
+
     def canonical(self, arch: Mapping[str, Any], layers: Mapping[str, LayerPolicy], **network: Any) -> Candidate:
         """The canonical arch, with the policy written the smallest way its symmetries allow."""
         self.space.validate_arch(arch)

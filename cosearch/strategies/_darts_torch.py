@@ -460,8 +460,8 @@ def search(
         estimate = base + float(sum(table[e, k] for e, k in enumerate(chosen))) if latency else None
         return arch, estimate, sum(OPS[k] in ("none", "skip_connect", "avg_pool_3x3") for k in chosen)
 
-    # Effects measured one edge at a time do not quite add up (whole-network latency is not a sum), so
-    # a cell derived under a target is priced by the job's own cost path and, while it misses the band,
+    # A fitted table still misses some cells (whole-network latency is not a sum over edges), so a
+    # cell derived under a target is priced by the job's own cost path and, while it misses the band,
     # the table is rescaled by how far its sum was off and the cell derived again (CORRECTIONS tries).
     scale, tried = 1.0, []
     for _ in range(CORRECTIONS if under is not None else 1):

@@ -27,7 +27,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cosearch.compressors import precision_genes
-from cosearch.core.candidate import Candidate
 from cosearch.core.errors import SpecError
 from cosearch.core.objectives import Goals, base_metric
 from cosearch.search_spaces.base import JointSpace
@@ -120,31 +119,13 @@ class DartsSearch(OneShotStrategy):
             return
         widths = tuple(precision_genes().values())  # the search's chosen bits come under these genes' names
         arch = output.get("arch") or {"cell": output["cell"]}  # runs before the DARTS space stored only the cell
-        candidate = self._least_compressed(arch, {gene: output.get(gene) or {} for gene in widths})
+        # the bits the search chose per slot, every other compression gene at its mildest (searched after)
+        candidate = self.space.extreme(arch, mildest=True, searched={gene: output.get(gene) or {} for gene in widths})
         kept = ("arch", "cell", "target", "expected", "derived_estimate", *widths)
         self.searches[key] = {k: output[k] for k in kept if k in output}
         self.to_ask.append(self.space.encode(candidate))
         # The evolution after the searches breeds from their cells at once, not from random samples.
         self.then.asked = max(self.then.asked, self.then.population_size)
-
-    def _least_compressed(self, arch: dict[str, Any], searched: dict[str, dict[str, int]]) -> Candidate:
-        """`arch` with the genes the search chose per slot (`searched`: gene -> slot -> value) and
-        every other compression gene at its off value, or its mildest option where off is not
-        searched (searched after them)."""
-        from cosearch.compressors import genes
-        from cosearch.core.candidate import LayerPolicy
-
-        least = {}
-        for name, gene in genes().items():
-            options = self.space.options[name]
-            least[name] = min(options, key=lambda v, d=gene.default: (abs(v - d), v))  # off, else nearest off
-        layer = LayerPolicy({name: least[name] for name in genes("layer")})
-        layers = {
-            slot: layer.replace(**{gene: chosen[slot] for gene, chosen in searched.items() if slot in chosen})
-            for slot in self.space.space.all_slots()
-        }
-        network = {name: least[name] for name in genes("network")}
-        return self.space.canonical(arch, layers, **network)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "searches": self.searches}
