@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from cosearch.compressors.activations import ActivationFakeQuant
-from cosearch.compressors.base import ReshapeContext, WeightCost, in_stage_order
+from cosearch.compressors.base import Compressor, ReshapeContext, WeightCost, in_stage_order
 from cosearch.core.candidate import Policy
 from cosearch.core.errors import SpecError
 
@@ -57,20 +57,31 @@ def reshape(model: nn.Module, policy: Policy, input_shape, importance: str = "l1
     rebuilt network reshaped the same way loads the weights a trained one saved.
     """
     context = ReshapeContext(input_shape, importance, batch)
-    for compressor in in_stage_order():
+    # Only structural techniques the policy turns on: each copies, and the rest return `model` itself.
+    used = [c for c in in_stage_order() if type(c).reshape is not Compressor.reshape and _turns_on(policy, c)]
+    for compressor in used:
         model = compressor.reshape(model, policy, context)
-    return model
+    return model if used else _private_copy(model)
 
 
-def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = False) -> nn.Module:
+def _turns_on(policy: Policy, compressor: Compressor) -> bool:
+    """Whether `policy` sets `compressor`'s gene anywhere off its default."""
+    default = compressor.gene.default
+    if compressor.gene.scope == "network":
+        return policy.network.get(compressor.name, default) != default
+    return any(layer_policy[compressor.name] != default for layer_policy in policy.layers.values())
+
+
+def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = False, copy: bool = True) -> nn.Module:
     """A copy of `model` with each slot's layers transformed by every technique the policy turns
     on, in stage order (weights shared by hashing, masked, fake-quantized; then inputs
     fake-quantized; calibrate with `activations.calibrate` next).
 
     `learn_activation_scales` makes activation step sizes trainable (LSQ). The input model is
-    not changed.
+    not changed, unless `copy` is False (for a model the caller made and no longer needs).
     """
-    return _apply(_private_copy(model), policy, learn_activation_scales, in_stage_order("layer"), once=True)
+    model = _private_copy(model) if copy else model
+    return _apply(model, policy, learn_activation_scales, in_stage_order("layer"), once=True)
 
 
 def add_activation_quantizers(
@@ -102,10 +113,11 @@ def _apply(model: nn.Module, policy: Policy, learn: bool, techniques, once: bool
     return model
 
 
-def bake(model: nn.Module) -> nn.Module:
-    """A copy whose compressed weights are plain tensors and whose learnt activation step sizes
-    are fixed (same outputs, no parametrizations, nothing left to train): what is exported."""
-    model = _private_copy(model)
+def bake(model: nn.Module, copy: bool = True) -> nn.Module:
+    """A copy (`model` itself where `copy` is False) whose compressed weights are plain tensors and
+    whose learnt activation step sizes are fixed (same outputs, no parametrizations, nothing left
+    to train): what is exported."""
+    model = _private_copy(model) if copy else model
     for module in list(model.modules()):  # removing changes the module tree; walk a snapshot
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations.keys()):

@@ -192,14 +192,15 @@ class SupernetEvaluator(TrainEvaluator):
         return self._supernet
 
     # --- each candidate -----------------------------------------------------------------
-    def inherited(self, candidate: Candidate, data, into: Any = None) -> Any:
+    def inherited(self, candidate: Candidate, data, into: Any = None, recalibrate: bool = True) -> Any:
         """`candidate`'s standalone network (`into`, where already built) with the supernet's
-        weights and its own BatchNorm statistics."""
+        weights and (`recalibrate`) its own BatchNorm statistics."""
         from cosearch.search_spaces.supernet import extract
 
         supernet = self.supernet_module()
         model = extract(self.space, supernet, candidate.arch, data.input_shape, data.num_classes, into)
-        self.recalibrate(model, candidate, shifted_views(data.train, self.training.shift_px))
+        if recalibrate:
+            self.recalibrate(model, candidate, shifted_views(data.train, self.training.shift_px))
         return model
 
     def recalibrate(self, model: Any, candidate: Candidate, train) -> None:
@@ -221,8 +222,10 @@ class SupernetEvaluator(TrainEvaluator):
             self.recalibrate(compressed, candidate, train)
 
     def train(self, model: Any, candidate: Candidate, train, seed: int, distillation, device) -> Any:
-        """No training: the inherited weights, loaded into the freshly built `model`."""
-        return self.inherited(candidate, self.data.load(), into=model)
+        """No training: the inherited weights, loaded into the freshly built `model`. Their
+        BatchNorm statistics are estimated once, after compression (`before_calibration`):
+        compressing the weights does not read them, and the re-estimate replaces them."""
+        return self.inherited(candidate, self.data.load(), into=model, recalibrate=False)
 
     def finetune(self, compressed: Any, train, seed: int, distillation, device) -> None:
         if self.finetune_steps > 0:

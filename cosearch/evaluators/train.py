@@ -228,7 +228,8 @@ class TrainEvaluator(Evaluator):
         """The pruned, compressed, baked model and its ONNX file."""
         from cosearch.compressors import bake, compress, reshape
 
-        plain = bake(compress(reshape(model, candidate.policy, input_shape), candidate.policy))
+        shaped = reshape(model, candidate.policy, input_shape)  # a copy: `model` is trained next
+        plain = bake(compress(shaped, candidate.policy, copy=False), copy=False)
         return plain, deployment(plain, candidate.policy, input_shape)
 
     def predicted_costs(
@@ -334,7 +335,7 @@ class TrainEvaluator(Evaluator):
         images = torch.from_numpy(c.images(data))
         batch = (images, torch.from_numpy(data.train.y[: c.calibration_images]))
         shaped = reshape(model, candidate.policy, data.input_shape, c.channel_importance, batch)
-        compressed = compress(shaped, candidate.policy, c.learn_activation_scales)
+        compressed = compress(shaped, candidate.policy, c.learn_activation_scales, copy=False)
         self.before_calibration(compressed, candidate, train)
         calibrate(
             compressed, torch.split(images, self.training.batch_size), c.calibration
@@ -389,10 +390,12 @@ class TrainEvaluator(Evaluator):
             compressed, data, train_timings = self.build_trained(candidate, model)
             timings.update(train_timings)
             start = time.perf_counter()
-            torch_accuracy = accuracy(predict(compressed, data.val.x), data.val.y)
-            plain = bake(compressed)
             # The accuracy shown is the deployed file's in ONNX Runtime: integer kernels can differ
-            # from the fake-quantized PyTorch model (saturation), and this catches it.
+            # from the fake-quantized PyTorch model (saturation), and this catches it. Float and
+            # weight-only files compute what PyTorch does, so only integer ones are compared.
+            integer = runs_integer(candidate.policy)
+            torch_accuracy = accuracy(predict(compressed, data.val.x), data.val.y) if integer else None
+            plain = bake(compressed, copy=False)  # `compressed` is not used again
             c = self.compression  # layer outputs calibrated as the inputs were, so integer kernels run
             onnx_bytes = deployment(
                 plain, candidate.policy, data.input_shape, images=c.images(data), calibration=c.calibration
@@ -408,9 +411,9 @@ class TrainEvaluator(Evaluator):
                 "samples": len(data.val.y),
                 "model": "the deployed ONNX file in ONNX Runtime",
                 "session_options": "ONNX Runtime defaults",
-                "pytorch_fake_quantized": torch_accuracy,
             }
-            if runs_integer(candidate.policy):
+            if integer:
+                how["accuracy"]["pytorch_fake_quantized"] = torch_accuracy
                 how["activations"] = self.compression.model_dump()
             how["training"] = self.training_record()
             return Evaluation(Result(candidate, "ok", metrics, None, timings, how), serialize_state(plain))

@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from cosearch.compressors import bake, compress, compression_slots, size_bytes  # noqa: E402
+from cosearch.compressors import bake, compress, compression_slots, reshape, size_bytes  # noqa: E402
 from cosearch.core import LayerPolicy, Policy, SpecError  # noqa: E402
 
 
@@ -22,6 +22,22 @@ def test_compress_leaves_the_input_unchanged():
     )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(hasattr(m, "parametrizations") for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        Policy({"0": LayerPolicy(), "3": LayerPolicy()}),  # nothing structural: one plain copy
+        Policy({"0": LayerPolicy(activation_bits=8), "3": LayerPolicy(weight_bits=4)}),  # on, not structural
+        Policy({"0": LayerPolicy(), "3": LayerPolicy(rank_ratio=0.5)}),  # structural
+    ],
+)
+def test_reshape_returns_a_copy_that_shares_no_module_with_its_input(policy):
+    model = small_model()
+    shaped = reshape(model, policy, (1, 8, 8))
+    compress(shaped, policy, copy=False)  # what the evaluators do with it: the input must not change
+    assert not {id(m) for m in model.modules()} & {id(m) for m in shaped.modules()}
+    assert not any(hasattr(m, "input_quant") or hasattr(m, "parametrizations") for m in model.modules())
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
