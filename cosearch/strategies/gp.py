@@ -40,7 +40,7 @@ from scipy.spatial.distance import cdist
 
 from cosearch.core.candidate import Candidate
 from cosearch.core.objectives import Goals
-from cosearch.core.pareto import hypervolume, nondominated_sort, pareto_front
+from cosearch.core.pareto import constrained_dominates, hypervolume, pareto_front
 from cosearch.core.result import Result
 from cosearch.search_spaces.base import JointSpace
 from cosearch.strategies.base import STRATEGIES, Strategy
@@ -49,6 +49,7 @@ LENGTH_SCALES = (0.05, 0.1, 0.2, 0.4, 0.8)  # in units of the group-weighted Ham
 NOISE_VARIANCES = (1e-3, 1e-2, 1e-1)  # relative to the standardised output's variance of 1
 DEFAULT_HYPERS = (0.2, 1e-2)  # until there are enough results to choose
 CACHE_SIZE = 100_000  # decoded samples kept
+HYPER_POINTS = 300  # latest results the length scale and noise are chosen on
 MAX_TRIES = 50  # random proposals that repeat a known candidate are drawn again, at most this often
 
 
@@ -144,6 +145,8 @@ class GaussianProcessBO(Strategy):
         # set kept, the oldest of the rest dropped first): (genome, modelled metrics,
         # minimisation vector, violation). An exact GP costs O(n^3) per fit, so n stays bounded.
         self.archive: list[tuple[dict[str, Any], dict[str, float], list[float], float]] = []
+        self._rows: list[np.ndarray] = []  # each archived genome's feature row, computed once
+        self._front: list[int] = []  # archive indices of its constrained Pareto set, kept as results come
         self.metrics = goals.metrics
         self._hypers: dict[str, tuple[int, float, float]] = {}  # metric -> (results told when chosen, choice)
         # One-hot layout: each gene's options get columns weighted so that genes of one group
@@ -204,12 +207,17 @@ class GaussianProcessBO(Strategy):
             return np.maximum(values, np.quantile(values, 1.0 - self.tame_quantile))
         return np.minimum(values, np.quantile(values, self.tame_quantile))
 
+    def _training_set(self, metric: str, archived: int) -> tuple[np.ndarray, np.ndarray]:
+        """Feature rows and values of `metric` among the first `archived` archive entries."""
+        rows = [i for i in range(archived) if metric in self.archive[i][1]]
+        features = np.array([self._rows[i] for i in rows]).reshape(len(rows), self._width + self._count_width)
+        return features, np.array([self.archive[i][1][metric] for i in rows], dtype=float)
+
     def _fit(self, metric: str) -> _GP | None:
-        rows = [(g, m[metric]) for g, m, _, _ in self.archive if metric in m]
-        if len(rows) < 2:
+        features, values = self._training_set(metric, len(self.archive))
+        if len(values) < 2:
             return None
-        features = self._features([g for g, _ in rows])
-        values = self._tame(metric, np.array([v for _, v in rows], dtype=float))
+        values = self._tame(metric, values)
         used = (self.told // self.refit_every) * self.refit_every
         if self._hypers.get(metric, (None,))[0] != used:
             self._hypers[metric] = (used, *self._choose_hypers(metric, used))
@@ -218,13 +226,13 @@ class GaussianProcessBO(Strategy):
 
     def _choose_hypers(self, metric: str, used: int) -> tuple[float, float]:
         """Grid search on marginal likelihood over the results told before the `used`-th (a fixed
-        prefix, whenever it is chosen)."""
-        prefix = self.archive[: len(self.archive) - (self.told - used)]
-        rows = [(g, m[metric]) for g, m, _, _ in prefix if metric in m]
-        if len(rows) < 4:
+        prefix, whenever it is chosen), its latest `HYPER_POINTS` at most: 15 exact fits per
+        choice would otherwise grow with the cube of the history."""
+        features, values = self._training_set(metric, len(self.archive) - (self.told - used))
+        features, values = features[-HYPER_POINTS:], values[-HYPER_POINTS:]
+        if len(values) < 4:
             return DEFAULT_HYPERS
-        features = self._features([g for g, _ in rows])
-        values = self._tame(metric, np.array([v for _, v in rows], dtype=float))
+        values = self._tame(metric, values)
         scored = []
         for length_scale in LENGTH_SCALES:
             for noise in NOISE_VARIANCES:
@@ -241,9 +249,7 @@ class GaussianProcessBO(Strategy):
     def _pool(self) -> list[tuple[Candidate, dict[str, Any]]]:
         """Mutants (one or two changes, sometimes after crossover) of the constrained Pareto set,
         plus a quarter of random samples; known candidates left out."""
-        values = np.array([a[2] for a in self.archive], dtype=float)
-        violations = np.array([a[3] for a in self.archive], dtype=float)
-        parents = [self.archive[i][0] for i in nondominated_sort(values, violations)[0]]
+        parents = [self.archive[i][0] for i in self._front]
         pool: dict[str, tuple[Candidate, dict[str, Any]]] = {}
         for k in range(self.pool_size):
             if k < self.pool_size * 3 // 4:
@@ -336,13 +342,25 @@ class GaussianProcessBO(Strategy):
             m: float(result.metrics[m]) for m in self.metrics if result.status != "failed" and m in result.metrics
         }
         vector = self.goals.minimization_vector(result)
-        self.archive.append((self.space.encode(candidate), metrics, vector.tolist(), self.goals.violation(result)))
+        self._archive((self.space.encode(candidate), metrics, vector.tolist(), self.goals.violation(result)))
         self.told += 1
-        if len(self.archive) > self.history_size:
-            values = np.array([a[2] for a in self.archive], dtype=float)
-            violations = np.array([a[3] for a in self.archive], dtype=float)
-            front = set(nondominated_sort(values, violations)[0])
-            self.archive.pop(next((i for i in range(len(self.archive)) if i not in front), 0))
+        if len(self.archive) > self.history_size:  # the oldest off the constrained Pareto set goes
+            front = set(self._front)
+            drop = next((i for i in range(len(self.archive)) if i not in front), 0)
+            del self.archive[drop], self._rows[drop]
+            self._front = [i - (i > drop) for i in self._front if i != drop]
+
+    def _archive(self, told: tuple[dict[str, Any], dict[str, float], list[float], float]) -> None:
+        """Append one told result; its feature row and the Pareto set follow it. Only members of the
+        set can dominate a newcomer (domination is transitive), so the set is all it is checked against."""
+        genome, _, vector, violation = told
+        new = np.asarray(vector, dtype=float)
+        self.archive.append(told)
+        self._rows.append(self._features([genome])[0])
+        at = len(self.archive) - 1
+        members = [(i, np.asarray(self.archive[i][2], dtype=float), self.archive[i][3]) for i in self._front]
+        if not any(constrained_dominates(v, w, new, violation) for _, v, w in members):
+            self._front = [i for i, v, w in members if not constrained_dominates(new, violation, v, w)] + [at]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -358,6 +376,8 @@ class GaussianProcessBO(Strategy):
         super().load_state_dict(state)
         self.asked = state["asked"]
         self.pending = {k: dict(g) for k, g in state["pending"].items()}
-        self.archive = [(dict(g), dict(m), list(v), float(w)) for g, m, v, w in state["archive"]]
+        self.archive, self._rows, self._front = [], [], []
+        for g, m, v, w in state["archive"]:
+            self._archive((dict(g), dict(m), list(v), float(w)))
         self.told = state.get("told", len(self.archive))  # older checkpoints kept every result
         self._hypers = {metric: (int(h[0]), float(h[1]), float(h[2])) for metric, h in state.get("hypers", {}).items()}

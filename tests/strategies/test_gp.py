@@ -118,3 +118,31 @@ def test_optimism_defaults_to_less_with_several_objectives_and_can_be_set():
 def test_bad_parameters_raise_naming_them(params, message):
     with pytest.raises(ValueError, match=message):
         STRATEGIES.create("gp", JOINT, TWO, **params)
+
+
+def test_the_kept_pareto_set_is_the_archives_first_front_through_failures_budgets_evictions_and_resume():
+    """The parents' set is kept as results come (no sort of the whole history per ask): it must
+    equal the constrained first front of what is archived, with failures, budget breakers and the
+    oldest non-members evicted, and again after a resume."""
+    from cosearch.core import Constraint
+    from cosearch.core.pareto import nondominated_sort
+
+    goals = Goals(TWO.objectives, (Constraint.parse("latency_ms<=0.5"),))
+    strategy = STRATEGIES.create("gp", JOINT, goals, seed=0, history_size=15, initial_samples=4)
+    rng = np.random.default_rng(3)
+    for k in range(60):
+        candidate = strategy.ask()
+        if k % 9 == 4:
+            result = Result.failed(candidate, "InjectedFailure")
+        else:  # a coarse grid, so that ties and equal points occur
+            metrics = {"accuracy": float(rng.integers(0, 5)) / 4, "latency_ms": float(rng.integers(0, 5)) / 4}
+            result = Result(candidate, "ok", metrics)
+        strategy.tell(candidate, result)
+        values = np.array([a[2] for a in strategy.archive], dtype=float)
+        violations = np.array([a[3] for a in strategy.archive], dtype=float)
+        assert strategy._front == nondominated_sort(values, violations)[0]
+        assert len(strategy.archive) == len(strategy._rows) == min(k + 1, 15)
+    resumed = STRATEGIES.create("gp", JOINT, goals, seed=0, history_size=15)
+    resumed.load_state_dict(strategy.state_dict())
+    assert resumed._front == strategy._front
+    np.testing.assert_array_equal(np.array(resumed._rows), np.array(strategy._rows))
