@@ -255,13 +255,14 @@ class TrainEvaluator(Evaluator):
 
     def measured_costs(self, onnx_bytes: bytes, input_shape) -> tuple[dict[str, float], dict[str, Any]]:
         metrics, how = {}, {}
+        graph = "measured before training" if self.costs_first else "the one whose accuracy is measured"
         for device in self.devices:
             if device.measured:
                 out = self.remote_measure.get(device.name, measure_here)(device, onnx_bytes, input_shape)
                 metrics[f"latency_ms@{device.name}"] = out["value_ms"]
                 how[f"latency_ms@{device.name}"] = {
                     **out,
-                    "graph": "the candidate's deployed ONNX file, measured before training",
+                    "graph": f"the candidate's deployed ONNX file, {graph}",
                 }
         return metrics, how
 
@@ -359,6 +360,32 @@ class TrainEvaluator(Evaluator):
     def provides(self) -> set[str]:
         return {"accuracy", "size_kb", "bitops"} | {m for device in self.devices for m in device.metrics()}
 
+    # Costs come before training, so that a candidate over a budget is never trained. An evaluator
+    # whose training is cheaper than a second export (a supernet's inheritance) prices the one file
+    # it deploys after training instead.
+    costs_first = True
+
+    def priced(
+        self, plain: Any, onnx_bytes: bytes, candidate: Candidate, input_shape, timings: dict[str, float]
+    ) -> tuple[dict[str, float], dict[str, Any], str | None]:
+        """Every cost of the deployed `onnx_bytes` (predicted, then measured), how each was
+        obtained, and why `prefilter` stops a candidate over a budget (None: it goes on)."""
+        when = "before training" if self.costs_first else "before its accuracy was measured"
+        start = time.perf_counter()
+        costs, how = self.predicted_costs(plain, onnx_bytes, candidate, input_shape)
+        timings["predict_s"] = timings.get("predict_s", 0.0) + time.perf_counter() - start
+        for stage in ("predicted", "measured"):
+            if stage == "measured":
+                start = time.perf_counter()
+                measured_metrics, measured_how = self.measured_costs(onnx_bytes, input_shape)
+                costs, how = {**costs, **measured_metrics}, {**how, **measured_how}
+                timings["measure_s"] = time.perf_counter() - start
+            over = self.over_budget(costs)
+            if over and self.prefilter:  # known to break a budget before its accuracy: never trained further
+                how.update(over_budget=over, over_budget_stage=stage)
+                return costs, how, f"over budget {when} ({stage} costs): {', '.join(over)}"
+        return costs, how, None
+
     def evaluate(self, candidate: Candidate) -> Evaluation:
         import torch
 
@@ -366,27 +393,20 @@ class TrainEvaluator(Evaluator):
 
         torch.set_num_threads(1)  # one core per evaluation; Ray runs `concurrency` of them side by side
         start_all = time.perf_counter()
+        timings: dict[str, float] = {}
         try:
             seed = self.seed_of(candidate)
             torch.manual_seed(seed)
             data = self.data.load()
             model = self.initial_model(candidate, data)
-            start = time.perf_counter()
-            plain, onnx_bytes = self.deployable(model, candidate, data.input_shape)
-            costs, how = self.predicted_costs(plain, onnx_bytes, candidate, data.input_shape)
-            timings = {"predict_s": time.perf_counter() - start}
-            for stage in ("predicted", "measured"):
-                if stage == "measured":
-                    start = time.perf_counter()
-                    measured_metrics, measured_how = self.measured_costs(onnx_bytes, data.input_shape)
-                    costs, how = {**costs, **measured_metrics}, {**how, **measured_how}
-                    timings["measure_s"] = time.perf_counter() - start
-                over = self.over_budget(costs)
-                if over and self.prefilter:  # known to break a budget before any training: never trained
+            if self.costs_first:
+                start = time.perf_counter()
+                plain, onnx_bytes = self.deployable(model, candidate, data.input_shape)
+                timings["predict_s"] = time.perf_counter() - start
+                costs, how, over = self.priced(plain, onnx_bytes, candidate, data.input_shape, timings)
+                if over is not None:
                     timings["total_s"] = time.perf_counter() - start_all
-                    how.update(over_budget=over, over_budget_stage=stage)
-                    error = f"over budget before training ({stage} costs): {', '.join(over)}"
-                    return Evaluation(Result(candidate, "infeasible", costs, error, timings, how))
+                    return Evaluation(Result(candidate, "infeasible", costs, over, timings, how))
             compressed, data, train_timings = self.build_trained(candidate, model)
             timings.update(train_timings)
             start = time.perf_counter()
@@ -400,9 +420,16 @@ class TrainEvaluator(Evaluator):
             onnx_bytes = deployment(
                 plain, candidate.policy, data.input_shape, images=c.images(data), calibration=c.calibration
             )
+            deploy_s = time.perf_counter() - start
+            if not self.costs_first:
+                costs, how, over = self.priced(plain, onnx_bytes, candidate, data.input_shape, timings)
+                if over is not None:
+                    timings["total_s"] = time.perf_counter() - start_all
+                    return Evaluation(Result(candidate, "infeasible", costs, over, timings, how))
+            start = time.perf_counter()
             val_accuracy = accuracy(run_onnx(onnx_bytes, data.val.x), data.val.y)
             metrics = {**costs, "accuracy": val_accuracy, "size_kb": size_bytes(plain, candidate.policy) / 1024}
-            timings["accuracy_s"] = time.perf_counter() - start
+            timings["accuracy_s"] = deploy_s + time.perf_counter() - start
             timings["total_s"] = time.perf_counter() - start_all
             if not all(math.isfinite(v) for v in metrics.values()):
                 raise EvaluationError(f"non-finite metrics {metrics}")

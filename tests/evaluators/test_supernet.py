@@ -86,6 +86,38 @@ def test_fine_tune_steps_change_the_subnet_and_stop_where_told(trained, monkeypa
     assert plain.weights != tuned.weights
 
 
+@pytest.mark.parametrize("finetune_steps", [0, 2])
+def test_costs_and_the_budget_filter_come_from_one_export_without_fine_tuning_and_first_with_it(
+    trained, monkeypatch, finetune_steps
+):
+    """Without fine-tuning a candidate is inherited, then deployed once, and that file is priced,
+    filtered and scored; with fine-tuning the costs come first, so a candidate over a budget is
+    never fine-tuned. Either way the file measured is what it deploys."""
+    from cosearch.core import Constraint
+    from cosearch.evaluators import train
+
+    exports, inherits = [], []
+    real_deployment = train.deployment
+    real_inherited = SupernetEvaluator.inherited
+    monkeypatch.setattr(train, "deployment", lambda *a, **k: exports.append(1) or real_deployment(*a, **k))
+    monkeypatch.setattr(SupernetEvaluator, "inherited", lambda *a, **k: inherits.append(1) or real_inherited(*a, **k))
+    candidate = JOINT.decode(JOINT.sample(np.random.default_rng(2)))
+    result = evaluator(epochs=3, supernet=trained, finetune_steps=finetune_steps).evaluate(candidate).result
+    assert result.status == "ok", result.error
+    assert len(exports) == (1 if finetune_steps == 0 else 2)
+    graph = result.measured["latency_ms@local-cpu"]["graph"]
+    assert graph.endswith("the one whose accuracy is measured" if finetune_steps == 0 else "measured before training")
+
+    exports.clear(), inherits.clear()
+    budget = (Constraint.parse("latency_ms@local-cpu<=0.000001"),)
+    over = evaluator(epochs=3, supernet=trained, finetune_steps=finetune_steps, budgets=budget).evaluate(candidate)
+    assert over.result.status == "infeasible" and over.weights is None
+    assert "latency_ms@local-cpu" in over.result.metrics and "accuracy" not in over.result.metrics
+    when = "before its accuracy was measured" if finetune_steps == 0 else "before training"
+    assert over.result.error.startswith(f"over budget {when} (measured costs)")
+    assert len(inherits) == (1 if finetune_steps == 0 else 0)  # never fine-tuned when over budget
+
+
 def test_without_a_trained_supernet_a_candidate_fails_clearly():
     candidate = JOINT.decode(JOINT.sample(np.random.default_rng(0)))
     result = evaluator().evaluate(candidate).result
