@@ -101,9 +101,13 @@ def bench_space(
     workers: int,
     reuse: dict | None = None,
     sandwich: int = 0,
+    time_standalone: int = 0,
 ) -> dict:
     """`reuse`: an earlier run's summary of this space, whose standalone trainings (the same
-    candidates, seeds and settings: deterministic) are read instead of trained again."""
+    candidates, seeds and settings: deterministic) are read instead of trained again; then the first
+    `time_standalone` of them (spread over the list) are trained again here, so that the cost ratio
+    is measured in this run, on the same candidates as the supernet's (and their accuracies are
+    checked against the reused ones)."""
     space = joint(space_name)
     candidates = random_candidates(space, n)
     start = time.perf_counter()
@@ -126,11 +130,26 @@ def bench_space(
             del jobs[name]
             total, train = reuse["s_per_candidate"][name], reuse["training_s_per_candidate"][name]
             rows[name] = [{"accuracy": stored[c.key][name], "total_s": total, "train_s": train} for c in candidates]
+        if time_standalone:
+            timed_at = [int(i) for i in np.linspace(0, n - 1, min(n, time_standalone))]
+            jobs["timed"] = [("train", space_name, 0, None, 1, {}, candidates[i].to_json()) for i in timed_at]
     with ProcessPoolExecutor(workers) as pool:
         for name, work in jobs.items():
             began = time.perf_counter()
             rows[name] = list(pool.map(evaluate, work))
             print(f"{space_name}: {name} {len(work)} candidates in {time.perf_counter() - began:.0f} s", flush=True)
+    timed = rows.pop("timed", None)
+    if timed is not None:  # this run's standalone timings stand for both seeds', the supernet's on the same candidates
+        again = [abs(r["accuracy"] - rows["seed0"][i]["accuracy"]) for i, r in zip(timed_at, timed)]
+        print(f"{space_name}: retrained {len(timed)} standalone, largest accuracy change {max(again):.4f}", flush=True)
+        for name in ("seed0", "seed1"):
+            rows[name] = [{**row, "total_s": None, "train_s": None} for row in rows[name]]
+            for i, r in zip(timed_at, timed):
+                rows[name][i] = {**rows[name][i], "total_s": r["total_s"], "train_s": r["train_s"]}
+        rows["supernet"] = [
+            row if i in timed_at else {**row, "total_s": None, "train_s": None}
+            for i, row in enumerate(rows["supernet"])
+        ]
     acc = {name: [r["accuracy"] for r in out] for name, out in rows.items()}
     ceiling = rank(acc["seed0"], acc["seed1"])
     inherited = [rank(acc["supernet"], acc[s]) for s in ("seed0", "seed1")]
@@ -147,10 +166,17 @@ def bench_space(
         "spearman_rho_seed_vs_seed": ceiling["spearman_rho"],
         "tau_share_of_ceiling": tau / ceiling["kendall_tau"] if ceiling["kendall_tau"] > 0 else float("nan"),
         "mean_accuracy": {name: float(np.mean(a)) for name, a in acc.items()},
-        "s_per_candidate": {name: float(np.mean([r["total_s"] for r in out])) for name, out in rows.items()},
-        "training_s_per_candidate": {name: float(np.mean([r["train_s"] for r in out])) for name, out in rows.items()},
+        "s_per_candidate": {name: _mean(r["total_s"] for r in out) for name, out in rows.items()},
+        "training_s_per_candidate": {name: _mean(r["train_s"] for r in out) for name, out in rows.items()},
         "per_candidate": [{"key": c.key, **{name: acc[name][i] for name in acc}} for i, c in enumerate(candidates)],
+        "standalone_timed_here": len(timed) if timed is not None else (0 if reuse is not None else n),
+        "standalone_accuracy_change_on_retraining": max(again) if timed is not None else None,
     }
+
+
+def _mean(values) -> float:
+    """The mean of the values timed (None: not timed in this run)."""
+    return float(np.mean([v for v in values if v is not None]))
 
 
 def markdown(summary: dict) -> str:
@@ -188,6 +214,19 @@ def markdown(summary: dict) -> str:
             f"| {r['space']['name']} | {r['supernet']['train_s']:.0f} | {s['supernet']:.2f} / {train_s:.2f} "
             f"| {t['supernet']:.2f} / {(t['seed0'] + t['seed1']) / 2:.2f} | {train_s / s['supernet']:.1f}x |"
         )
+    for r in summary["spaces"]:
+        timed = r.get("standalone_timed_here", r["candidates"])
+        if timed < r["candidates"]:
+            lines.append(
+                f"\n{r['space']['name']}: standalone accuracies reused from the earlier run; standalone cost timed on "
+                f"{timed} candidates spread over the list, retrained in this run; the supernet's seconds per candidate are its "
+                "mean on the same ones"
+                + (
+                    f" (largest accuracy change on retraining {r['standalone_accuracy_change_on_retraining']:.4f})"
+                    if timed
+                    else ""
+                )
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +246,10 @@ def main() -> None:
     parser.add_argument(
         "--standalone-from", type=Path,
         help="an earlier run's JSON (same spaces, candidates, image size): its standalone trainings are reused",
+    )  # fmt: skip
+    parser.add_argument(
+        "--time-standalone", type=int, default=0,
+        help="with --standalone-from: train this many of the candidates standalone again, timing the ratio in this run",
     )  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -231,6 +274,7 @@ def main() -> None:
                 args.workers,
                 reused.get(name),
                 args.sandwich if joint(name).space.extremes() is not None else 0,
+                args.time_standalone,
             )
             for name in args.spaces.split(",")
         ],
