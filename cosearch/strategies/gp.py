@@ -110,8 +110,16 @@ def hypervolume_gain(front: np.ndarray, points: np.ndarray, reference: np.ndarra
         width = np.clip(np.minimum(ends, reference[0])[None, :] - np.maximum(starts[None, :], points[:, :1]), 0.0, None)
         height = np.clip(levels[None, :] - points[:, 1:2], 0.0, None)
         return (width * height).sum(axis=1)
-    base = hypervolume(front, reference) if len(front) else 0.0
-    return np.array([hypervolume(np.vstack([front, p[None, :]]), reference) - base for p in points])
+    # Three or more: a point adds its box up to the reference minus the part of that box the front
+    # already covers (the front clipped to the box). Most of a pool is dominated and adds nothing.
+    gain = np.zeros(len(points))
+    if len(front) == 0:
+        return np.prod(np.clip(reference - points, 0.0, None), axis=1)
+    dominated = np.any(np.all(front[None, :, :] <= points[:, None, :], axis=2), axis=1)
+    for i in np.flatnonzero(~dominated & np.all(points < reference, axis=1)):
+        clipped = np.maximum(front, points[i])
+        gain[i] = np.prod(reference - points[i]) - hypervolume(clipped, reference)
+    return np.clip(gain, 0.0, None)
 
 
 @STRATEGIES.register("gp")

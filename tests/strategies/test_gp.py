@@ -16,7 +16,7 @@ JOINT = JointSpace(SPACE)
 TWO = Goals((Objective.parse("accuracy"), Objective.parse("latency_ms")))
 
 
-@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("dims", [1, 2, 3, 4])
 def test_hypervolume_gain_is_the_difference_of_hypervolumes(dims):
     rng = np.random.default_rng(dims)
     reference = np.ones(dims)
