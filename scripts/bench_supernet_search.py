@@ -30,6 +30,15 @@ from bench_supernet import SPACES
 METRIC = "latency_ms@local-cpu"
 
 
+def gp_pool() -> int:
+    """gp's default `pool_size`: the candidates its surrogate scores per proposal."""
+    import inspect
+
+    from cosearch.strategies.gp import GaussianProcessBO
+
+    return inspect.signature(GaussianProcessBO.__init__).parameters["pool_size"].default
+
+
 def job(args, evaluator: dict, strategy: dict, trials: int, finalize: dict | None) -> dict:
     return {
         "name": "supernet-search",
@@ -71,6 +80,96 @@ def hypervolume(pts: list[tuple[float, float]], reference: tuple[float, float]) 
     return hv(np.array([(-a, lat) for a, lat in pts]), np.array([-reference[0], reference[1]]))
 
 
+def one_seed(args, seed: int, root: Path) -> dict:
+    """Runs A and B on `seed` (the runs' seed: their splits, samples and trainings) in `root`."""
+    from cosearch.controller import Controller
+    from cosearch.job import spec_from_dict
+
+    args = argparse.Namespace(**{**vars(args), "seed": seed})
+    supernet = {"name": "supernet", "epochs": args.supernet_epochs, "finetune_steps": args.finetune_steps}
+    if args.sandwich:
+        supernet["sandwich"] = args.sandwich
+    finalize = {"top_k": args.top_k, "final_epochs": args.train_epochs, "from": "inherited"}
+    start = time.perf_counter()
+    Controller.start(spec_from_dict(job(args, supernet, {"name": "gp"}, args.trials, finalize)), root / "a").run()
+    wall_a = time.perf_counter() - start
+    print(f"seed {seed}: supernet search {wall_a:.0f} s", flush=True)
+
+    evolution = {"name": "regularized_evolution", "population_size": 10, "sample_size": 3}
+    start, trials = time.perf_counter(), args.chunk
+    Controller.start(spec_from_dict(job(args, {"name": "train"}, evolution, trials, None)), root / "b").run()
+    while time.perf_counter() - start < wall_a:
+        trials += args.chunk
+        Controller.resume(root / "b", trials=trials).run()
+    wall_b = time.perf_counter() - start
+    print(f"seed {seed}: evolution {trials} trials in {wall_b:.0f} s", flush=True)
+
+    a, b = points(root / "a", finals_only=True), points(root / "b", finals_only=False)
+    searched = points(root / "a", finals_only=False)
+    reference = (0.0, 1.1 * max(lat for _, lat in a + b))
+    hv_a, hv_b = hypervolume(a, reference), hypervolume(b, reference)
+    return {
+        "seed": seed,
+        "reference": reference,
+        "supernet_search": {
+            "wall_s": wall_a,
+            "evaluated": len(searched) - len(a),
+            "finals": len(a),
+            "hypervolume": hv_a,
+            "front": front(a),
+        },
+        "evolution": {"wall_s": wall_b, "trials": len(b), "hypervolume": hv_b, "front": front(b)},
+        "ratio": hv_a / hv_b if hv_b else float("nan"),
+    }
+
+
+def markdown(args, summary: dict) -> str:
+    runs, pool = summary["seeds"], gp_pool()
+    ratios = np.array([r["ratio"] for r in runs])
+    lines = [
+        "# Supernet search against evolution at equal wall time",
+        "",
+        f"`{summary['command']}`: digits at {args.image_size}x{args.image_size}, the {args.space} space, weight bits "
+        "(4, 8, 32) x sparsity (0, 0.25, 0.5, 0.75); objectives accuracy and measured latency; 2 CPU cores, "
+        f"concurrency 2. Standalone training {args.train_epochs} epochs + 2 fine-tune. Per seed (the runs' seed: "
+        "splits, samples, trainings), the hypervolume of each run's standalone Pareto set against (accuracy 0, "
+        "1.1 x the slowest latency either run measured). Supernet search: "
+        f"{args.supernet_epochs} supernet epochs, sandwich {args.sandwich}, gp choosing each of {args.trials} "
+        f"evaluations among a pool of up to {pool} mutants and samples its surrogate scores (so up to "
+        f"{pool * args.trials:,} candidates through the predictor), {args.finetune_steps} fine-tune steps each, "
+        f"then its top {args.top_k} by Pareto rank trained standalone from their inherited weights.",
+        "",
+        "| seed | supernet search: wall s | evaluated | finals | hypervolume "
+        "| evolution: wall s | trials | hypervolume | supernet / evolution |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        s, e = r["supernet_search"], r["evolution"]
+        lines.append(
+            f"| {r['seed']} | {s['wall_s']:.0f} | {s['evaluated']} | {s['finals']} | {s['hypervolume']:.4f} "
+            f"| {e['wall_s']:.0f} | {e['trials']} | {e['hypervolume']:.4f} | {r['ratio']:.3f} |"
+        )
+    spread = f" +- {ratios.std(ddof=1):.3f} (sd)" if len(ratios) > 1 else ""
+    lines += [
+        "",
+        f"Supernet search / evolution hypervolume: {ratios.mean():.3f}{spread} over {len(ratios)} seed(s); "
+        f"the supernet search is higher on {int((ratios > 1).sum())} of {len(ratios)}.",
+        "",
+        "Fronts (accuracy, latency ms):",
+        "",
+    ]
+    for r in runs:
+        lines.append(
+            f"- seed {r['seed']}, supernet search finals: "
+            + ", ".join(f"({a:.3f}, {lat:.4f})" for a, lat in r["supernet_search"]["front"])
+        )
+        lines.append(
+            f"- seed {r['seed']}, evolution: "
+            + ", ".join(f"({a:.3f}, {lat:.4f})" for a, lat in r["evolution"]["front"])
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", choices=("nb201", "mobilenet"), default="nb201")
@@ -82,87 +181,28 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=8, help="Pareto members the supernet search trains standalone")
     parser.add_argument("--train-epochs", type=int, default=8, help="standalone training (both runs, and finals)")
     parser.add_argument("--chunk", type=int, default=4, help="evolution's trials per resume while it has time")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated; each seed runs both searches")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     import ray
 
-    from cosearch.controller import Controller
-    from cosearch.job import spec_from_dict
-
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    root = Path(tempfile.mkdtemp(prefix="bench-supernet-search-"))
+    runs = []
     try:
-        supernet = {"name": "supernet", "epochs": args.supernet_epochs, "finetune_steps": args.finetune_steps}
-        if args.sandwich:
-            supernet["sandwich"] = args.sandwich
-        finalize = {"top_k": args.top_k, "final_epochs": args.train_epochs, "from": "inherited"}
-        start = time.perf_counter()
-        Controller.start(spec_from_dict(job(args, supernet, {"name": "gp"}, args.trials, finalize)), root / "a").run()
-        wall_a = time.perf_counter() - start
-        print(f"supernet search: {wall_a:.0f} s", flush=True)
-
-        evolution = {"name": "regularized_evolution", "population_size": 10, "sample_size": 3}
-        start, trials = time.perf_counter(), args.chunk
-        Controller.start(spec_from_dict(job(args, {"name": "train"}, evolution, trials, None)), root / "b").run()
-        while time.perf_counter() - start < wall_a:
-            trials += args.chunk
-            Controller.resume(root / "b", trials=trials).run()
-        wall_b = time.perf_counter() - start
-        print(f"evolution: {trials} trials in {wall_b:.0f} s", flush=True)
-
-        a, b = points(root / "a", finals_only=True), points(root / "b", finals_only=False)
-        searched = points(root / "a", finals_only=False)
-        reference = (0.0, 1.1 * max(lat for _, lat in a + b))
-        summary = {
-            "command": "python scripts/bench_supernet_search.py " + " ".join(sys.argv[1:]),
-            "reference": reference,
-            "supernet_search": {
-                "wall_s": wall_a,
-                "evaluated": len(searched) - len(a),
-                "finals": len(a),
-                "hypervolume": hypervolume(a, reference),
-                "front": front(a),
-            },
-            "evolution": {
-                "wall_s": wall_b,
-                "trials": len(b),
-                "hypervolume": hypervolume(b, reference),
-                "front": front(b),
-            },
-        }
+        for seed in (int(s) for s in args.seeds.split(",")):
+            root = Path(tempfile.mkdtemp(prefix="bench-supernet-search-"))
+            try:
+                runs.append(one_seed(args, seed, root))
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
         ray.shutdown()
-    s, e = summary["supernet_search"], summary["evolution"]
-    ratio = s["hypervolume"] / e["hypervolume"] if e["hypervolume"] else float("nan")
-    lines = [
-        "# Supernet search against evolution at equal wall time",
-        "",
-        f"`{summary['command']}`: digits at {args.image_size}x{args.image_size}, the {args.space} space, weight bits "
-        "(4, 8, 32) x sparsity (0, 0.25, 0.5, 0.75); objectives accuracy and measured latency; 2 CPU cores, "
-        f"concurrency 2. Standalone training {args.train_epochs} epochs + 2 fine-tune. Hypervolume of each run's "
-        f"standalone Pareto set against (accuracy 0, {reference[1]:.4f} ms).",
-        "",
-        "| run | wall s | candidates | standalone results | hypervolume |",
-        "|---|---:|---:|---:|---:|",
-        f"| supernet search ({args.supernet_epochs} supernet epochs, sandwich {args.sandwich}, gp, "
-        f"{args.finetune_steps} fine-tune steps each, finals of the top {args.top_k}) | {s['wall_s']:.0f} "
-        f"| {s['evaluated']} | {s['finals']} | {s['hypervolume']:.4f} |",
-        f"| regularized evolution, `train` evaluator | {e['wall_s']:.0f} | {e['trials']} | {e['trials']} "
-        f"| {e['hypervolume']:.4f} |",
-        "",
-        f"Supernet search / evolution hypervolume: {ratio:.3f}.",
-        "",
-        "Fronts (accuracy, latency ms):",
-        "",
-        "- supernet search finals: " + ", ".join(f"({a:.3f}, {lat:.4f})" for a, lat in s["front"]),
-        "- evolution: " + ", ".join(f"({a:.3f}, {lat:.4f})" for a, lat in e["front"]),
-    ]
-    print("\n".join(lines))
+    summary = {"command": "python scripts/bench_supernet_search.py " + " ".join(sys.argv[1:]), "seeds": runs}
+    text = markdown(args, summary)
+    print(text)
     if args.out:
         args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        args.out.with_suffix(".md").write_text(text)
 
 
 if __name__ == "__main__":
