@@ -182,6 +182,33 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+def against_evolution(rows: list[dict]) -> list[dict]:
+    """Per method, paired by seed with regularized evolution's run: its wall time as a share of
+    evolution's, its hypervolume as a ratio of evolution's, and on how many seeds it reached
+    evolution's hypervolume in at most a fifth of evolution's wall time (the issue's goal)."""
+    evolution = {r["seed"]: r for r in rows if r["method"] == "regularized evolution"}
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "regularized evolution"):
+        pairs = [(r, evolution[r["seed"]]) for r in rows if r["method"] == method and r["seed"] in evolution]
+        if not pairs:
+            continue
+        share = np.array([r["wall_s"] / e["wall_s"] for r, e in pairs])
+        ratio = np.array([r["hypervolume"] / e["hypervolume"] if e["hypervolume"] else np.nan for r, e in pairs])
+        out.append(
+            {
+                "method": method,
+                "seeds": len(pairs),
+                "wall_share_mean": float(share.mean()),
+                "hypervolume_ratio_mean": float(np.nanmean(ratio)),
+                "hypervolume_ratio_min": float(np.nanmin(ratio)),
+                "goal_met": int(
+                    sum(r["hypervolume"] >= e["hypervolume"] and r["wall_s"] <= 0.2 * e["wall_s"] for r, e in pairs)
+                ),
+            }
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=16)
@@ -257,6 +284,7 @@ def main() -> None:
             "all_skip_ms": low,
             "all_conv3_ms": high,
             "summary": table,
+            "against_evolution": against_evolution(rows),
             "rows": rows,
         }
         Path(f"{args.out}.json").write_text(json.dumps(payload, indent=1) + "\n")
@@ -286,6 +314,20 @@ def main() -> None:
                 f"{t['hypervolume_mean']:.4f} +- {t['hypervolume_std']:.4f} | {t['derived']} | {t['within_10pct']} | "
                 f"{free} | {t['derived_over_budget']} |"
             )
+        paired = payload["against_evolution"]
+        if paired:
+            lines += [
+                "",
+                "Paired by seed with regularized evolution (goal: its hypervolume in at most a fifth of its wall time):",
+                "",
+                "| method | seeds | wall time / evolution's | hypervolume / evolution's (mean, min) | seeds meeting the goal |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {p['method']} | {p['seeds']} | {p['wall_share_mean']:.2f} | {p['hypervolume_ratio_mean']:.3f}, "
+                f"{p['hypervolume_ratio_min']:.3f} | {p['goal_met']} of {p['seeds']} |"
+                for p in paired
+            ]
         lines += [
             "",
             "Derivation: darts rows derive the most probable cell whose estimated latency lies in [0.9 T, T] "
