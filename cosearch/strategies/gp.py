@@ -48,7 +48,7 @@ from cosearch.strategies.base import STRATEGIES, Strategy
 LENGTH_SCALES = (0.05, 0.1, 0.2, 0.4, 0.8)  # in units of the group-weighted Hamming distance (0..1)
 NOISE_VARIANCES = (1e-3, 1e-2, 1e-1)  # relative to the standardised output's variance of 1
 DEFAULT_HYPERS = (0.2, 1e-2)  # until there are enough results to choose
-CACHE_SIZE = 100_000  # decoded samples kept
+CACHE_SIZE = 20_000  # decoded samples kept; 100,000 took the driver to 774 MB at 1,000 evaluations, this 393 MB
 HYPER_POINTS = 300  # latest results the length scale and noise are chosen on
 MAX_TRIES = 50  # random proposals that repeat a known candidate are drawn again, at most this often
 
