@@ -1,4 +1,4 @@
-"""DARTS variants beside regularized evolution, each a whole run of the controller on the digits.
+"""DARTS variants beside regularized evolution, each a whole run of the controller on the digits (or CIFAR-10).
 
     python scripts/bench_oneshot_search.py --seeds 0,1,2 --out benchmarks/oneshot_search
     python scripts/bench_oneshot_search.py --space darts --seeds 0,1,2 --out benchmarks/oneshot_search_darts
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_supernet import data_text, task
 
 PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3", "max_pool_3x3")
 
@@ -62,7 +63,7 @@ def ops_of(arch: dict) -> list[str]:
 def base_job(args, strategy: dict, trials: int, budget_ms: float) -> dict:
     return {
         "name": "oneshot",
-        "task": {"dataset": "digits", "image_size": args.image_size},
+        "task": task(args.image_size, args.cifar10),
         "search_space": space_section(args),
         "compression": {"weight_bits": [32], "sparsity": [0.0]},  # the cell alone: what DARTS searches here
         "strategy": strategy,
@@ -221,6 +222,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24, help="regularized evolution's evaluations")
     parser.add_argument("--seeds", default="0", help="comma-separated; each method runs once per seed")
     parser.add_argument("--methods", help="comma-separated method names to run (default: all)")
+    parser.add_argument("--cifar10", help="a local cifar-10-batches-py folder: CIFAR-10 instead of the digits")
     parser.add_argument("--out", help="write OUT.json and OUT.md")
     args = parser.parse_args()
     import ray
@@ -298,7 +300,7 @@ def main() -> None:
         lines = [
             "# DARTS variants beside regularized evolution",
             "",
-            f"`{command}`: digits at {args.image_size}x{args.image_size}, {described}, "
+            f"`{command}`: {data_text(args.image_size, args.cifar10)}, {described}, "
             f"weights in float; budget latency_ms@local-cpu <= {target_ms:.4f} ms (halfway between {ends[0]}, "
             f"{low:.4f} ms, and {ends[1]}, {high:.4f} ms); every candidate trained {args.train_epochs} epochs; "
             "2 CPU cores, concurrency 2; the same seeds for every method. Hypervolume of the feasible "

@@ -32,6 +32,21 @@ COMPRESSION = {"weight_bits": (4, 8, 32), "sparsity": (0.0, 0.25, 0.5, 0.75)}
 
 
 IMAGE_SIZE: list[int | None] = [None]  # --image-size, set in every process (the pool forks after main sets it)
+CIFAR10: list[str | None] = [None]  # --cifar10, likewise
+
+
+def task(image_size: int | None, cifar10: str | None) -> dict:
+    """A job's `task` section: CIFAR-10 from a local folder (its own 32x32), or the digits at `image_size`."""
+    if cifar10:
+        return {"dataset": "cifar10", "path": str(cifar10)}
+    return {"dataset": "digits", "image_size": image_size}
+
+
+def data_text(image_size: int | None, cifar10: str | None) -> str:
+    """What a benchmark's page says it ran on."""
+    if cifar10:
+        return f"CIFAR-10 ({cifar10}) at 32x32"
+    return f"digits at {image_size or 8}x{image_size or 8}"
 
 
 def make(kind: str, space_name: str, seed: int = 0, supernet: bytes | None = None, epochs: int = 1, **extra):
@@ -43,7 +58,7 @@ def make(kind: str, space_name: str, seed: int = 0, supernet: bytes | None = Non
     space = SEARCH_SPACES.create(space_name, **SPACES[space_name])
     devices = (MeasuredDevice("local-cpu", LatencySettings(warmup_runs=10, runs=30)),)
     settings = {
-        "data": DataSettings(image_size=IMAGE_SIZE[0]),
+        "data": DataSettings(**task(IMAGE_SIZE[0], CIFAR10[0])),
         "training": TrainingSettings(seed=seed),
         "devices": devices,
     }
@@ -183,8 +198,8 @@ def markdown(summary: dict) -> str:
     lines = [
         "# Supernet ranking and cost",
         "",
-        f"`{summary['command']}`, on this machine ({summary['workers']} processes). Digits at "
-        f"{summary['image_size']}x{summary['image_size']}; compression "
+        f"`{summary['command']}`, on this machine ({summary['workers']} processes), on the "
+        f"{data_text(summary['image_size'], summary.get('cifar10'))}; compression "
         f"{COMPRESSION}; each candidate scored by the `supernet` evaluator (inherited weights, BatchNorm "
         "recalibrated, compressed) and trained standalone by the `train` evaluator (8 epochs + 2 fine-tune) with "
         "training seeds 0 and 1. Sandwich N: every supernet step trains the largest subnet on the labels, the "
@@ -251,17 +266,22 @@ def main() -> None:
         "--time-standalone", type=int, default=0,
         help="with --standalone-from: train this many of the candidates standalone again, timing the ratio in this run",
     )  # fmt: skip
+    parser.add_argument("--cifar10", help="a local cifar-10-batches-py folder: CIFAR-10 instead of the digits")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    IMAGE_SIZE[0] = args.image_size
+    IMAGE_SIZE[0], CIFAR10[0] = args.image_size, args.cifar10
     reused = {}
     if args.standalone_from:
         earlier = json.loads(args.standalone_from.read_text())
-        if earlier["image_size"] != (args.image_size or 8):
-            raise SystemExit(f"{args.standalone_from} was measured at another image size")
+        if (
+            earlier["image_size"] != (32 if args.cifar10 else args.image_size or 8)
+            or earlier.get("cifar10") != args.cifar10
+        ):
+            raise SystemExit(f"{args.standalone_from} was measured on other data or at another image size")
         reused = {r["space"]["name"]: r for r in earlier["spaces"]}
     summary = {
-        "image_size": args.image_size or 8,
+        "image_size": 32 if args.cifar10 else args.image_size or 8,
+        "cifar10": args.cifar10,
         "command": "python scripts/bench_supernet.py " + " ".join(sys.argv[1:]),
         "workers": args.workers,
         "spaces": [

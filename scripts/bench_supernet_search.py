@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_supernet import SPACES
+from bench_supernet import SPACES, data_text, task
 
 METRIC = "latency_ms@local-cpu"
 
@@ -42,7 +42,7 @@ def gp_pool() -> int:
 def job(args, evaluator: dict, strategy: dict, trials: int, finalize: dict | None) -> dict:
     return {
         "name": "supernet-search",
-        "task": {"dataset": "digits", "image_size": args.image_size},
+        "task": task(args.image_size, args.cifar10),
         "search_space": {"name": args.space, **SPACES[args.space]},  # bench_supernet's shapes
         "compression": {"weight_bits": [4, 8, 32], "sparsity": [0.0, 0.25, 0.5, 0.75]},
         "evaluator": evaluator,
@@ -129,7 +129,7 @@ def markdown(args, summary: dict) -> str:
     lines = [
         "# Supernet search against evolution at equal wall time",
         "",
-        f"`{summary['command']}`: digits at {args.image_size}x{args.image_size}, the {args.space} space, weight bits "
+        f"`{summary['command']}`: {data_text(args.image_size, args.cifar10)}, the {args.space} space, weight bits "
         "(4, 8, 32) x sparsity (0, 0.25, 0.5, 0.75); objectives accuracy and measured latency; 2 CPU cores, "
         f"concurrency 2. Standalone training {args.train_epochs} epochs + 2 fine-tune. Per seed (the runs' seed: "
         "splits, samples, trainings), the hypervolume of each run's standalone Pareto set against (accuracy 0, "
@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--train-epochs", type=int, default=8, help="standalone training (both runs, and finals)")
     parser.add_argument("--chunk", type=int, default=4, help="evolution's trials per resume while it has time")
     parser.add_argument("--seeds", default="0", help="comma-separated; each seed runs both searches")
+    parser.add_argument("--cifar10", help="a local cifar-10-batches-py folder: CIFAR-10 instead of the digits")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     import ray
