@@ -412,7 +412,7 @@ class TrainEvaluator(Evaluator):
             start = time.perf_counter()
             # The accuracy shown is the deployed file's in ONNX Runtime: integer kernels can differ
             # from the fake-quantized PyTorch model (saturation), and this catches it. Float and
-            # weight-only files compute what PyTorch does, so only integer ones are compared.
+            # weight-only files run float kernels, which cannot saturate, so only integer ones are compared.
             integer = runs_integer(candidate.policy)
             torch_accuracy = accuracy(predict(compressed, data.val.x), data.val.y) if integer else None
             plain = bake(compressed, copy=False)  # `compressed` is not used again
