@@ -8,7 +8,8 @@ mildest compression on the labels and the smallest at the harshest plus N random
 largest's answers (BigNAS's sandwich rule with in-place distillation). A candidate is then its
 standalone network with the inherited weights, BatchNorm statistics recalibrated, compressed
 by the same pipeline as the `train` evaluator (so its accuracy is the compressed subnet's),
-optionally fine-tuned for a few steps, and costed and exported exactly as `train` does it.
+optionally fine-tuned for a few steps, and costed and exported exactly as `train` does it (without
+fine-tuning the costs are taken on the one file it deploys: see `costs_first`).
 """
 
 from __future__ import annotations
