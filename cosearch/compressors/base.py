@@ -115,6 +115,13 @@ class Compressor:
         return 0.0
 
     # --- torch side: each hook imports torch itself ---------------------------------------
+    def turned_on(self, policy: Any) -> bool:
+        """Whether `policy` (a Policy) sets this technique's gene anywhere off its default."""
+        default = self.gene.default
+        if self.gene.scope == "network":
+            return policy.network.get(self.name, default) != default
+        return any(layer_policy[self.name] != default for layer_policy in policy.layers.values())
+
     def reshape(self, model: Any, policy: Any, context: ReshapeContext) -> Any:
         """A copy of `model` with this technique's structural change, or `model` itself."""
         return model
@@ -179,9 +186,8 @@ def compressors() -> dict[str, Compressor]:
 def teacher_technique(policy: Any) -> tuple[Compressor, Any] | None:
     """The teacher-using technique `policy` turns on, with its value, or None."""
     for technique in compressors().values():
-        value = policy.network.get(technique.name, technique.gene.default)
-        if technique.needs_teacher and value != technique.gene.default:
-            return technique, value
+        if technique.needs_teacher and technique.turned_on(policy):
+            return technique, policy.network[technique.name]
     return None
 
 

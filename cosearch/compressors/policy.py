@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from cosearch.compressors.activations import ActivationFakeQuant
-from cosearch.compressors.base import Compressor, ReshapeContext, WeightCost, in_stage_order
+from cosearch.compressors.base import ReshapeContext, WeightCost, in_stage_order
 from cosearch.core.candidate import Policy
 from cosearch.core.errors import SpecError
 
@@ -57,19 +57,11 @@ def reshape(model: nn.Module, policy: Policy, input_shape, importance: str = "l1
     rebuilt network reshaped the same way loads the weights a trained one saved.
     """
     context = ReshapeContext(input_shape, importance, batch)
-    # Only structural techniques the policy turns on: each copies, and the rest return `model` itself.
-    used = [c for c in in_stage_order() if type(c).reshape is not Compressor.reshape and _turns_on(policy, c)]
-    for compressor in used:
-        model = compressor.reshape(model, policy, context)
-    return model if used else _private_copy(model)
-
-
-def _turns_on(policy: Policy, compressor: Compressor) -> bool:
-    """Whether `policy` sets `compressor`'s gene anywhere off its default."""
-    default = compressor.gene.default
-    if compressor.gene.scope == "network":
-        return policy.network.get(compressor.name, default) != default
-    return any(layer_policy[compressor.name] != default for layer_policy in policy.layers.values())
+    shaped = model
+    for compressor in in_stage_order():
+        if compressor.turned_on(policy):  # a structural change copies; the rest return the model itself
+            shaped = compressor.reshape(shaped, policy, context)
+    return shaped if shaped is not model else _private_copy(model)
 
 
 def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = False, copy: bool = True) -> nn.Module:

@@ -112,9 +112,9 @@ def hypervolume_gain(front: np.ndarray, points: np.ndarray, reference: np.ndarra
         return (width * height).sum(axis=1)
     # Three or more: a point adds its box up to the reference minus the part of that box the front
     # already covers (the front clipped to the box). Most of a pool is dominated and adds nothing.
-    gain = np.zeros(len(points))
     if len(front) == 0:
         return np.prod(np.clip(reference - points, 0.0, None), axis=1)
+    gain = np.zeros(len(points))
     dominated = np.any(np.all(front[None, :, :] <= points[:, None, :], axis=2), axis=1)
     for i in np.flatnonzero(~dominated & np.all(points < reference, axis=1)):
         clipped = np.maximum(front, points[i])
