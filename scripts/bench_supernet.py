@@ -14,6 +14,7 @@ deployment, ONNX accuracy and latency measurement; their training parts are show
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -31,6 +32,7 @@ SPACES = {
 COMPRESSION = {"weight_bits": (4, 8, 32), "sparsity": (0.0, 0.25, 0.5, 0.75)}
 
 
+CHANNEL_RATIOS: list[tuple[float, ...]] = [(0.0,)]  # --channel-ratios, on spaces whose supernet trains them
 IMAGE_SIZE: list[int | None] = [None]  # --image-size, set in every process (the pool forks after main sets it)
 CIFAR10: list[str | None] = [None]  # --cifar10, likewise
 
@@ -70,7 +72,15 @@ def make(kind: str, space_name: str, seed: int = 0, supernet: bytes | None = Non
 def joint(space_name: str):
     from cosearch.search_spaces import SEARCH_SPACES, JointSpace
 
-    return JointSpace(SEARCH_SPACES.create(space_name, **SPACES[space_name]), **COMPRESSION)
+    return JointSpace(SEARCH_SPACES.create(space_name, **SPACES[space_name]), **compression(space_name))
+
+
+def compression(space_name: str) -> dict:
+    """The compression searched on `space_name`: COMPRESSION, and --channel-ratios where its supernet trains them."""
+    from cosearch.search_spaces import SEARCH_SPACES
+
+    pruned = CHANNEL_RATIOS[0] != (0.0,) and SEARCH_SPACES.get(space_name).elastic_channels
+    return {**COMPRESSION, "channel_ratio": CHANNEL_RATIOS[0]} if pruned else dict(COMPRESSION)
 
 
 def random_candidates(space, n: int) -> list:
@@ -85,11 +95,19 @@ def random_candidates(space, n: int) -> list:
     return candidates
 
 
+EVALUATORS: dict[tuple, object] = {}  # per process, as a run's Ray worker keeps its evaluator (and loaded supernet)
+
+
 def evaluate(args: tuple) -> dict:
     kind, space_name, seed, supernet, epochs, extra, candidate_json = args
     from cosearch.core import Candidate
 
-    evaluator = make(kind, space_name, seed, supernet, epochs, **extra)
+    settings = (kind, space_name, seed, hashlib.sha256(supernet or b"").hexdigest(), epochs, sorted(extra.items()))
+    key = repr(settings)
+    if key not in EVALUATORS:
+        EVALUATORS.clear()
+        EVALUATORS[key] = make(kind, space_name, seed, supernet, epochs, **extra)
+    evaluator = EVALUATORS[key]
     result = evaluator.evaluate(Candidate.from_json(candidate_json)).result
     if result.status != "ok":
         raise SystemExit(f"{kind} failed on {result.candidate.key}: {result.error}")
@@ -99,6 +117,17 @@ def evaluate(args: tuple) -> dict:
         "total_s": t["total_s"],
         "train_s": t.get("train_s", 0.0) + t.get("compress_s", 0.0),
     }
+
+
+def warm_up(space_name: str, supernet: bytes, epochs: int, extra: dict) -> None:
+    """A worker's start, as a run's worker has it after its first candidate: the supernet
+    evaluator built, its supernet loaded, one spare candidate scored (imports, first ONNX
+    sessions), so that no timed candidate of either evaluator pays for them."""
+    began = time.perf_counter()
+    space = joint(space_name)
+    spare = space.decode(space.sample(np.random.default_rng(12345)))
+    evaluate(("supernet", space_name, 0, supernet, epochs, extra, spare.to_json()))
+    print(f"{space_name}: a worker warmed up in {time.perf_counter() - began:.1f} s (not counted)", flush=True)
 
 
 def rank(a: list[float], b: list[float]) -> dict:
@@ -117,6 +146,7 @@ def bench_space(
     reuse: dict | None = None,
     sandwich: int = 0,
     time_standalone: int = 0,
+    elastic_compression: bool = True,
 ) -> dict:
     """`reuse`: an earlier run's summary of this space, whose standalone trainings (the same
     candidates, seeds and settings: deterministic) are read instead of trained again; then the first
@@ -126,11 +156,11 @@ def bench_space(
     space = joint(space_name)
     candidates = random_candidates(space, n)
     start = time.perf_counter()
-    trainer = make("supernet", space_name, epochs=epochs, sandwich=sandwich)
+    trainer = make("supernet", space_name, epochs=epochs, sandwich=sandwich, elastic_compression=elastic_compression)
     checkpoint, info = trainer.train_supernet(space, None, epochs=epochs)
     supernet_s = time.perf_counter() - start
     print(f"{space_name}: supernet {epochs} epochs in {supernet_s:.0f} s, losses {info['losses'][::10]}", flush=True)
-    extra = {"bn_batches": bn_batches, "finetune_steps": finetune_steps}
+    extra = {"bn_batches": bn_batches, "finetune_steps": finetune_steps, "elastic_compression": elastic_compression}
     jobs = {
         "supernet": [("supernet", space_name, 0, checkpoint, epochs, extra, c.to_json()) for c in candidates],
         "seed0": [("train", space_name, 0, None, 1, {}, c.to_json()) for c in candidates],
@@ -148,7 +178,7 @@ def bench_space(
         if time_standalone:
             timed_at = [int(i) for i in np.linspace(0, n - 1, min(n, time_standalone))]
             jobs["timed"] = [("train", space_name, 0, None, 1, {}, candidates[i].to_json()) for i in timed_at]
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=warm_up, initargs=(space_name, checkpoint, epochs, extra)) as pool:
         for name, work in jobs.items():
             began = time.perf_counter()
             rows[name] = list(pool.map(evaluate, work))
@@ -200,19 +230,25 @@ def markdown(summary: dict) -> str:
         "",
         f"`{summary['command']}`, on this machine ({summary['workers']} processes), on the "
         f"{data_text(summary['image_size'], summary.get('cifar10'))}; compression "
-        f"{COMPRESSION}; each candidate scored by the `supernet` evaluator (inherited weights, BatchNorm "
+        f"{COMPRESSION} (and channel_ratio {summary.get('channel_ratios', [0.0])} where the space's supernet trains "
+        "it); each candidate scored by the `supernet` evaluator (inherited weights, BatchNorm "
         "recalibrated, compressed) and trained standalone by the `train` evaluator (8 epochs + 2 fine-tune) with "
         "training seeds 0 and 1. Sandwich N: every supernet step trains the largest subnet on the labels, the "
-        "smallest and N random ones on its answers (0: one random subnet per step).",
+        "smallest and N random ones on its answers (0: one random subnet per step). Elastic compression: the "
+        "supernet trains each step's path compressed as sampled (yes), or its architecture alone, candidates "
+        "compressed after inheritance as `train` compresses a float network (no). Each process keeps its "
+        "evaluators between candidates, as a run's Ray worker does, and first scores one spare candidate, not "
+        "counted (imports, first ONNX sessions, the supernet loaded: once per worker in a run).",
         "",
-        "| space | candidates | supernet epochs | sandwich | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
+        "| space | candidates | supernet epochs | sandwich | elastic compression | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
         "| share of ceiling | mean accuracy: inherited / seed 0 / seed 1 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in summary["spaces"]:
         m = r["mean_accuracy"]
         lines.append(
             f"| {r['space']['name']} | {r['candidates']} | {r['supernet']['epochs']} | {r['supernet'].get('sandwich', 0)} "
+            f"| {'yes' if r['supernet'].get('elastic_compression', True) else 'no'} "
             f"| {r['kendall_tau_inherited_vs_standalone']:.3f} | {r['spearman_rho_inherited_vs_standalone']:.3f} "
             f"| {r['kendall_tau_seed_vs_seed']:.3f} | {r['tau_share_of_ceiling']:.2f} "
             f"| {100 * m['supernet']:.1f} / {100 * m['seed0']:.1f} / {100 * m['seed1']:.1f} % |"
@@ -231,7 +267,12 @@ def markdown(summary: dict) -> str:
         )
     for r in summary["spaces"]:
         timed = r.get("standalone_timed_here", r["candidates"])
-        if timed < r["candidates"]:
+        if timed == 0:
+            lines.append(
+                f"\n{r['space']['name']}: standalone accuracies and seconds reused from the earlier run, not timed in "
+                "this one (so the cost ratio compares two runs; `--time-standalone K` times it side by side)"
+            )
+        elif timed < r["candidates"]:
             lines.append(
                 f"\n{r['space']['name']}: standalone accuracies reused from the earlier run; standalone cost timed on "
                 f"{timed} candidates spread over the list, retrained in this run; the supernet's seconds per candidate are its "
@@ -256,6 +297,10 @@ def main() -> None:
         "--sandwich", type=int, default=0,
         help="random subnets per step beside the largest and smallest, taught by the largest (elastic spaces)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-elastic-compression", action="store_true",
+        help="train the supernet on architectures alone and compress each inherited subnet after (elastic_compression: false)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-size", type=int, help="resize the digits to this square (default: 8x8 as they are)")
     parser.add_argument(
@@ -266,10 +311,15 @@ def main() -> None:
         "--time-standalone", type=int, default=0,
         help="with --standalone-from: train this many of the candidates standalone again, timing the ratio in this run",
     )  # fmt: skip
+    parser.add_argument(
+        "--channel-ratios", default="0",
+        help="comma-separated channel_ratio options (structured pruning), on spaces whose supernet trains them (mobilenet)",
+    )  # fmt: skip
     parser.add_argument("--cifar10", help="a local cifar-10-batches-py folder: CIFAR-10 instead of the digits")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     IMAGE_SIZE[0], CIFAR10[0] = args.image_size, args.cifar10
+    CHANNEL_RATIOS[0] = tuple(float(v) for v in args.channel_ratios.split(","))
     reused = {}
     if args.standalone_from:
         earlier = json.loads(args.standalone_from.read_text())
@@ -284,6 +334,7 @@ def main() -> None:
         "cifar10": args.cifar10,
         "command": "python scripts/bench_supernet.py " + " ".join(sys.argv[1:]),
         "workers": args.workers,
+        "channel_ratios": list(CHANNEL_RATIOS[0]),
         "spaces": [
             bench_space(
                 name,
@@ -295,6 +346,7 @@ def main() -> None:
                 reused.get(name),
                 args.sandwich if joint(name).space.extremes() is not None else 0,
                 args.time_standalone,
+                not args.no_elastic_compression,
             )
             for name in args.spaces.split(",")
         ],

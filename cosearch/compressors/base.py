@@ -152,6 +152,17 @@ class Compressor:
         non-default `value` (differentiable, straight-through). Unchanged here."""
         return x
 
+    def kept_channels(self, channels: int, value: Any) -> int:
+        """For a network-level technique that removes whole channels: how many of a layer group's
+        `channels` it keeps at `value`. A supernet that runs every group narrower (on its first
+        channels: `SearchSpace.elastic_channels`) trains with it then. All of them here."""
+        return channels
+
+    @property
+    def removes_channels(self) -> bool:
+        """True when `kept_channels` is implemented."""
+        return type(self).kept_channels is not Compressor.kept_channels
+
     def weight_cost(self, value: Any, weight: Any, cost: WeightCost) -> WeightCost:
         """`cost` after this technique acts on `weight` (a baked tensor) at a non-default `value`."""
         return cost

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-IMPORTANCES = ("l1", "l2", "taylor")
+IMPORTANCES = ("l1", "l2", "taylor", "first")
 
 
 def prune_channels(
@@ -26,9 +26,12 @@ def prune_channels(
 ) -> nn.Module:
     """A copy of `model` without `ratio` of the channels of every prunable layer.
 
-    Channels are ranked by `importance`: the L1 or L2 norm of their weights, or first-order
+    Channels are ranked by `importance`: the L1 or L2 norm of their weights, first-order
     Taylor (|weight x gradient| of the cross-entropy on `batch`, images and labels; Molchanov
-    et al. 2019). Layers that produce the network's output, and those inside a module with
+    et al. 2019), or their order ("first": each group keeps its first channels, for weights
+    already sorted by importance, as an elastic supernet's are: the pruned network is then the
+    one the supernet trained at this ratio). Every group keeps int(channels * (1 - ratio)).
+    Layers that produce the network's output, and those inside a module with
     `structured_pruning = False`, keep their output channels. The input model is not changed.
     """
     if not 0.0 <= ratio < 1.0:
@@ -56,11 +59,12 @@ def prune_channels(
         for m in block.modules()
         if isinstance(m, (nn.Conv2d, nn.Linear))
     ]
-    scorer = (
-        tp.importance.TaylorImportance()
-        if importance == "taylor"
-        else tp.importance.MagnitudeImportance(p=1 if importance == "l1" else 2)
-    )
+    if importance == "first":
+        scorer = _first_channels()
+    elif importance == "taylor":
+        scorer = tp.importance.TaylorImportance()
+    else:
+        scorer = tp.importance.MagnitudeImportance(p=1 if importance == "l1" else 2)
     pruner = tp.pruner.MagnitudePruner(model, example, importance=scorer, pruning_ratio=ratio, ignored_layers=heads)
     if importance == "taylor":
         images, labels = batch
@@ -70,3 +74,16 @@ def prune_channels(
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return model
+
+
+def _first_channels():
+    """A Torch-Pruning importance whose scores fall with the channel index: each group keeps its
+    first channels (a class made here, as torch_pruning is imported only to prune)."""
+    import torch_pruning as tp
+
+    class FirstChannels(tp.importance.Importance):
+        def __call__(self, group, **kwargs) -> torch.Tensor:
+            _, idxs = group[0]
+            return -torch.as_tensor(idxs, dtype=torch.float32)
+
+    return FirstChannels()

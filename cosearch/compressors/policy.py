@@ -50,8 +50,11 @@ def _private_copy(model: nn.Module) -> nn.Module:
     return model
 
 
-def reshape(model: nn.Module, policy: Policy, input_shape, importance: str = "l1", batch=None) -> nn.Module:
-    """The structural part of a policy (channels pruned, then layers factorised): a copy.
+def reshape(
+    model: nn.Module, policy: Policy, input_shape, importance: str = "l1", batch=None, copy: bool = True
+) -> nn.Module:
+    """The structural part of a policy (channels pruned, then layers factorised): a copy, or
+    with `copy` False (a model the caller no longer needs) `model` itself where nothing changes.
 
     Shapes depend only on the policy, not on the importance measure or the weights, so a
     rebuilt network reshaped the same way loads the weights a trained one saved.
@@ -61,7 +64,7 @@ def reshape(model: nn.Module, policy: Policy, input_shape, importance: str = "l1
     for compressor in in_stage_order():
         if compressor.turned_on(policy):  # a structural change copies; the rest return the model itself
             shaped = compressor.reshape(shaped, policy, context)
-    return shaped if shaped is not model else _private_copy(model)
+    return shaped if shaped is not model or not copy else _private_copy(model)
 
 
 def compress(model: nn.Module, policy: Policy, learn_activation_scales: bool = False, copy: bool = True) -> nn.Module:

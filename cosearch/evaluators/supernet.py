@@ -1,8 +1,9 @@
 """Weight sharing: train one supernet per run, then score each candidate on the weights it inherits.
 
 The supernet trains once (single path: each step samples a joint candidate, architecture and
-compression, and runs its path with its weights as the elastic techniques compress them), an
-epoch at a time so that the run stores a checkpoint after each. On an elastic space (one with a
+compression, and runs its path with its weights as the elastic techniques compress them; with
+`elastic_compression: false` its architecture alone, uncompressed), an epoch at a time so that
+the run stores a checkpoint after each. On an elastic space (one with a
 largest and a smallest architecture) `sandwich: N` trains, every step, the largest subnet at the
 mildest compression on the labels and the smallest at the harshest plus N random ones on the
 largest's answers (BigNAS's sandwich rule with in-place distillation). A candidate is then its
@@ -23,7 +24,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from cosearch.core.candidate import Candidate
+from cosearch.core.candidate import Candidate, Policy
 from cosearch.core.errors import EvaluationError, SpecError
 from cosearch.core.objectives import DEFAULT_DEVICE, Constraint
 from cosearch.evaluators.base import EVALUATORS
@@ -56,6 +57,7 @@ class SupernetEvaluator(TrainEvaluator):
         bn_batches: Annotated[int, Field(ge=1)] = 8,
         finetune_steps: Annotated[int, Field(ge=0)] = 0,
         sandwich: Annotated[int, Field(ge=0)] = 0,
+        elastic_compression: bool = True,
         prefilter: bool = True,
         supernet: bytes | None = None,
         data: DataSettings = DataSettings(),
@@ -78,25 +80,44 @@ class SupernetEvaluator(TrainEvaluator):
                 "smallest architecture (an elastic space has: mobilenet)"
             )  # fmt: skip
         self.epochs, self.bn_batches, self.finetune_steps = epochs, bn_batches, finetune_steps
-        self.sandwich = sandwich
+        self.sandwich, self.elastic_compression = sandwich, elastic_compression
         self.supernet_state = supernet
         self._supernet: Any = None  # the loaded module, per worker
 
     @classmethod
     def check_job(cls, job: Any) -> None:
-        """Every compression gene the job searches must be elastic: the supernet trains with it."""
+        """Every compression gene the job searches must be one the supernet can score: elastic
+        (it trains with it: per-layer techniques on every supernet, structured pruning where the
+        space's supernet has elastic channels), or, with `elastic_compression: false`, any that
+        compresses a trained network without a teacher (applied after inheritance, as `train` does)."""
         from cosearch.compressors import compressors
+        from cosearch.search_spaces import SEARCH_SPACES
 
-        elastic = [name for name, technique in compressors().items() if technique.elastic]
+        channels = SEARCH_SPACES.get(job.search_space.name).elastic_channels
+        if job.evaluator.params.get("elastic_compression", True):
+            allowed = [n for n, c in compressors().items() if c.elastic or (channels and c.removes_channels)]
+            says = f"which trains elastic {allowed} only on the {job.search_space.name} space"
+            problem = "the supernet cannot vary {} while it trains"
+        else:
+            allowed = [n for n, c in compressors().items() if not c.needs_teacher]
+            says = f"which compresses inherited weights with {allowed} (no fine-tuning teacher)"
+            problem = "{} needs a teacher, and inherited weights are not trained on one"
         for name, technique in compressors().items():
             options = getattr(job.compression, name)
-            if not technique.elastic and any(value != technique.gene.default for value in options):
+            if name not in allowed and any(value != technique.gene.default for value in options):
                 raise SpecError(
                     f"compression.{name}",
                     options,
-                    f"[{technique.gene.default}] with the supernet evaluator, which trains elastic {elastic} only",
-                    problem=f"the supernet cannot vary {name} while it trains",
+                    f"[{technique.gene.default}] with the supernet evaluator, {says}",
+                    problem=problem.format(name),
                 )
+
+    @property
+    def channel_importance(self) -> str:
+        """A supernet with elastic channels keeps each group's most important channels first and
+        trains each pruning ratio on them, so pruning keeps those: the pruned subnet is the one it
+        trained. Elsewhere the job's importance ranks the inherited weights."""
+        return "first" if self.space.elastic_channels else self.compression.channel_importance
 
     @property
     def costs_first(self) -> bool:
@@ -148,7 +169,10 @@ class SupernetEvaluator(TrainEvaluator):
             schedule.load_state_dict(saved["schedule"])
             info = saved["info"]
         x, y = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
-        extremes = [joint.extreme(arch, mild) for arch, mild in zip(self.space.extremes() or (), (True, False))]
+        extremes = [
+            self.trained_path(joint.extreme(arch, mild))
+            for arch, mild in zip(self.space.extremes() or (), (True, False))
+        ]
         supernet.train()
         for epoch in range(info["epochs_done"], min(self.epochs, info["epochs_done"] + epochs)):
             rng = np.random.default_rng([self.training.seed, epoch])
@@ -163,14 +187,15 @@ class SupernetEvaluator(TrainEvaluator):
                     _check(loss, epoch, extremes[0])
                     loss.backward()
                     soft = F.softmax(largest.detach(), dim=1)
-                    for candidate in [extremes[1], *(joint.decode(joint.sample(rng)) for _ in range(self.sandwich))]:
+                    randoms = (self.trained_path(joint.decode(joint.sample(rng))) for _ in range(self.sandwich))
+                    for candidate in [extremes[1], *randoms]:
                         taught = F.kl_div(
                             F.log_softmax(path_logits(supernet, candidate, x[rows]), dim=1), soft, reduction="batchmean"
                         )
                         _check(taught, epoch, candidate)
                         taught.backward()
                 else:  # single path: one random joint candidate per step
-                    candidate = joint.decode(joint.sample(rng))
+                    candidate = self.trained_path(joint.decode(joint.sample(rng)))
                     loss = F.cross_entropy(path_logits(supernet, candidate, x[rows]), y[rows])
                     _check(loss, epoch, candidate)
                     loss.backward()
@@ -186,6 +211,12 @@ class SupernetEvaluator(TrainEvaluator):
         state = {"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
         torch.save({**state, "info": info}, buffer)
         return buffer.getvalue(), info
+
+    def trained_path(self, candidate: Candidate) -> Candidate:
+        """What a training step runs for a sampled `candidate`: all of it, or without
+        `elastic_compression` its architecture alone (candidates are compressed after inheritance
+        then, as `train` compresses a network trained in float: measured to rank more like it)."""
+        return candidate if self.elastic_compression else Candidate(candidate.arch, Policy())
 
     def supernet_module(self) -> Any:
         import torch
@@ -248,6 +279,7 @@ class SupernetEvaluator(TrainEvaluator):
             "bn_batches": self.bn_batches,
             "finetune_steps": self.finetune_steps,
             "sandwich": self.sandwich,
+            "elastic_compression": self.elastic_compression,
             "device": self.trained_on,
         }
 

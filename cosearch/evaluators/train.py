@@ -326,7 +326,8 @@ class TrainEvaluator(Evaluator):
 
     def compress_trained(self, model: Any, candidate: Candidate, data, train, seed: int, distillation, device) -> Any:
         """Prune, factorise and fake-quantize a trained `model` as the policy says, calibrate its
-        activation ranges, then fine-tune it (`finetune`)."""
+        activation ranges, then fine-tune it (`finetune`). `model` is not used again: it may be
+        compressed in place."""
         import torch
 
         from cosearch.compressors import calibrate, compress, reshape
@@ -335,7 +336,7 @@ class TrainEvaluator(Evaluator):
         c = self.compression
         images = torch.from_numpy(c.images(data))
         batch = (images, torch.from_numpy(data.train.y[: c.calibration_images]))
-        shaped = reshape(model, candidate.policy, data.input_shape, c.channel_importance, batch)
+        shaped = reshape(model, candidate.policy, data.input_shape, self.channel_importance, batch, copy=False)
         compressed = compress(shaped, candidate.policy, c.learn_activation_scales, copy=False)
         self.before_calibration(compressed, candidate, train)
         calibrate(
@@ -343,6 +344,11 @@ class TrainEvaluator(Evaluator):
         )  # activation ranges, post-training
         self.finetune(compressed, train, seed, distillation, device)
         return compressed
+
+    @property
+    def channel_importance(self) -> str:
+        """Which channels structured pruning removes (`compression.channel_importance`)."""
+        return self.compression.channel_importance
 
     def before_calibration(self, compressed: Any, candidate: Candidate, train) -> None:
         """A step between compression and the activation ranges' calibration: none here."""

@@ -7,7 +7,10 @@ every dimension, from which each architecture's weights are taken.
 - kernel: the centre of the 7x7 depthwise kernel, through a small learnt transform per block and
   size (7 -> 5, then 5 -> 3: a 25 x 25 and a 9 x 9 matrix, identity at first), as Once-for-All
   does, so a 3x3 kernel need not be the 7x7 one's centre as it is;
-- depth: a stage's first blocks.
+- depth: a stage's first blocks;
+- structured pruning (`choose(arch, kept)`): every layer group keeps its first `kept(channels)`
+  channels, which is what Torch-Pruning keeps with the "first" importance, so a pruned subnet is
+  one of the prefix slices the supernet trains.
 
 The largest network is timm's EfficientNet at the largest choices, so parameters and buffers
 are stored by the names a standalone network has (`blocks.1.0.conv_dw.weight`); `path_weights`
@@ -51,22 +54,28 @@ class MobileNetSupernet(nn.Module):
             }
         )
         self.arch: Mapping[str, Any] = largest
+        self.kept: Callable[[int], int] = _same
 
-    def choose(self, arch: Mapping[str, Any]) -> None:
+    def choose(self, arch: Mapping[str, Any], kept: Callable[[int], int] | None = None) -> None:
+        """Run `arch`'s path from now on, each layer group on its first `kept(channels)` channels
+        (None: all; structured pruning's count, `cosearch.search_spaces.supernet.kept_channels`)."""
         self.space.validate_arch(arch)
-        self.arch = arch
+        self.arch, self.kept = arch, kept or _same
 
     # --- the chosen path's weights ----------------------------------------------------------
-    def _plan(self, arch: Mapping[str, Any]) -> list[tuple[str, int, int, int, int, int]]:
-        """Per block of `arch`: (name, input channels, expanded channels, output channels, kernel, stride)."""
-        width, space = float(arch["width"]), self.space
+    def _plan(self, arch: Mapping[str, Any]) -> list[tuple[str, int, int, int, int, int, bool]]:
+        """Per block of `arch`: (name, input channels, expanded channels, output channels, kernel,
+        stride, residual), channels pruned as chosen (a residual sum makes a block's input and
+        output one group, so they keep the same count)."""
+        width, space, kept = float(arch["width"]), self.space, self.kept
         c_in, plan = self.round_channels(space.stem_channels, width), []
         for s, blocks in enumerate(arch["stages"]):
             c_out = self.round_channels(space.stage_channels[s], width)
             for b, block in enumerate(blocks):
                 mid = self.make_divisible(c_in * block["expand"])
                 stride = space.stage_strides[s] if b == 0 else 1
-                plan.append((f"blocks.{s}.{b}", c_in, mid, c_out, block["kernel"], stride))
+                skip = stride == 1 and c_in == c_out  # timm's has_skip
+                plan.append((f"blocks.{s}.{b}", kept(c_in), kept(mid), kept(c_out), block["kernel"], stride, skip))
                 c_in = c_out
         return plan
 
@@ -98,16 +107,18 @@ class MobileNetSupernet(nn.Module):
         stem = plan[0][1]
         out["conv_stem.weight"] = state["conv_stem.weight"][:stem]
         norm("bn1", stem)
-        for name, c_in, mid, c_out, kernel, _ in plan:
+        for name, c_in, mid, c_out, kernel, *_ in plan:
             out[f"{name}.conv_pw.weight"] = state[f"{name}.conv_pw.weight"][:mid, :c_in]
             norm(f"{name}.bn1", mid)
             out[f"{name}.conv_dw.weight"] = self._kernel(name, mid, kernel)
             norm(f"{name}.bn2", mid)
             out[f"{name}.conv_pwl.weight"] = state[f"{name}.conv_pwl.weight"][:c_out, :mid]
             norm(f"{name}.bn3", c_out)
-        out["conv_head.weight"] = state["conv_head.weight"][:, : plan[-1][3]]
-        norm("bn2", state["bn2.weight"].shape[0])
-        out["classifier.weight"], out["classifier.bias"] = state["classifier.weight"], state["classifier.bias"]
+        head = self.kept(state["bn2.weight"].shape[0])
+        out["conv_head.weight"] = state["conv_head.weight"][:head, : plan[-1][3]]
+        norm("bn2", head)
+        out["classifier.weight"] = state["classifier.weight"][:, :head]
+        out["classifier.bias"] = state["classifier.bias"]
         return out
 
     # --- computing with them ------------------------------------------------------------------
@@ -141,7 +152,7 @@ class MobileNetSupernet(nn.Module):
             return F.conv2d(inputs.get(name, _same)(x), weights[f"{name}.weight"], **how)
 
         x = self._norm(conv(x, "conv_stem", stride=2, padding=1), weights, "bn1")
-        for name, c_in, mid, c_out, kernel, stride in self._plan(self.arch):
+        for name, _, mid, _, kernel, stride, skip in self._plan(self.arch):
             shortcut = x
             x = self._norm(conv(x, f"{name}.conv_pw"), weights, f"{name}.bn1")
             padding = ((stride - 1) + (kernel - 1)) // 2  # timm's symmetric padding
@@ -149,7 +160,7 @@ class MobileNetSupernet(nn.Module):
                 conv(x, f"{name}.conv_dw", stride=stride, padding=padding, groups=mid), weights, f"{name}.bn2"
             )
             x = self._norm(conv(x, f"{name}.conv_pwl"), weights, f"{name}.bn3")
-            if stride == 1 and c_in == c_out:
+            if skip:
                 x = x + shortcut
         x = self._norm(conv(x, "conv_head"), weights, "bn2").mean(dim=(2, 3))
         return F.linear(inputs.get("classifier", _same)(x), weights["classifier.weight"], weights["classifier.bias"])

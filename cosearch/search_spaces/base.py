@@ -55,6 +55,9 @@ class SearchSpace(ABC):
     """An architecture space. Subclasses register with `@SEARCH_SPACES.register(name)`."""
 
     registry_name: str = ""
+    # True when the space's supernet runs every layer group narrower, on its first channels (its
+    # `choose(arch, kept)`): it then trains structured pruning (`Compressor.kept_channels`) too.
+    elastic_channels: bool = False
 
     @abstractmethod
     def choices(self) -> list[Choice]:

@@ -24,6 +24,8 @@ EXPANDS = (3, 4, 6)
 class MobileNetSpace(SearchSpace):
     """`stage_channels` and `stage_strides` fix the skeleton; `depths`, `widths` are the elastic choices."""
 
+    elastic_channels = True
+
     def __init__(
         self,
         stage_channels: Sequence[int] = (16, 24, 40, 80),

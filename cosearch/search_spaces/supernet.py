@@ -7,12 +7,14 @@ a standalone network's (`SearchSpace.build`) tensors are the supernet's own (cel
 gives `source_key(name)`: where, under the chosen architecture, the standalone network's module,
 parameter or buffer `name` lives in it. Where they are computed from its own (an elastic
 supernet's slices), it gives `path_weights()` (the chosen path's tensors by standalone name) and
-`run(x, weights, inputs)`. Everything here works from those, for any space.
+`run(x, weights, inputs)`. One that runs every layer group narrower (`SearchSpace.elastic_channels`)
+takes `choose(arch, kept)`: how many of a group's channels remain (`kept_channels`).
+Everything here works from those, for any space.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -69,6 +71,21 @@ def _path_layers(path: Mapping[str, torch.Tensor], slot: str) -> list[str]:
     ]
 
 
+def kept_channels(policy: Any) -> Callable[[int], int] | None:
+    """How many of a layer group's channels remain once `policy`'s structural techniques remove
+    theirs (`Compressor.kept_channels`, in stage order); None when it turns none on."""
+    on = [c for c in in_stage_order("network") if c.removes_channels and c.turned_on(policy)]
+    if not on:
+        return None
+
+    def kept(channels: int) -> int:
+        for technique in on:
+            channels = technique.kept_channels(channels, policy.network[technique.name])
+        return channels
+
+    return kept
+
+
 def elastic_weights(
     supernet: nn.Module, candidate: Candidate, path: Mapping[str, torch.Tensor] | None = None
 ) -> dict[str, torch.Tensor]:
@@ -119,7 +136,11 @@ def path_logits(supernet: nn.Module, candidate: Candidate, x: torch.Tensor) -> t
     policy says (`elastic_weights`, `elastic_inputs`); gradients reach the shared weights."""
     from torch.func import functional_call
 
-    supernet.choose(candidate.arch)
+    kept = kept_channels(candidate.policy)
+    if kept is None:
+        supernet.choose(candidate.arch)
+    else:  # structured pruning, on a supernet that runs each layer group narrower (elastic channels)
+        supernet.choose(candidate.arch, kept)
     if hasattr(supernet, "path_weights"):
         path = supernet.path_weights()
         weights = {**path, **elastic_weights(supernet, candidate, path)}
@@ -148,9 +169,13 @@ def recalibrate_batchnorm(model: nn.Module, batches: Sequence[torch.Tensor]) -> 
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches
     model.train()
+    # Channels-last, training-mode BatchNorm runs about 4x faster on a CPU (a mobilenet subnet's
+    # 4 batches of 64 at 32x32: 0.16 s against 0.04 s); the statistics differ only by rounding.
+    model.to(memory_format=torch.channels_last)
     with torch.no_grad():
         for batch in batches:
-            model(batch)
+            model(batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch)
+    model.to(memory_format=torch.contiguous_format)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()

@@ -132,6 +132,22 @@ class CompressorSuite:
         if shrinks:  # a technique that changes what is stored must save something at its strongest
             assert sizes[-1] < sizes[0], sizes
 
+    def test_kept_channels_counts_what_reshape_keeps(self, compressor, compressor_values):
+        """A technique that says how many channels it keeps (what an elastic supernet trains)
+        keeps that many in every group of the small model (its two convs and hidden linear)."""
+        from torch import nn
+
+        from cosearch.compressors import compression_slots, reshape
+
+        if not compressor.removes_channels:
+            pytest.skip(f"{compressor.name} removes no channels")
+        model = small_model()
+        for value in compressor_values:
+            shaped = reshape(model, self.policy(compressor, value, compression_slots(model)), INPUT_SHAPE)
+            widths = [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features for m in shaped[:-1]
+                      if isinstance(m, (nn.Conv2d, nn.Linear))]  # fmt: skip
+            assert widths == [compressor.kept_channels(n, value) for n in (16, 16, 32)], (value, widths)
+
     def test_bake_keeps_outputs_and_the_onnx_file_agrees(self, compressor, compressor_values):
         import torch
 

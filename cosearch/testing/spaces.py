@@ -131,6 +131,36 @@ class SearchSpaceSuite:
                 p.data_ptr() == q.data_ptr() for p in subnet.parameters() for q in supernet.parameters()
             )
 
+    def test_structured_pruning_trains_the_subnet_that_keeping_each_groups_first_channels_gives(self, joint, supernet):
+        """On a supernet with elastic channels, each technique that removes channels
+        (`kept_channels`): the path it runs at a value computes what its extracted subnet computes
+        once the technique's own reshape keeps every group's first channels (importance "first")."""
+        import torch
+
+        from cosearch.compressors import compressors, reshape
+        from cosearch.search_spaces import JointSpace
+        from cosearch.search_spaces.supernet import extract, path_logits
+
+        if not joint.space.elastic_channels:
+            pytest.skip(f"the {joint.space.registry_name!r} supernet has no elastic channels")
+        for m in supernet.modules():  # statistics that differ per channel, so a wrong slice shows
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+        supernet.eval()
+        rng, x = np.random.default_rng(5), torch.randn(3, 1, 8, 8)
+        pruning = [name for name, technique in compressors().items() if technique.removes_channels]
+        assert pruning, "elastic channels, but no technique removes channels"
+        for name in pruning:
+            for value in (0.25, 0.5):
+                joint_pruned = JointSpace(joint.space, **{name: (value,)})
+                candidate = joint_pruned.extreme(joint_pruned.decode(joint_pruned.sample(rng)).arch)  # others off
+                subnet = extract(joint.space, supernet, candidate.arch, (1, 8, 8), 10)
+                pruned = reshape(subnet, candidate.policy, (1, 8, 8), "first").eval()
+                assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in subnet.parameters())
+                with torch.no_grad():
+                    assert torch.allclose(pruned(x), path_logits(supernet, candidate, x), atol=1e-5)
+
     def test_elastic_compression_reaches_every_slot_and_trains_the_shared_weights(self, joint, supernet):
         import torch
 

@@ -224,3 +224,64 @@ def test_activation_bits_are_elastic_the_supernet_trains_and_scores_quantized_in
     result = evaluator(epochs=1, supernet=checkpoint).evaluate(candidate).result
     assert result.status == "ok", result.error
     assert "activations" in result.measured  # its inputs were calibrated, as the train evaluator records
+
+
+def test_channel_ratio_is_elastic_on_mobilenet_each_step_runs_a_pruned_path_and_scores_the_pruned_subnet(
+    monkeypatch,
+):
+    """Structured pruning on the elastic supernet: the job is accepted (refused on nb201, above),
+    training steps run paths pruned at the sampled ratio, and a candidate's subnet is pruned to
+    the first channels of each group, the path the supernet trained for it."""
+    from cosearch.search_spaces import supernet as shared
+
+    job = {**JOB, "search_space": {"name": "mobilenet"}, "compression": {"channel_ratio": [0.0, 0.5]}}
+    build.check(spec_from_dict(job))
+    joint = JointSpace(MOBILE, weight_bits=(8, 32), channel_ratio=(0.0, 0.5))
+    ratios, real = [], shared.path_logits
+
+    def recording(net, candidate, x):
+        out = real(net, candidate, x)
+        ratios.append(net.kept(64) / 64)  # the share of each group its path kept
+        return out
+
+    monkeypatch.setattr(shared, "path_logits", recording)
+    scorer = SupernetEvaluator(MOBILE, epochs=1, training=TrainingSettings(batch_size=128), devices=FAST)
+    checkpoint, info = scorer.train_supernet(joint, None)
+    assert set(ratios) == {1.0, 0.5} and np.isfinite(info["losses"]).all()
+    scorer = SupernetEvaluator(MOBILE, epochs=1, supernet=checkpoint, devices=FAST)
+    assert scorer.channel_importance == "first"
+    arch = joint.decode(joint.sample(np.random.default_rng(0))).arch
+    plain, pruned = (JointSpace(MOBILE, channel_ratio=(r,)).extreme(arch) for r in (0.0, 0.5))
+    results = [scorer.evaluate(c).result for c in (plain, pruned)]
+    assert all(r.status == "ok" for r in results), [r.error for r in results]
+    assert results[1].metrics["size_kb"] < 0.5 * results[0].metrics["size_kb"]
+
+
+def test_without_elastic_compression_the_supernet_trains_architectures_and_candidates_are_compressed_after(
+    monkeypatch,
+):
+    """`elastic_compression: false`: every step runs an uncompressed path, a candidate is still
+    scored compressed (as `train` compresses a float network), and the job may then search any
+    technique that needs no teacher (refused, naming the field, with elastic compression)."""
+    from cosearch.search_spaces import supernet as shared
+
+    searched = {"weight_bits": [4, 32], "rank_ratio": [1.0, 0.5]}
+    with pytest.raises(SpecError, match="cannot vary rank_ratio"):
+        build.check(spec_from_dict({**JOB, "compression": searched}))
+    after = {"name": "supernet", "epochs": 2, "elastic_compression": False}
+    build.check(spec_from_dict({**JOB, "compression": searched, "evaluator": after}))
+    with pytest.raises(SpecError, match="needs a teacher") as error:
+        build.check(spec_from_dict({**JOB, "compression": {"distill_alpha": [0.0, 0.5]}, "evaluator": after}))
+    assert error.value.field == "compression.distill_alpha"
+
+    policies, real = [], shared.path_logits
+    monkeypatch.setattr(shared, "path_logits", lambda net, c, x: policies.append(c.policy) or real(net, c, x))
+    checkpoint, info = evaluator(epochs=1, elastic_compression=False).train_supernet(JOINT, None)
+    assert policies and all(not p.layers for p in policies) and np.isfinite(info["losses"]).all()
+    scorer = evaluator(epochs=1, supernet=checkpoint, elastic_compression=False)
+    arch = JOINT.decode(JOINT.sample(np.random.default_rng(0))).arch
+    plain, coarse = JOINT.extreme(arch, mildest=True), JOINT.extreme(arch, mildest=False)
+    results = [scorer.evaluate(c).result for c in (plain, coarse)]
+    assert all(r.status == "ok" for r in results), [r.error for r in results]
+    assert results[1].metrics["size_kb"] < 0.25 * results[0].metrics["size_kb"]  # 4-bit, half sparse
+    assert results[1].measured["training"]["elastic_compression"] is False

@@ -21,6 +21,9 @@ class ChannelRatio(Compressor):
     def summarize(self, values: Sequence[Any]) -> str | None:
         return f"channels -{values[0]:.0%}" if values[0] else None
 
+    def kept_channels(self, channels: int, value: float) -> int:
+        return int(channels * (1 - value))  # Torch-Pruning's count, per group
+
     def reshape(self, model: Any, policy: Any, context: ReshapeContext) -> Any:
         from cosearch.compressors.channels import prune_channels
 
