@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from bench_supernet import IMAGE_SIZE, SPACES, evaluate, joint, make, random_candidates
+from bench_supernet import IMAGE_SIZE, SPACES, evaluate, joint, load_supernet, make, random_candidates
 
 
 def one_hot(space, genomes: list[dict]) -> np.ndarray:
@@ -92,9 +92,11 @@ def main() -> None:
     checkpoint, _ = make("supernet", "nb201", epochs=args.epochs).train_supernet(space, None, epochs=args.epochs)
     supernet_s = time.perf_counter() - start
     print(f"supernet {args.epochs} epochs in {supernet_s:.0f} s", flush=True)
-    work = [("supernet", "nb201", 0, checkpoint, args.epochs, {}, c.to_json()) for c in candidates]
+    work = [("supernet", "nb201", 0, c.to_json()) for c in candidates]
     start = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as pool:
+    with ProcessPoolExecutor(
+        args.workers, initializer=load_supernet, initargs=("nb201", checkpoint, args.epochs, {})
+    ) as pool:
         accuracies = [r["accuracy"] for r in pool.map(evaluate, work)]
     scored_s = time.perf_counter() - start
     print(f"{len(candidates)} candidates scored in {scored_s:.0f} s", flush=True)

@@ -14,7 +14,6 @@ deployment, ONNX accuracy and latency measurement; their training parts are show
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -95,18 +94,25 @@ def random_candidates(space, n: int) -> list:
     return candidates
 
 
-EVALUATORS: dict[tuple, object] = {}  # per process, as a run's Ray worker keeps its evaluator (and loaded supernet)
+# Per process, as a run's Ray worker keeps its evaluator: the space's supernet evaluator (set by
+# `load_supernet`, its supernet loaded once) and a `train` evaluator per training seed.
+EVALUATORS: dict[str, object] = {}
+
+
+def load_supernet(space_name: str, supernet: bytes, epochs: int, extra: dict) -> None:
+    """A pool initializer: this process's supernet evaluator, so tasks need not carry the checkpoint."""
+    EVALUATORS["supernet"] = make("supernet", space_name, 0, supernet, epochs, **extra)
 
 
 def evaluate(args: tuple) -> dict:
-    kind, space_name, seed, supernet, epochs, extra, candidate_json = args
+    """`args`: (kind, space name, training seed, candidate JSON); kind "supernet" scores on the
+    process's supernet evaluator (`load_supernet`), "train" trains standalone."""
+    kind, space_name, seed, candidate_json = args
     from cosearch.core import Candidate
 
-    settings = (kind, space_name, seed, hashlib.sha256(supernet or b"").hexdigest(), epochs, sorted(extra.items()))
-    key = repr(settings)
+    key = "supernet" if kind == "supernet" else f"train seed {seed}"
     if key not in EVALUATORS:
-        EVALUATORS.clear()
-        EVALUATORS[key] = make(kind, space_name, seed, supernet, epochs, **extra)
+        EVALUATORS[key] = make(kind, space_name, seed)
     evaluator = EVALUATORS[key]
     result = evaluator.evaluate(Candidate.from_json(candidate_json)).result
     if result.status != "ok":
@@ -124,9 +130,10 @@ def warm_up(space_name: str, supernet: bytes, epochs: int, extra: dict) -> None:
     evaluator built, its supernet loaded, one spare candidate scored (imports, first ONNX
     sessions), so that no timed candidate of either evaluator pays for them."""
     began = time.perf_counter()
+    load_supernet(space_name, supernet, epochs, extra)
     space = joint(space_name)
     spare = space.decode(space.sample(np.random.default_rng(12345)))
-    evaluate(("supernet", space_name, 0, supernet, epochs, extra, spare.to_json()))
+    evaluate(("supernet", space_name, 0, spare.to_json()))
     print(f"{space_name}: a worker warmed up in {time.perf_counter() - began:.1f} s (not counted)", flush=True)
 
 
@@ -162,9 +169,9 @@ def bench_space(
     print(f"{space_name}: supernet {epochs} epochs in {supernet_s:.0f} s, losses {info['losses'][::10]}", flush=True)
     extra = {"bn_batches": bn_batches, "finetune_steps": finetune_steps, "elastic_compression": elastic_compression}
     jobs = {
-        "supernet": [("supernet", space_name, 0, checkpoint, epochs, extra, c.to_json()) for c in candidates],
-        "seed0": [("train", space_name, 0, None, 1, {}, c.to_json()) for c in candidates],
-        "seed1": [("train", space_name, 1, None, 1, {}, c.to_json()) for c in candidates],
+        "supernet": [("supernet", space_name, 0, c.to_json()) for c in candidates],
+        "seed0": [("train", space_name, 0, c.to_json()) for c in candidates],
+        "seed1": [("train", space_name, 1, c.to_json()) for c in candidates],
     }
     rows: dict[str, list[dict]] = {}
     if reuse is not None:
@@ -177,7 +184,7 @@ def bench_space(
             rows[name] = [{"accuracy": stored[c.key][name], "total_s": total, "train_s": train} for c in candidates]
         if time_standalone:
             timed_at = [int(i) for i in np.linspace(0, n - 1, min(n, time_standalone))]
-            jobs["timed"] = [("train", space_name, 0, None, 1, {}, candidates[i].to_json()) for i in timed_at]
+            jobs["timed"] = [("train", space_name, 0, candidates[i].to_json()) for i in timed_at]
     with ProcessPoolExecutor(workers, initializer=warm_up, initargs=(space_name, checkpoint, epochs, extra)) as pool:
         for name, work in jobs.items():
             began = time.perf_counter()
