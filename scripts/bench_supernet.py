@@ -14,6 +14,7 @@ deployment, ONNX accuracy and latency measurement; their training parts are show
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -154,20 +155,32 @@ def bench_space(
     sandwich: int = 0,
     time_standalone: int = 0,
     elastic_compression: bool = True,
+    sampling: str = "uniform",
+    supernet_dir: Path | None = None,
 ) -> dict:
     """`reuse`: an earlier run's summary of this space, whose standalone trainings (the same
     candidates, seeds and settings: deterministic) are read instead of trained again; then the first
     `time_standalone` of them (spread over the list) are trained again here, so that the cost ratio
     is measured in this run, on the same candidates as the supernet's (and their accuracies are
-    checked against the reused ones)."""
+    checked against the reused ones). `supernet_dir`: where trained supernets are kept by their
+    settings, so that a run with the same ones scores the same supernet again (its training
+    seconds are then the run's that trained it)."""
     space = joint(space_name)
     candidates = random_candidates(space, n)
-    start = time.perf_counter()
-    trainer = make("supernet", space_name, epochs=epochs, sandwich=sandwich, elastic_compression=elastic_compression)
-    checkpoint, info = trainer.train_supernet(space, None, epochs=epochs)
-    supernet_s = time.perf_counter() - start
+    trained = {"epochs": epochs, "sandwich": sandwich, "elastic_compression": elastic_compression, "sampling": sampling}
+    checkpoint, supernet_s, info = stored_supernet(supernet_dir, space_name, trained)
+    if checkpoint is None:
+        start = time.perf_counter()
+        checkpoint, info = make("supernet", space_name, **trained).train_supernet(space, None, epochs=epochs)
+        supernet_s = time.perf_counter() - start
+        store_supernet(supernet_dir, space_name, trained, checkpoint, supernet_s, info)
     print(f"{space_name}: supernet {epochs} epochs in {supernet_s:.0f} s, losses {info['losses'][::10]}", flush=True)
-    extra = {"bn_batches": bn_batches, "finetune_steps": finetune_steps, "elastic_compression": elastic_compression}
+    extra = {
+        "bn_batches": bn_batches,
+        "finetune_steps": finetune_steps,
+        "elastic_compression": elastic_compression,
+        "sampling": sampling,
+    }
     jobs = {
         "supernet": [("supernet", space_name, 0, c.to_json()) for c in candidates],
         "seed0": [("train", space_name, 0, c.to_json()) for c in candidates],
@@ -226,6 +239,31 @@ def bench_space(
     }
 
 
+def _supernet_file(supernet_dir: Path, space_name: str, trained: dict) -> Path:
+    """Where a supernet trained with these settings, on this run's data and compression, is kept."""
+    settings = {**trained, "space": SPACES[space_name], "data": task(IMAGE_SIZE[0], CIFAR10[0])}
+    settings["compression"] = compression(space_name)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=list).encode()).hexdigest()[:16]
+    return supernet_dir / f"{space_name}-{digest}.pt"
+
+
+def stored_supernet(supernet_dir: Path | None, space_name: str, trained: dict) -> tuple:
+    """(checkpoint, training seconds, info) of a supernet kept in `supernet_dir`; Nones if none is."""
+    if supernet_dir is None or not (path := _supernet_file(supernet_dir, space_name, trained)).exists():
+        return None, None, None
+    kept = json.loads(path.with_suffix(".json").read_text())
+    print(f"{space_name}: the supernet trained by an earlier run, {path}", flush=True)
+    return path.read_bytes(), kept["train_s"], kept["info"]
+
+
+def store_supernet(supernet_dir: Path | None, space_name: str, trained: dict, checkpoint, train_s, info) -> None:
+    if supernet_dir is not None:
+        supernet_dir.mkdir(parents=True, exist_ok=True)
+        path = _supernet_file(supernet_dir, space_name, trained)
+        path.write_bytes(checkpoint)
+        path.with_suffix(".json").write_text(json.dumps({"train_s": train_s, "info": info}))
+
+
 def _mean(values) -> float:
     """The mean of the values timed (None: not timed in this run)."""
     return float(np.mean([v for v in values if v is not None]))
@@ -241,21 +279,22 @@ def markdown(summary: dict) -> str:
         "it); each candidate scored by the `supernet` evaluator (inherited weights, BatchNorm "
         "recalibrated, compressed) and trained standalone by the `train` evaluator (8 epochs + 2 fine-tune) with "
         "training seeds 0 and 1. Sandwich N: every supernet step trains the largest subnet on the labels, the "
-        "smallest and N random ones on its answers (0: one random subnet per step). Elastic compression: the "
+        "smallest and N random ones on its answers (0: one random subnet per step, or with fair sampling FairNAS's set of "
+        "subnets that takes every option of every decision once, their gradients added up into one update). Elastic compression: the "
         "supernet trains each step's path compressed as sampled (yes), or its architecture alone, candidates "
         "compressed after inheritance as `train` compresses a float network (no). Each process keeps its "
         "evaluators between candidates, as a run's Ray worker does, and first scores one spare candidate, not "
         "counted (imports, first ONNX sessions, the supernet loaded: once per worker in a run).",
         "",
-        "| space | candidates | supernet epochs | sandwich | elastic compression | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
+        "| space | candidates | supernet epochs | sandwich | sampling | elastic compression | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
         "| share of ceiling | mean accuracy: inherited / seed 0 / seed 1 |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for r in summary["spaces"]:
         m = r["mean_accuracy"]
         lines.append(
             f"| {r['space']['name']} | {r['candidates']} | {r['supernet']['epochs']} | {r['supernet'].get('sandwich', 0)} "
-            f"| {'yes' if r['supernet'].get('elastic_compression', True) else 'no'} "
+            f"| {r['supernet'].get('sampling', 'uniform')} | {'yes' if r['supernet'].get('elastic_compression', True) else 'no'} "
             f"| {r['kendall_tau_inherited_vs_standalone']:.3f} | {r['spearman_rho_inherited_vs_standalone']:.3f} "
             f"| {r['kendall_tau_seed_vs_seed']:.3f} | {r['tau_share_of_ceiling']:.2f} "
             f"| {100 * m['supernet']:.1f} / {100 * m['seed0']:.1f} / {100 * m['seed1']:.1f} % |"
@@ -308,6 +347,14 @@ def main() -> None:
         "--no-elastic-compression", action="store_true",
         help="train the supernet on architectures alone and compress each inherited subnet after (elastic_compression: false)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sampling", choices=("uniform", "fair"), default="uniform",
+        help="a random path per supernet step, or FairNAS's set of paths that takes every option of every decision",
+    )  # fmt: skip
+    parser.add_argument(
+        "--supernet-dir", type=Path,
+        help="keep trained supernets here by their settings; a later run with the same ones scores them again",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-size", type=int, help="resize the digits to this square (default: 8x8 as they are)")
     parser.add_argument(
@@ -354,6 +401,8 @@ def main() -> None:
                 args.sandwich if joint(name).space.extremes() is not None else 0,
                 args.time_standalone,
                 not args.no_elastic_compression,
+                args.sampling,
+                args.supernet_dir,
             )
             for name in args.spaces.split(",")
         ],

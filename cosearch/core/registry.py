@@ -69,11 +69,12 @@ class Registry(Generic[T]):
                 raise SpecError(f"{field}.{key}", value, f"parameters of {self.kind} {name!r}: {sorted(allowed)}")
             annotation = hints.get(key)
             if annotation is not None and not _fits(annotation, value):
-                raise SpecError(
-                    f"{field}.{key}",
-                    value,
-                    f"a value of type {_type_name(annotation)} ({self.kind} {name!r} parameter)",
+                allowed_text = (
+                    "one of " + ", ".join(map(repr, typing.get_args(annotation)))
+                    if typing.get_origin(annotation) is typing.Literal
+                    else f"a value of type {_type_name(annotation)}"
                 )
+                raise SpecError(f"{field}.{key}", value, f"{allowed_text} ({self.kind} {name!r} parameter)")
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> T:
         """`name` built with these arguments, each keyword first checked against the range its

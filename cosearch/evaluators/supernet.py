@@ -19,7 +19,7 @@ import io
 import time
 from collections.abc import Sequence
 from itertools import islice
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -57,6 +57,7 @@ class SupernetEvaluator(TrainEvaluator):
         bn_batches: Annotated[int, Field(ge=1)] = 8,
         finetune_steps: Annotated[int, Field(ge=0)] = 0,
         sandwich: Annotated[int, Field(ge=0)] = 0,
+        sampling: Literal["uniform", "fair"] = "uniform",
         elastic_compression: bool = True,
         prefilter: bool = True,
         supernet: bytes | None = None,
@@ -79,8 +80,13 @@ class SupernetEvaluator(TrainEvaluator):
                 "evaluator.sandwich", sandwich, f"0 for the {space.registry_name} space, which has no largest and "
                 "smallest architecture (an elastic space has: mobilenet)"
             )  # fmt: skip
+        if sandwich and sampling == "fair":
+            raise SpecError(
+                "evaluator.sampling", sampling, "uniform with sandwich > 0 (the sandwich rule picks each step's "
+                "subnets itself), or sandwich 0"
+            )  # fmt: skip
         self.epochs, self.bn_batches, self.finetune_steps = epochs, bn_batches, finetune_steps
-        self.sandwich, self.elastic_compression = sandwich, elastic_compression
+        self.sandwich, self.sampling, self.elastic_compression = sandwich, sampling, elastic_compression
         self.supernet_state = supernet
         self._supernet: Any = None  # the loaded module, per worker
 
@@ -194,11 +200,16 @@ class SupernetEvaluator(TrainEvaluator):
                         )
                         _check(taught, epoch, candidate)
                         taught.backward()
-                else:  # single path: one random joint candidate per step
-                    candidate = self.trained_path(joint.decode(joint.sample(rng)))
-                    loss = F.cross_entropy(path_logits(supernet, candidate, x[rows]), y[rows])
-                    _check(loss, epoch, candidate)
-                    loss.backward()
+                else:  # single path: one random joint candidate per step, or FairNAS's set of them
+                    samples = joint.fair_samples(rng) if self.sampling == "fair" else [joint.sample(rng)]
+                    step_losses = []
+                    for sample in samples:  # gradients add up over the step's paths; one update
+                        candidate = self.trained_path(joint.decode(sample))
+                        loss = F.cross_entropy(path_logits(supernet, candidate, x[rows]), y[rows])
+                        _check(loss, epoch, candidate)
+                        loss.backward()
+                        step_losses.append(loss.detach())
+                    loss = torch.stack(step_losses).mean()
                 optimizer.step()
                 schedule.step()
                 losses.append(float(loss.detach()))
@@ -279,6 +290,7 @@ class SupernetEvaluator(TrainEvaluator):
             "bn_batches": self.bn_batches,
             "finetune_steps": self.finetune_steps,
             "sandwich": self.sandwich,
+            "sampling": self.sampling,
             "elastic_compression": self.elastic_compression,
             "device": self.trained_on,
         }

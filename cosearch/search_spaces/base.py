@@ -203,6 +203,20 @@ class JointSpace:
         picks = rng.integers(0, self._sizes).tolist()  # one draw for all decisions: genomes have hundreds
         return dict(zip(self._options, map(operator.getitem, self._options.values(), picks)))
 
+    def fair_samples(self, rng: np.random.Generator) -> list[Sample]:
+        """As many samples as the widest decision has options, each decision's options spread
+        evenly over them in a random order: a decision with all of them takes each once (FairNAS's
+        strict fairness, which trains every op of an edge on the same batch in every step); one
+        with fewer takes each as often as it can (K // n or one more)."""
+        count = int(self._sizes.max())
+        columns = [
+            rng.permutation(np.resize(rng.permutation(len(options)), count)) for options in self._options.values()
+        ]
+        return [
+            {name: options[int(column[k])] for (name, options), column in zip(self._options.items(), columns)}
+            for k in range(count)
+        ]
+
     def mutate(self, sample: Mapping[str, Any], rng: np.random.Generator) -> Sample:
         """Change one decision to another of its options; the group is drawn first, uniformly."""
         child = dict(sample)

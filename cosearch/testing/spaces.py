@@ -85,6 +85,17 @@ class SearchSpaceSuite:
             arch = joint.space.arch_from_sample(sample)
             assert joint.decode(sample) == joint.canonical(arch, layers, **network)
 
+    def test_fair_samples_spread_every_decision_evenly(self, joint):
+        """As many samples as the widest decision has options; each decision takes every option once
+        when it has that many, and as evenly as the count allows otherwise (FairNAS)."""
+        samples = joint.fair_samples(np.random.default_rng(4))
+        count = max(len(c.options) for c in joint.choices())
+        assert len(samples) == count and all(joint.contains(joint.decode(s)) for s in samples)
+        for choice in joint.choices():
+            taken = [sum(s[choice.name] == option for s in samples) for option in choice.options]
+            assert set(taken) <= {count // len(choice.options), count // len(choice.options) + 1}, choice.name
+        assert joint.fair_samples(np.random.default_rng(4)) == samples
+
     def test_seeded_sampler_repeats(self, joint):
         assert joint.sample(np.random.default_rng(3)) == joint.sample(np.random.default_rng(3))
 

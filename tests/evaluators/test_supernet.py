@@ -158,6 +158,15 @@ JOB = {
         ({"evaluator": {"name": "supernet", "sandwich": 2}}, "evaluator.sandwich", "no largest and smallest"),
         ({"compression": {"channel_ratio": [0.0, 0.5]}}, "compression.channel_ratio", "cannot vary channel_ratio"),
         ({"compression": {"distill_alpha": [0.0, 0.5]}}, "compression.distill_alpha", "trains elastic"),
+        (
+            {
+                "search_space": {"name": "mobilenet"},
+                "evaluator": {"name": "supernet", "sandwich": 1, "sampling": "fair"},
+            },
+            "evaluator.sampling",
+            "uniform with sandwich > 0",
+        ),
+        ({"evaluator": {"name": "supernet", "sampling": "even"}}, "evaluator.sampling", "one of 'uniform', 'fair'"),
         ({"evaluator": {"name": "supernet", "epochs": 0}}, "evaluator.epochs", "epochs >= 1"),
         ({"evaluator": {"name": "supernet", "bn_batches": 0}}, "evaluator.bn_batches", "bn_batches >= 1"),
         ({"evaluator": {"name": "supernet", "finetune_step": 1}}, "evaluator.finetune_step", "finetune_steps"),
@@ -285,3 +294,25 @@ def test_without_elastic_compression_the_supernet_trains_architectures_and_candi
     assert all(r.status == "ok" for r in results), [r.error for r in results]
     assert results[1].metrics["size_kb"] < 0.25 * results[0].metrics["size_kb"]  # 4-bit, half sparse
     assert results[1].measured["training"]["elastic_compression"] is False
+
+
+def test_fair_sampling_trains_every_op_of_every_edge_once_per_step_with_one_update(monkeypatch):
+    """`sampling: fair` (FairNAS): each step runs the paths of `JointSpace.fair_samples` (as many as
+    an edge has ops, every op of every edge in one of them) on one batch, and updates the weights
+    once, from their summed gradients."""
+    from cosearch.search_spaces import supernet as shared
+
+    paths, drawn, updates, real = [], [], [], shared.path_logits
+    monkeypatch.setattr(shared, "path_logits", lambda net, c, x: paths.append(c) or real(net, c, x))
+    real_step, real_fair = torch.optim.Adam.step, JointSpace.fair_samples
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda opt, *a, **k: updates.append(len(paths)) or real_step(opt))
+    monkeypatch.setattr(JointSpace, "fair_samples", lambda joint, rng: drawn.extend(s := real_fair(joint, rng)) or s)
+    checkpoint, _ = evaluator(epochs=1, sampling="fair").train_supernet(JOINT, None)
+    ops = len(SPACE.choices()[0].options)
+    assert len(updates) >= 3 and updates == [ops * (k + 1) for k in range(len(updates))]
+    assert [c.key for c in paths] == [JOINT.decode(s).key for s in drawn]
+    first_step = drawn[:ops]
+    assert all(sorted(s[c.name] for s in first_step) == sorted(c.options) for c in SPACE.choices())
+    candidate = JOINT.decode(JOINT.sample(np.random.default_rng(0)))
+    result = evaluator(epochs=1, supernet=checkpoint, sampling="fair").evaluate(candidate).result
+    assert result.status == "ok" and result.measured["training"]["sampling"] == "fair", result.error
