@@ -35,6 +35,7 @@ COMPRESSION = {"weight_bits": (4, 8, 32), "sparsity": (0.0, 0.25, 0.5, 0.75)}
 CHANNEL_RATIOS: list[tuple[float, ...]] = [(0.0,)]  # --channel-ratios, on spaces whose supernet trains them
 IMAGE_SIZE: list[int | None] = [None]  # --image-size, set in every process (the pool forks after main sets it)
 CIFAR10: list[str | None] = [None]  # --cifar10, likewise
+SUPERNET_SEED: list[int] = [0]  # --supernet-seed: the supernet's training and its candidates' scoring, likewise
 
 
 def task(image_size: int | None, cifar10: str | None) -> dict:
@@ -102,7 +103,7 @@ EVALUATORS: dict[str, object] = {}
 
 def load_supernet(space_name: str, supernet: bytes, epochs: int, extra: dict) -> None:
     """A pool initializer: this process's supernet evaluator, so tasks need not carry the checkpoint."""
-    EVALUATORS["supernet"] = make("supernet", space_name, 0, supernet, epochs, **extra)
+    EVALUATORS["supernet"] = make("supernet", space_name, SUPERNET_SEED[0], supernet, epochs, **extra)
 
 
 def evaluate(args: tuple) -> dict:
@@ -168,6 +169,8 @@ def bench_space(
     space = joint(space_name)
     candidates = random_candidates(space, n)
     trained = {"epochs": epochs, "sandwich": sandwich, "elastic_compression": elastic_compression, "sampling": sampling}
+    if SUPERNET_SEED[0]:  # (seed 0 left out: the settings that name supernets trained before the option)
+        trained["seed"] = SUPERNET_SEED[0]
     checkpoint, supernet_s, info = stored_supernet(supernet_dir, space_name, trained)
     if checkpoint is None:
         start = time.perf_counter()
@@ -223,7 +226,14 @@ def bench_space(
     return {
         "space": {"name": space_name, **SPACES[space_name]},
         "candidates": n,
-        "supernet": {"epochs": epochs, "sandwich": sandwich, "train_s": supernet_s, "losses": info["losses"], **extra},
+        "supernet": {
+            "epochs": epochs,
+            "sandwich": sandwich,
+            "seed": SUPERNET_SEED[0],
+            "train_s": supernet_s,
+            "losses": info["losses"],
+            **extra,
+        },
         "kendall_tau_inherited_vs_standalone": tau,
         "spearman_rho_inherited_vs_standalone": float(np.mean([r["spearman_rho"] for r in inherited])),
         "vs_mean_of_seeds": rank(acc["supernet"], standalone_mean),
@@ -286,14 +296,15 @@ def markdown(summary: dict) -> str:
         "evaluators between candidates, as a run's Ray worker does, and first scores one spare candidate, not "
         "counted (imports, first ONNX sessions, the supernet loaded: once per worker in a run).",
         "",
-        "| space | candidates | supernet epochs | sandwich | sampling | elastic compression | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
+        "| space | candidates | supernet epochs | supernet seed | sandwich | sampling | elastic compression | tau inherited vs standalone | rho | tau seed vs seed (ceiling) "
         "| share of ceiling | mean accuracy: inherited / seed 0 / seed 1 |",
-        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for r in summary["spaces"]:
         m = r["mean_accuracy"]
         lines.append(
-            f"| {r['space']['name']} | {r['candidates']} | {r['supernet']['epochs']} | {r['supernet'].get('sandwich', 0)} "
+            f"| {r['space']['name']} | {r['candidates']} | {r['supernet']['epochs']} | {r['supernet'].get('seed', 0)} "
+            f"| {r['supernet'].get('sandwich', 0)} "
             f"| {r['supernet'].get('sampling', 'uniform')} | {'yes' if r['supernet'].get('elastic_compression', True) else 'no'} "
             f"| {r['kendall_tau_inherited_vs_standalone']:.3f} | {r['spearman_rho_inherited_vs_standalone']:.3f} "
             f"| {r['kendall_tau_seed_vs_seed']:.3f} | {r['tau_share_of_ceiling']:.2f} "
@@ -355,6 +366,10 @@ def main() -> None:
         "--supernet-dir", type=Path,
         help="keep trained supernets here by their settings; a later run with the same ones scores them again",
     )  # fmt: skip
+    parser.add_argument(
+        "--supernet-seed", type=int, default=0,
+        help="the supernet's training seed (and its candidates' BatchNorm batches); the standalone seeds stay 0 and 1",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-size", type=int, help="resize the digits to this square (default: 8x8 as they are)")
     parser.add_argument(
@@ -373,6 +388,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     IMAGE_SIZE[0], CIFAR10[0] = args.image_size, args.cifar10
+    SUPERNET_SEED[0] = args.supernet_seed
     CHANNEL_RATIOS[0] = tuple(float(v) for v in args.channel_ratios.split(","))
     reused = {}
     if args.standalone_from:
