@@ -35,7 +35,7 @@ COMPRESSION = {"weight_bits": (4, 8, 32), "sparsity": (0.0, 0.25, 0.5, 0.75)}
 CHANNEL_RATIOS: list[tuple[float, ...]] = [(0.0,)]  # --channel-ratios, on spaces whose supernet trains them
 IMAGE_SIZE: list[int | None] = [None]  # --image-size, set in every process (the pool forks after main sets it)
 CIFAR10: list[str | None] = [None]  # --cifar10, likewise
-SUPERNET_SEED: list[int] = [0]  # --supernet-seed: the supernet's training and its candidates' scoring, likewise
+SUPERNET_SEED: list[int] = [0]  # of --supernet-seeds, the one benched now: its supernet's training and scoring
 
 
 def task(image_size: int | None, cifar10: str | None) -> dict:
@@ -310,19 +310,38 @@ def markdown(summary: dict) -> str:
             f"| {r['kendall_tau_seed_vs_seed']:.3f} | {r['tau_share_of_ceiling']:.2f} "
             f"| {100 * m['supernet']:.1f} / {100 * m['seed0']:.1f} / {100 * m['seed1']:.1f} % |"
         )
+    by_space: dict[str, list[dict]] = {}
+    for r in summary["spaces"]:
+        by_space.setdefault(r["space"]["name"], []).append(r)
+    if any(len(rows) > 1 for rows in by_space.values()):
+        lines += [
+            "",
+            "Over the supernet seeds (each row above one supernet, scored against the same standalone trainings):",
+            "",
+            "| space | supernet seeds | tau inherited vs standalone: mean +- sd (min) | share of ceiling: mean +- sd (min) |",
+            "|---|---:|---|---|",
+        ]
+        for name, rows in by_space.items():
+            tau = np.array([r["kendall_tau_inherited_vs_standalone"] for r in rows])
+            share = np.array([r["tau_share_of_ceiling"] for r in rows])
+            lines.append(
+                f"| {name} | {len(rows)} | {tau.mean():.3f} +- {tau.std(ddof=1) if len(rows) > 1 else 0:.3f} "
+                f"({tau.min():.3f}) | {share.mean():.2f} +- {share.std(ddof=1) if len(rows) > 1 else 0:.2f} "
+                f"({share.min():.2f}) |"
+            )
     lines += [
         "",
-        "| space | supernet training s | s per candidate: supernet / train | training part: supernet / train | cheaper per candidate |",
-        "|---|---:|---|---|---:|",
+        "| space | supernet seed | supernet training s | s per candidate: supernet / train | training part: supernet / train | cheaper per candidate |",
+        "|---|---:|---:|---|---|---:|",
     ]
     for r in summary["spaces"]:
         s, t = r["s_per_candidate"], r["training_s_per_candidate"]
         train_s = (s["seed0"] + s["seed1"]) / 2
         lines.append(
-            f"| {r['space']['name']} | {r['supernet']['train_s']:.0f} | {s['supernet']:.2f} / {train_s:.2f} "
+            f"| {r['space']['name']} | {r['supernet'].get('seed', 0)} | {r['supernet']['train_s']:.0f} | {s['supernet']:.2f} / {train_s:.2f} "
             f"| {t['supernet']:.2f} / {(t['seed0'] + t['seed1']) / 2:.2f} | {train_s / s['supernet']:.1f}x |"
         )
-    for r in summary["spaces"]:
+    for r in (rows[0] for rows in by_space.values()):  # the standalone side is the first seed's
         timed = r.get("standalone_timed_here", r["candidates"])
         if timed == 0:
             lines.append(
@@ -367,8 +386,9 @@ def main() -> None:
         help="keep trained supernets here by their settings; a later run with the same ones scores them again",
     )  # fmt: skip
     parser.add_argument(
-        "--supernet-seed", type=int, default=0,
-        help="the supernet's training seed (and its candidates' BatchNorm batches); the standalone seeds stay 0 and 1",
+        "--supernet-seeds", default="0",
+        help="comma-separated supernet training seeds (each also draws its candidates' BatchNorm batches), one "
+        "supernet each, scored against the same standalone trainings (seeds 0 and 1)",
     )  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-size", type=int, help="resize the digits to this square (default: 8x8 as they are)")
@@ -388,7 +408,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     IMAGE_SIZE[0], CIFAR10[0] = args.image_size, args.cifar10
-    SUPERNET_SEED[0] = args.supernet_seed
     CHANNEL_RATIOS[0] = tuple(float(v) for v in args.channel_ratios.split(","))
     reused = {}
     if args.standalone_from:
@@ -405,24 +424,28 @@ def main() -> None:
         "command": "python scripts/bench_supernet.py " + " ".join(sys.argv[1:]),
         "workers": args.workers,
         "channel_ratios": list(CHANNEL_RATIOS[0]),
-        "spaces": [
-            bench_space(
+        "spaces": [],
+    }
+    for name in args.spaces.split(","):
+        reuse = reused.get(name)
+        for i, seed in enumerate(int(v) for v in args.supernet_seeds.split(",")):
+            SUPERNET_SEED[0] = seed
+            row = bench_space(
                 name,
                 args.candidates,
                 args.epochs,
                 args.bn_batches,
                 args.finetune_steps,
                 args.workers,
-                reused.get(name),
+                reuse,
                 args.sandwich if joint(name).space.extremes() is not None else 0,
-                args.time_standalone,
+                args.time_standalone if i == 0 else 0,
                 not args.no_elastic_compression,
                 args.sampling,
                 args.supernet_dir,
             )
-            for name in args.spaces.split(",")
-        ],
-    }
+            summary["spaces"].append(row)
+            reuse = reuse or row  # later seeds' supernets are scored against the same standalone trainings
     print(markdown(summary))
     if args.out:
         args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
