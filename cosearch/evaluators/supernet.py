@@ -2,8 +2,10 @@
 
 The supernet trains once (single path: each step samples a joint candidate, architecture and
 compression, and runs its path with its weights as the elastic techniques compress them; with
-`elastic_compression: false` its architecture alone, uncompressed), an epoch at a time so that
-the run stores a checkpoint after each. On an elastic space (one with a
+`elastic_compression: false` its architecture alone, uncompressed; with `sampling: fair`,
+FairNAS's strict fairness: as many paths as a decision has options, every option of every
+decision in one of them, on one batch, one update), an epoch at a time so that the run stores a
+checkpoint after each. On an elastic space (one with a
 largest and a smallest architecture) `sandwich: N` trains, every step, the largest subnet at the
 mildest compression on the labels and the smallest at the harshest plus N random ones on the
 largest's answers (BigNAS's sandwich rule with in-place distillation). A candidate is then its
