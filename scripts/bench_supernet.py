@@ -331,14 +331,17 @@ def markdown(summary: dict) -> str:
             )
     lines += [
         "",
-        "| space | supernet seed | supernet training s | s per candidate: supernet / train | training part: supernet / train | cheaper per candidate |",
-        "|---|---:|---:|---|---|---:|",
+        "| space | supernet training s | s per candidate: supernet / train | training part: supernet / train | cheaper per candidate |",
+        "|---|---:|---|---|---:|",
     ]
-    for r in summary["spaces"]:
+    for rows in by_space.values():  # per candidate, the first seed's supernet: it is timed beside standalone training
+        r = rows[0]
         s, t = r["s_per_candidate"], r["training_s_per_candidate"]
         train_s = (s["seed0"] + s["seed1"]) / 2
+        trained = ", ".join(f"{row['supernet']['train_s']:.0f}" for row in rows)
+        seeds = f" (seeds {', '.join(str(row['supernet'].get('seed', 0)) for row in rows)})" if len(rows) > 1 else ""
         lines.append(
-            f"| {r['space']['name']} | {r['supernet'].get('seed', 0)} | {r['supernet']['train_s']:.0f} | {s['supernet']:.2f} / {train_s:.2f} "
+            f"| {r['space']['name']} | {trained}{seeds} | {s['supernet']:.2f} / {train_s:.2f} "
             f"| {t['supernet']:.2f} / {(t['seed0'] + t['seed1']) / 2:.2f} | {train_s / s['supernet']:.1f}x |"
         )
     for r in (rows[0] for rows in by_space.values()):  # the standalone side is the first seed's
