@@ -316,18 +316,30 @@ def markdown(summary: dict) -> str:
     if any(len(rows) > 1 for rows in by_space.values()):
         lines += [
             "",
-            "Over the supernet seeds (each row above one supernet, scored against the same standalone trainings):",
+            "Over the supernet seeds (each row above one supernet, scored against the same standalone trainings); "
+            "supernet vs supernet: the tau between two supernets' inherited accuracies (per pair), to set beside the "
+            "seed-to-seed ceiling; their mean: the ranking of the candidates' inherited accuracy averaged over the "
+            "supernets (an ensemble, at their summed cost):",
             "",
-            "| space | supernet seeds | tau inherited vs standalone: mean +- sd (min) | share of ceiling: mean +- sd (min) |",
-            "|---|---:|---|---|",
+            "| space | supernet seeds | tau inherited vs standalone: mean +- sd (min) | share of ceiling: mean +- sd (min) "
+            "| supernet vs supernet tau | their mean: tau, share |",
+            "|---|---:|---|---|---|---|",
         ]
         for name, rows in by_space.items():
+            if len(rows) < 2:
+                continue
             tau = np.array([r["kendall_tau_inherited_vs_standalone"] for r in rows])
             share = np.array([r["tau_share_of_ceiling"] for r in rows])
+            inherited = [[c["supernet"] for c in r["per_candidate"]] for r in rows]
+            pairs = [rank(a, b)["kendall_tau"] for i, a in enumerate(inherited) for b in inherited[i + 1 :]]
+            first = rows[0]["per_candidate"]
+            mean = np.mean(inherited, axis=0).tolist()
+            ensemble = np.mean([rank(mean, [c[seed] for c in first])["kendall_tau"] for seed in ("seed0", "seed1")])
             lines.append(
-                f"| {name} | {len(rows)} | {tau.mean():.3f} +- {tau.std(ddof=1) if len(rows) > 1 else 0:.3f} "
-                f"({tau.min():.3f}) | {share.mean():.2f} +- {share.std(ddof=1) if len(rows) > 1 else 0:.2f} "
-                f"({share.min():.2f}) |"
+                f"| {name} | {len(rows)} | {tau.mean():.3f} +- {tau.std(ddof=1):.3f} ({tau.min():.3f}) "
+                f"| {share.mean():.2f} +- {share.std(ddof=1):.2f} ({share.min():.2f}) "
+                f"| {', '.join(f'{p:.2f}' for p in pairs)} "
+                f"| {ensemble:.3f}, {ensemble / rows[0]['kendall_tau_seed_vs_seed']:.2f} |"
             )
     lines += [
         "",
