@@ -171,12 +171,13 @@ def bench_space(
     trained = {"epochs": epochs, "sandwich": sandwich, "elastic_compression": elastic_compression, "sampling": sampling}
     if SUPERNET_SEED[0]:  # (seed 0 left out: the settings that name supernets trained before the option)
         trained["seed"] = SUPERNET_SEED[0]
-    checkpoint, supernet_s, info = stored_supernet(supernet_dir, space_name, trained)
+    kept_at = _supernet_file(supernet_dir, space_name, trained) if supernet_dir is not None else None
+    checkpoint, supernet_s, info = stored_supernet(kept_at, space_name)
     if checkpoint is None:
         start = time.perf_counter()
         checkpoint, info = make("supernet", space_name, **trained).train_supernet(space, None, epochs=epochs)
         supernet_s = time.perf_counter() - start
-        store_supernet(supernet_dir, space_name, trained, checkpoint, supernet_s, info)
+        store_supernet(kept_at, checkpoint, supernet_s, info)
     print(f"{space_name}: supernet {epochs} epochs in {supernet_s:.0f} s, losses {info['losses'][::10]}", flush=True)
     extra = {
         "bn_batches": bn_batches,
@@ -257,19 +258,18 @@ def _supernet_file(supernet_dir: Path, space_name: str, trained: dict) -> Path:
     return supernet_dir / f"{space_name}-{digest}.pt"
 
 
-def stored_supernet(supernet_dir: Path | None, space_name: str, trained: dict) -> tuple:
-    """(checkpoint, training seconds, info) of a supernet kept in `supernet_dir`; Nones if none is."""
-    if supernet_dir is None or not (path := _supernet_file(supernet_dir, space_name, trained)).exists():
+def stored_supernet(path: Path | None, space_name: str) -> tuple:
+    """(checkpoint, training seconds, info) of the supernet kept at `path`; Nones if none is."""
+    if path is None or not path.exists():
         return None, None, None
     kept = json.loads(path.with_suffix(".json").read_text())
     print(f"{space_name}: the supernet trained by an earlier run, {path}", flush=True)
     return path.read_bytes(), kept["train_s"], kept["info"]
 
 
-def store_supernet(supernet_dir: Path | None, space_name: str, trained: dict, checkpoint, train_s, info) -> None:
-    if supernet_dir is not None:
-        supernet_dir.mkdir(parents=True, exist_ok=True)
-        path = _supernet_file(supernet_dir, space_name, trained)
+def store_supernet(path: Path | None, checkpoint: bytes, train_s: float, info: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(checkpoint)
         path.with_suffix(".json").write_text(json.dumps({"train_s": train_s, "info": info}))
 
